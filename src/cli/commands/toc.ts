@@ -1,0 +1,20 @@
+import { InvalidArgumentError } from '../../errors.js'
+import { EstargzReader } from '../../estargz/reader.js'
+import { parseArgs } from '../args.js'
+import { blobFlagSpec, openBlob } from '../blob-args.js'
+
+export const summary = 'print the TOC (stargz.index.json) of an eStargz blob'
+
+export async function run(argv: string[]): Promise<number> {
+  const args = parseArgs(argv, blobFlagSpec)
+  const [blob, ...extra] = args.positionals
+  if (blob === undefined || extra.length > 0) throw new InvalidArgumentError('usage: stargz toc BLOB [--toc-digest sha256:...]')
+  const opened = await openBlob(blob, args)
+  try {
+    const reader = await EstargzReader.open(opened.source, opened.tocDigest === undefined ? {} : { tocDigest: opened.tocDigest })
+    process.stdout.write(JSON.stringify({ version: reader.toc.version, entries: reader.toc.entries }, null, 2) + '\n')
+    return 0
+  } finally {
+    await opened.close()
+  }
+}

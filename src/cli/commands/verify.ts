@@ -1,0 +1,35 @@
+import { InvalidArgumentError } from '../../errors.js'
+import { EstargzReader } from '../../estargz/reader.js'
+import { flagBool, parseArgs } from '../args.js'
+import { blobFlagSpec, openBlob } from '../blob-args.js'
+
+export const summary = 'check the TOC and every chunk of an eStargz blob (exit 0 only if all verify)'
+
+export async function run(argv: string[]): Promise<number> {
+  const args = parseArgs(argv, { values: [...blobFlagSpec.values], booleans: [...blobFlagSpec.booleans, 'allow-unverified'] })
+  const [blob, ...extra] = args.positionals
+  if (blob === undefined || extra.length > 0) throw new InvalidArgumentError('usage: stargz verify BLOB [--toc-digest sha256:...]')
+  const opened = await openBlob(blob, args)
+  try {
+    const reader = await EstargzReader.open(opened.source, opened.tocDigest === undefined ? {} : { tocDigest: opened.tocDigest })
+    const r = await reader.verifyAll()
+    const out = {
+      tocDigest: reader.tocDigest,
+      tocDigestVerified: opened.tocDigest !== undefined,
+      footer: reader.footer.kind,
+      entries: reader.toc.entries.length,
+      files: r.files,
+      chunks: r.chunks,
+      bytes: r.bytes,
+      unverifiedChunks: r.unverified,
+    }
+    process.stdout.write(JSON.stringify(out) + '\n')
+    if (r.unverified > 0 && !flagBool(args, 'allow-unverified')) {
+      process.stderr.write(`stargz: ${r.unverified} chunk(s) have no digest in the TOC and could not be verified\n`)
+      return 1
+    }
+    return 0
+  } finally {
+    await opened.close()
+  }
+}

@@ -1,0 +1,223 @@
+import { LimitError, TocError } from '../errors.js'
+import { DEFAULT_TOC_LIMITS, type FooterKind, type Toc, type TocEntry, type TocEntryType, type TocLimits } from './types.js'
+
+const TYPES: ReadonlySet<string> = new Set<TocEntryType>(['dir', 'reg', 'symlink', 'hardlink', 'char', 'block', 'fifo', 'chunk'])
+const DIGEST_RE = /^sha256:[0-9a-f]{64}$/
+const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/
+const UINT32_MAX = 0xffff_ffff
+
+/**
+ * Normalise a TOC name the way tar extraction would see it: strip "./" and trailing "/",
+ * collapse "//" and "." components. Absolute names, ".." components and NUL bytes are refused:
+ * a name must never point outside the layer.
+ */
+export function normaliseName(raw: string, maxBytes: number): string {
+  if (raw.includes('\0')) throw new TocError('name-nul', 'name contains a NUL byte', raw)
+  if (Buffer.byteLength(raw) > maxBytes) throw new TocError('name-length', `name longer than ${maxBytes} bytes`, raw)
+  if (raw.startsWith('/')) throw new TocError('name-absolute', 'name is absolute', raw)
+  const parts: string[] = []
+  for (const p of raw.split('/')) {
+    if (p === '' || p === '.') continue
+    if (p === '..') throw new TocError('name-dotdot', 'name has a ".." component', raw)
+    parts.push(p)
+  }
+  return parts.join('/')
+}
+
+function fail(rule: string, msg: string, name: string): never {
+  throw new TocError(rule, msg, name)
+}
+
+function checkUint(e: Record<string, unknown>, field: string, name: string, max = Number.MAX_SAFE_INTEGER): number | undefined {
+  const v = e[field]
+  if (v === undefined || v === null) return undefined
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0 || v > max) {
+    fail('field-type', `${field} must be an integer in [0, ${max}], got ${JSON.stringify(v)}`, name)
+  }
+  return v
+}
+
+function checkString(e: Record<string, unknown>, field: string, name: string): string | undefined {
+  const v = e[field]
+  if (v === undefined || v === null) return undefined
+  if (typeof v !== 'string') fail('field-type', `${field} must be a string`, name)
+  return v
+}
+
+/** One entry, parsed from untrusted JSON into a TocEntry with a normalised name. */
+function parseEntry(raw: unknown, index: number, limits: TocLimits): TocEntry {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new TocError('entry-object', `entry #${index} is not an object`)
+  }
+  const e = raw as Record<string, unknown>
+  if (typeof e.name !== 'string') throw new TocError('name-required', `entry #${index} has no string name`)
+  const rawName = e.name
+  const type = e.type
+  if (typeof type !== 'string' || !TYPES.has(type)) fail('type', `unknown type ${JSON.stringify(type)}`, rawName)
+  const name = normaliseName(rawName, limits.maxNameBytes)
+  if (name === '' && type !== 'dir') fail('name-empty', 'only the root directory may have an empty name', rawName)
+  const out: TocEntry = { name, type: type as TocEntryType }
+  const size = checkUint(e, 'size', rawName, limits.maxFileSize)
+  if (size !== undefined) out.size = size
+  const modtime = checkString(e, 'modtime', rawName)
+  if (modtime !== undefined && modtime !== '') {
+    if (Number.isNaN(Date.parse(modtime))) fail('modtime', `modtime ${JSON.stringify(modtime)} is not RFC 3339`, rawName)
+    out.modtime = modtime
+  }
+  const linkName = checkString(e, 'linkName', rawName)
+  if (linkName !== undefined && linkName !== '') out.linkName = linkName
+  const mode = checkUint(e, 'mode', rawName, 0o7777777)
+  if (mode !== undefined) out.mode = mode
+  const uid = checkUint(e, 'uid', rawName, UINT32_MAX)
+  if (uid !== undefined) out.uid = uid
+  const gid = checkUint(e, 'gid', rawName, UINT32_MAX)
+  if (gid !== undefined) out.gid = gid
+  const userName = checkString(e, 'userName', rawName)
+  if (userName) out.userName = userName
+  const groupName = checkString(e, 'groupName', rawName)
+  if (groupName) out.groupName = groupName
+  const devMajor = checkUint(e, 'devMajor', rawName, UINT32_MAX)
+  if (devMajor !== undefined) out.devMajor = devMajor
+  const devMinor = checkUint(e, 'devMinor', rawName, UINT32_MAX)
+  if (devMinor !== undefined) out.devMinor = devMinor
+  const digest = checkString(e, 'digest', rawName)
+  if (digest !== undefined && digest !== '') {
+    if (!DIGEST_RE.test(digest)) fail('digest-format', `digest ${JSON.stringify(digest)} is not sha256:<64 hex>`, rawName)
+    out.digest = digest
+  }
+  const chunkDigest = checkString(e, 'chunkDigest', rawName)
+  if (chunkDigest !== undefined && chunkDigest !== '') {
+    if (!DIGEST_RE.test(chunkDigest)) fail('digest-format', `chunkDigest ${JSON.stringify(chunkDigest)} is not sha256:<64 hex>`, rawName)
+    out.chunkDigest = chunkDigest
+  }
+  const offset = checkUint(e, 'offset', rawName)
+  if (offset !== undefined) out.offset = offset
+  const chunkOffset = checkUint(e, 'chunkOffset', rawName, limits.maxFileSize)
+  if (chunkOffset !== undefined) out.chunkOffset = chunkOffset
+  const chunkSize = checkUint(e, 'chunkSize', rawName, limits.maxFileSize)
+  if (chunkSize !== undefined) out.chunkSize = chunkSize
+  const innerOffset = checkUint(e, 'innerOffset', rawName)
+  if (innerOffset !== undefined) out.innerOffset = innerOffset
+  if (e.xattrs !== undefined && e.xattrs !== null) {
+    if (typeof e.xattrs !== 'object' || Array.isArray(e.xattrs)) fail('xattrs', 'xattrs must be an object', rawName)
+    const xs = e.xattrs as Record<string, unknown>
+    const keys = Object.keys(xs)
+    if (keys.length > limits.maxXattrs) fail('xattrs', `more than ${limits.maxXattrs} xattrs`, rawName)
+    let bytes = 0
+    const xattrs: Record<string, string> = {}
+    for (const k of keys) {
+      const v = xs[k]
+      if (typeof v !== 'string' || !BASE64_RE.test(v) || v.length % 4 !== 0) fail('xattrs', `xattr ${JSON.stringify(k)} is not base64`, rawName)
+      if (k === '' || k.includes('\0')) fail('xattrs', 'xattr name is empty or has a NUL byte', rawName)
+      bytes += k.length + v.length
+      xattrs[k] = v
+    }
+    if (bytes > limits.maxXattrBytes) fail('xattrs', `xattrs larger than ${limits.maxXattrBytes} bytes`, rawName)
+    if (keys.length > 0) out.xattrs = xattrs
+  }
+  return out
+}
+
+export interface ValidateOptions {
+  /** Payload must lie before this compressed offset (the TOC's own offset). */
+  tocOffset: number
+  footerKind: FooterKind
+  limits?: Partial<TocLimits>
+}
+
+/**
+ * Parse and validate a TOC from untrusted JSON. Returns a TOC whose names are normalised and
+ * whose chunk layout is known to be consistent; throws TocError naming the entry and the rule.
+ *
+ * Rules beyond field types:
+ * - payload offsets lie in [0, tocOffset) and strictly increase in TOC order (each payload starts
+ *   its own gzip member, written in order);
+ * - a regular file with size > 0 has an offset; its chunks ("chunk" entries, same name) follow it
+ *   directly and are contiguous, covering [0, size) exactly;
+ * - eStargz (non-legacy) chunks carry a chunkDigest;
+ * - hardlink targets exist and are not directories; symlinks have a target;
+ * - no name appears twice (chunks aside).
+ */
+export function validateToc(json: unknown, opts: ValidateOptions): Toc {
+  const limits: TocLimits = { ...DEFAULT_TOC_LIMITS, ...opts.limits }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new TocError('toc-object', 'TOC is not a JSON object')
+  const t = json as Record<string, unknown>
+  if (t.version !== 1) throw new TocError('version', `unsupported TOC version ${JSON.stringify(t.version)} (want 1)`)
+  if (!Array.isArray(t.entries)) throw new TocError('entries', 'TOC has no entries array')
+  if (t.entries.length > limits.maxEntries) throw new LimitError(`TOC has ${t.entries.length} entries, more than the limit ${limits.maxEntries}`)
+
+  const entries: TocEntry[] = new Array(t.entries.length)
+  const seen = new Map<string, TocEntry>()
+  let lastOffset = -1
+  // The file whose chunks we expect next, and where the next chunk must start.
+  let open: { entry: TocEntry; next: number; size: number; openEnded: boolean } | undefined
+
+  const closeOpen = (): void => {
+    if (!open) return
+    if (!open.openEnded && open.next !== open.size) {
+      fail('chunk-coverage', `chunks cover ${open.next} of ${open.size} bytes`, open.entry.name)
+    }
+    open = undefined
+  }
+
+  for (let i = 0; i < t.entries.length; i++) {
+    const e = parseEntry(t.entries[i], i, limits)
+    entries[i] = e
+    if (e.type !== 'chunk') closeOpen()
+    else if (!open || open.entry.name !== e.name) fail('chunk-orphan', 'chunk does not follow its regular file', e.name)
+
+    if (e.offset !== undefined && (e.type === 'reg' || e.type === 'chunk') && (e.type === 'chunk' || (e.size ?? 0) > 0)) {
+      if (e.offset >= opts.tocOffset) fail('offset-range', `offset ${e.offset} is not before the TOC at ${opts.tocOffset}`, e.name)
+      if (e.offset <= lastOffset) fail('offset-order', `offset ${e.offset} does not increase (previous payload at ${lastOffset})`, e.name)
+      lastOffset = e.offset
+    }
+
+    switch (e.type) {
+      case 'reg': {
+        const size = e.size ?? 0
+        if (size > 0) {
+          if (e.offset === undefined) fail('offset-required', 'regular file with data has no offset', e.name)
+          if ((e.chunkOffset ?? 0) !== 0) fail('chunk-contiguous', `first chunk starts at ${e.chunkOffset}, not 0`, e.name)
+          const cs = e.chunkSize ?? 0
+          if (cs > size) fail('chunk-coverage', `chunkSize ${cs} exceeds file size ${size}`, e.name)
+          if (opts.footerKind === 'estargz' && e.chunkDigest === undefined) fail('chunk-digest-required', 'chunk has no chunkDigest', e.name)
+          open = { entry: e, size, next: cs === 0 ? size : cs, openEnded: false }
+        }
+        break
+      }
+      case 'chunk': {
+        if (!open) fail('chunk-orphan', 'chunk does not follow its regular file', e.name)
+        if (e.offset === undefined) fail('offset-required', 'chunk has no offset', e.name)
+        if ((e.chunkOffset ?? 0) !== open.next) fail('chunk-contiguous', `chunk starts at ${e.chunkOffset ?? 0}, expected ${open.next}`, e.name)
+        if (open.next >= open.size) fail('chunk-coverage', `chunk at ${open.next} is past the end of the file (${open.size} bytes)`, e.name)
+        const cs = e.chunkSize ?? 0
+        const end = cs === 0 ? open.size : open.next + cs
+        if (end > open.size) fail('chunk-coverage', `chunk [${open.next}, ${end}) runs past the file size ${open.size}`, e.name)
+        if (opts.footerKind === 'estargz' && e.chunkDigest === undefined) fail('chunk-digest-required', 'chunk has no chunkDigest', e.name)
+        open.next = end
+        continue // chunks are not names of their own
+      }
+      case 'symlink':
+        if (e.linkName === undefined) fail('symlink-target', 'symlink has no linkName', e.name)
+        break
+      case 'hardlink':
+        if (e.linkName === undefined) fail('hardlink-target', 'hardlink has no linkName', e.name)
+        break
+      default:
+        break
+    }
+    if (seen.has(e.name)) fail('duplicate-name', 'name appears more than once', e.name)
+    seen.set(e.name, e)
+  }
+  closeOpen()
+
+  for (const e of entries) {
+    if (e.type !== 'hardlink') continue
+    const target = normaliseName(e.linkName as string, limits.maxNameBytes)
+    const te = seen.get(target)
+    if (!te) fail('hardlink-target', `hardlink target ${JSON.stringify(e.linkName)} is not in the TOC`, e.name)
+    if (te.type === 'dir' || te.type === 'hardlink') fail('hardlink-target', `hardlink target ${JSON.stringify(e.linkName)} is a ${te.type}`, e.name)
+    e.linkName = target
+  }
+  return { version: 1, entries }
+}
