@@ -1,0 +1,31 @@
+import type { TocIndex } from '../estargz/toc-index.js'
+import type { TocEntry } from '../estargz/types.js'
+
+/** What the reference exposes in /.stargz-snapshotter/<digest>.json inside a layer mount. */
+export interface LayerState {
+  digest: string
+  size: number
+  fetchedSize: number
+  fetchedPercent: number
+}
+
+/**
+ * A resolved eStargz layer, ready to serve file reads: TOC index + a reader that fetches,
+ * inflates, verifies and caches chunks. The FUSE adapter (src/fuse) depends only on this.
+ */
+export interface Layer {
+  /** Compressed layer digest ("sha256:..."). */
+  readonly digest: string
+  readonly tocDigest: string
+  readonly index: TocIndex
+  /**
+   * Read [offset, offset+length) of the regular file `name` (TOC name; hardlinks resolved by the
+   * layer), clamped to the file size. Rejects with a StargzError on fetch or verify failure.
+   */
+  read(name: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer>
+  state(): LayerState
+  /** Called by the filesystem on the first access of each file (for `stargz optimize`). */
+  onFirstAccess?: (entry: TocEntry) => void
+  /** Drop this holder's reference; resources go when the last one is released. */
+  close(): Promise<void>
+}
