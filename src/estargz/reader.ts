@@ -1,4 +1,5 @@
-import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.js'
+import { ChunkDigestError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.js'
+import { sha256Digest } from './toc-read.js'
 import { zlibChunkDecoder, type ChunkDecoder } from './chunk-decoder.js'
 import { TocIndex, type ChunkRef } from './toc-index.js'
 import { loadToc, type LoadTocOptions } from './toc-read.js'
@@ -72,6 +73,7 @@ export class EstargzReader {
     const end = Math.min(size, length === undefined ? size : offset + length)
     if (offset >= end) return Buffer.alloc(0)
     const refs = this.index.chunksInRange(e.name, offset, end - offset)
+    if (refs.some((r) => r.digest === undefined)) return this.readWholeVerified(e, offset, end, signal)
     const first = refs[0]
     const last = refs[refs.length - 1]
     if (!first || !last) return Buffer.alloc(0)
@@ -82,11 +84,32 @@ export class EstargzReader {
   }
 
   /**
+   * Legacy (CRFS) TOCs carry no per-chunk digests, only the whole-file digest: fetch the whole
+   * file and check that digest before serving any part of it.
+   */
+  private async readWholeVerified(e: TocEntry, offset: number, end: number, signal?: AbortSignal): Promise<Buffer> {
+    const refs = this.index.chunks(e.name)
+    const first = refs[0]
+    const last = refs[refs.length - 1]
+    if (!first || !last) return Buffer.alloc(0)
+    if (e.digest === undefined) this.checkVerifiable(first)
+    const span = await this.source.read(first.compressedOffset, last.compressedEnd - first.compressedOffset, signal)
+    const parts = await Promise.all(refs.map((r) => this.decoder.decode(span.subarray(r.compressedOffset - first.compressedOffset, r.compressedEnd - first.compressedOffset), r, signal)))
+    const whole = Buffer.concat(parts)
+    if (e.digest !== undefined) {
+      const actual = sha256Digest(whole)
+      if (actual !== e.digest) throw new ChunkDigestError(e.name, 0, e.digest, actual)
+    }
+    return whole.subarray(offset, end)
+  }
+
+  /**
    * Fetch every payload member and check every chunk against its digest. Throws the first
    * mismatch (ChunkDigestError) after in-flight work settles.
    */
   async verifyAll(opts: { concurrency?: number; spanBytes?: number; signal?: AbortSignal } = {}): Promise<VerifyReport> {
     const report: VerifyReport = { files: 0, chunks: 0, bytes: 0, unverified: 0 }
+    const wholeFiles = new Set<string>()
     const spanBytes = opts.spanBytes ?? 8 * 1024 * 1024
     const payloads = this.index.payloads
     const groups: ChunkRef[][] = []
@@ -106,7 +129,7 @@ export class EstargzReader {
         const start = (g[0] as ChunkRef).compressedOffset
         const span = await this.source.read(start, (g[g.length - 1] as ChunkRef).compressedEnd - start, opts.signal)
         for (const r of g) {
-          if (r.digest === undefined) report.unverified++
+          if (r.digest === undefined) { wholeFiles.add(r.name); continue }
           const member = span.subarray(r.compressedOffset - start, r.compressedEnd - start)
           const data = await this.decoder.decode(member, r, opts.signal)
           report.chunks++
@@ -116,6 +139,15 @@ export class EstargzReader {
       }
     }
     await Promise.all(Array.from({ length: Math.min(concurrency, groups.length) }, worker))
+    for (const name of wholeFiles) {
+      const e = this.index.entries.get(name)
+      const refs = this.index.chunks(name)
+      if (!e || e.digest === undefined) { report.unverified += refs.length; continue }
+      const data = await this.readWholeVerified(e, 0, e.size ?? 0, opts.signal)
+      report.files++
+      report.chunks += refs.length
+      report.bytes += data.length
+    }
     return report
   }
 

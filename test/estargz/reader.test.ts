@@ -133,13 +133,28 @@ t.test('limits bound what a TOC may claim', async (t) => {
   await t.rejects(EstargzReader.open(new BufferSource(m.blob), { limits: { maxTocBytes: 100 } }), { code: 'ERR_LIMIT_EXCEEDED' })
 })
 
-t.test('legacy multi-chunk file without chunk digests is refused unless allowed', async (t) => {
-  const m = buildMiniEstargz([{ name: 'big', data: big, chunkSize: 100_000 }], {
+t.test('legacy multi-chunk files are verified against the whole-file digest', async (t) => {
+  const noChunkDigests = (toc: { entries: Array<Record<string, unknown>> }): void => { for (const e of toc.entries) delete e.chunkDigest }
+  const m = buildMiniEstargz([{ name: 'big', data: big, chunkSize: 100_000 }], { legacy: true, mutateToc: noChunkDigests })
+  const src = new BufferSource(m.blob)
+  const r = await EstargzReader.open(src)
+  t.same(await r.readFile('big', 150_000, 10), big.subarray(150_000, 150_010), 'partial read served after whole-file check')
+  t.match(await r.verifyAll(), { files: 1, chunks: 3, unverified: 0 })
+
+  const lying = buildMiniEstargz([{ name: 'big', data: big, chunkSize: 100_000 }], {
     legacy: true,
-    mutateToc: (toc) => { for (const e of toc.entries) delete e.chunkDigest },
+    mutateToc: (toc) => { noChunkDigests(toc); toc.entries[0]!.digest = 'sha256:' + 'b'.repeat(64) },
   })
-  const r = await EstargzReader.open(new BufferSource(m.blob))
-  await t.rejects(r.readFile('big', 0, 10), { code: 'ERR_FAILED_PRECONDITION' })
-  const r2 = await EstargzReader.open(new BufferSource(m.blob), { allowUnverified: true })
-  t.same(await r2.readFile('big'), big)
+  const r1 = await EstargzReader.open(new BufferSource(lying.blob))
+  await t.rejects(r1.readFile('big', 0, 10), { code: 'ERR_CHUNK_DIGEST_MISMATCH' })
+
+  const bare = buildMiniEstargz([{ name: 'big', data: big, chunkSize: 100_000 }], {
+    legacy: true,
+    mutateToc: (toc) => { noChunkDigests(toc); delete toc.entries[0]!.digest },
+  })
+  const r2 = await EstargzReader.open(new BufferSource(bare.blob))
+  await t.rejects(r2.readFile('big', 0, 10), { code: 'ERR_FAILED_PRECONDITION' })
+  t.match(await r2.verifyAll(), { unverified: 3 })
+  const r3 = await EstargzReader.open(new BufferSource(bare.blob), { allowUnverified: true })
+  t.same(await r3.readFile('big'), big)
 })
