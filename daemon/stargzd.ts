@@ -1,0 +1,112 @@
+#!/usr/bin/env node
+/**
+ * stargzd: containerd proxy snapshotter with lazy eStargz mounts.
+ *
+ * Start-up: config → logger → metrics → FileSystem (./filesystem-factory.ts) → snapshotter (open
+ * store, restore remote mounts, sweep orphans) → gRPC on the unix socket → systemd readiness.
+ * SIGTERM/SIGINT: stop accepting calls, let in-flight ones finish, unmount, close the store, exit 0.
+ */
+import { loadConfig } from '../src/config/load.js'
+import { errorMessage } from '../src/errors.js'
+import { startSnapshotServer, type SnapshotServer } from '../src/grpc/server.js'
+import { createRootLogger } from '../src/log/logger.js'
+import { NO_METRICS, type MetricsHooks } from '../src/metrics/hooks.js'
+import { createMetrics } from '../src/metrics/metrics.js'
+import { startMetricsServer, type MetricsServer } from '../src/metrics/server.js'
+import { Snapshotter } from '../src/snapshot/snapshotter.js'
+import { USAGE, parseArgs } from './args.js'
+import { createFileSystem, type FileSystemHandle } from './filesystem-factory.js'
+import { notifyReady, notifyStopping } from './systemd.js'
+
+async function main(argv: readonly string[]): Promise<number> {
+  let args
+  try {
+    args = parseArgs(argv)
+  } catch (e) {
+    process.stderr.write(`stargzd: ${errorMessage(e)}\n`)
+    return 2
+  }
+  if (args.help) {
+    process.stdout.write(`${USAGE}\n`)
+    return 0
+  }
+  let cfg
+  try {
+    cfg = await loadConfig(args.config, args.overrides)
+  } catch (e) {
+    process.stderr.write(`stargzd: ${errorMessage(e)}\n`)
+    return 2
+  }
+  const root = createRootLogger({ level: cfg.log_level })
+  const log = root.child({ component: 'daemon' })
+
+  // Owned resources, released in reverse order of acquisition.
+  let metricsServer: MetricsServer | undefined
+  let fsHandle: FileSystemHandle | undefined
+  let snapshotter: Snapshotter | undefined
+  let server: SnapshotServer | undefined
+  const release = async (): Promise<void> => {
+    await server?.close({ graceMs: cfg.shutdown_timeout_sec * 1000 }).catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing gRPC server'))
+    await snapshotter?.close().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing snapshotter'))
+    await fsHandle?.close().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing filesystem'))
+    await metricsServer?.close().catch(() => undefined)
+  }
+
+  let stopping: Promise<void> | undefined
+  const stop = (signal: string): void => {
+    if (stopping) return
+    log.info({ signal }, 'shutting down')
+    notifyStopping()
+    stopping = release().then(() => {
+      log.info('stopped')
+      process.exit(0)
+    })
+  }
+  process.on('SIGTERM', () => stop('SIGTERM'))
+  process.on('SIGINT', () => stop('SIGINT'))
+
+  try {
+    let hooks: MetricsHooks = NO_METRICS
+    if (!cfg.no_prometheus) {
+      const m = createMetrics()
+      hooks = m.hooks
+      if (cfg.metrics_address !== '') {
+        metricsServer = await startMetricsServer(cfg.metrics_address, m.registry)
+        log.info({ address: metricsServer.address }, 'metrics endpoint listening')
+      }
+    }
+    fsHandle = await createFileSystem(cfg, root.child({ component: 'fs' }), hooks)
+    if (!fsHandle.lazy) log.warn('lazy mounts are unavailable: every layer falls back to a normal snapshot (download + unpack)')
+    snapshotter = await Snapshotter.open({
+      root: cfg.root,
+      fs: fsHandle.fs,
+      log: root.child({ component: 'snapshot' }),
+      metrics: hooks,
+      mountTimeoutMs: cfg.mount_timeout_sec * 1000,
+    })
+    const report = await snapshotter.restore()
+    log.info({ restored: report.restored.length, failed: report.failed.length, staleMounts: report.staleMounts }, 'restored remote snapshots')
+    if (stopping) return 0
+    server = await startSnapshotServer({ address: cfg.address, snapshotter, log: root.child({ component: 'grpc' }) })
+    const how = await notifyReady().catch((e: unknown) => {
+      log.warn({ err: errorMessage(e) }, 'systemd readiness notification failed')
+      return 'failed'
+    })
+    log.info({ address: cfg.address, root: cfg.root, systemd: how }, 'ready')
+    return -1 // keep running until a signal
+  } catch (e) {
+    log.fatal({ err: errorMessage(e) }, 'start-up failed')
+    await release()
+    return 1
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exit(code)
+  },
+  (e: unknown) => {
+    process.stderr.write(`stargzd: ${errorMessage(e)}\n`)
+    process.exit(1)
+  },
+)

@@ -1,0 +1,416 @@
+/**
+ * containerd snapshotter semantics (containerd's overlay snapshotter + snapshots/storage) over the
+ * SQLite metadata store, with remote snapshots through a FileSystem (the reference's
+ * snapshot/snapshot.go flow):
+ *
+ *   Prepare(key, parent, labels{snapshot.ref: chainID, stargz or CRI layer labels})
+ *     → create active snapshot → FileSystem.mount(<id>/fs) under a deadline
+ *     → ok:   commit it as chainID with label containerd.io/snapshot/remote, answer AlreadyExists
+ *             (containerd then lists/stats chainID and skips download + unpack)
+ *     → fail: log remote-snapshot-fallback, answer the active snapshot's mounts (normal unpack)
+ *
+ * Never does synchronous filesystem calls on snapshot dirs that may be FUSE mounts served by this
+ * very process: that would deadlock the event loop that answers the FUSE requests.
+ */
+import { mkdir, readdir, rm, stat, lchown } from 'node:fs/promises'
+import { renameSync } from 'node:fs'
+import { basename, join } from 'node:path'
+import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, UnavailableError, errorMessage, isStargzError } from '../errors.js'
+import type { Logger } from '../log/logger.js'
+import { NO_METRICS, type MetricsHooks } from '../metrics/hooks.js'
+import { MetaStore } from '../store/metastore.js'
+import {
+  allIds, commitSnapshot, deleteSnapshot, findByKey, insertSnapshot, listRecords, parentChain, resolve, writeLabels,
+  type SnapshotRecord,
+} from '../store/snapshot-records.js'
+import { diskUsage } from './disk-usage.js'
+import type { FileSystem, RemoteLayerInfo } from './filesystem.js'
+import { parseFilters, type Adaptor } from './filter.js'
+import { REMOTE_LABEL, REMOTE_LABEL_VALUE, TARGET_SNAPSHOT_LABEL, isRemote, remoteLayerFromLabels, validateLabels } from './labels.js'
+import { detachAllUnder } from './mountinfo.js'
+import { snapshotMounts } from './mounts.js'
+import { detectOverlayOptions, type OverlayOptions } from './overlay-options.js'
+import { SnapshotPaths } from './paths.js'
+import { MountTimeoutError, mountWithDeadline } from './remote-mount.js'
+import type { Info, Mount, RequestContext, Usage } from './types.js'
+
+export interface SnapshotterOptions {
+  root: string
+  fs: FileSystem
+  log: Logger
+  metrics?: MetricsHooks
+  /** Deadline for FileSystem.mount during Prepare and restore. */
+  mountTimeoutMs: number
+  overlay?: OverlayOptions
+}
+
+export interface RestoreReport {
+  restored: string[]
+  failed: { name: string; error: string }[]
+  staleMounts: number
+}
+
+function toInfo(r: SnapshotRecord): Info {
+  return { name: r.key, parent: r.parent, kind: r.kind, labels: r.labels, createdUs: r.createdUs, updatedUs: r.updatedUs }
+}
+
+/** containerd's snapshots adaptor: fields kind, name, parent, labels.<key>. */
+export function infoAdaptor(info: Info): Adaptor {
+  return (path) => {
+    switch (path[0]) {
+      case 'kind': return info.kind
+      case 'name': return info.name
+      case 'parent': return info.parent
+      case 'labels': {
+        if (path.length < 2) return undefined
+        return info.labels[path.slice(1).join('.')]
+      }
+      default: return undefined
+    }
+  }
+}
+
+function layerOf(rec: SnapshotRecord): RemoteLayerInfo {
+  const r = remoteLayerFromLabels(rec.labels)
+  return 'layer' in r ? r.layer : { imageRef: '', layerDigest: '', labels: { ...rec.labels } }
+}
+
+/** A short fixed category for metrics, from a mount error. */
+function fallbackReason(e: unknown): string {
+  if (e instanceof MountTimeoutError) return 'timeout'
+  if (isStargzError(e)) return e.code.replace(/^ERR_/, '').toLowerCase()
+  return 'error'
+}
+
+export class Snapshotter {
+  readonly paths: SnapshotPaths
+  private readonly store: MetaStore
+  private readonly fs: FileSystem
+  private readonly log: Logger
+  private readonly metrics: MetricsHooks
+  private readonly overlay: OverlayOptions
+  private readonly mountTimeoutMs: number
+  /** Temp dirs of snapshots being created: Cleanup must leave them alone. */
+  private readonly creating = new Set<string>()
+  private closing: Promise<void> | undefined
+
+  private constructor(opts: SnapshotterOptions, paths: SnapshotPaths, store: MetaStore) {
+    this.paths = paths
+    this.store = store
+    this.fs = opts.fs
+    this.log = opts.log
+    this.metrics = opts.metrics ?? NO_METRICS
+    this.overlay = opts.overlay ?? detectOverlayOptions()
+    this.mountTimeoutMs = opts.mountTimeoutMs
+  }
+
+  static async open(opts: SnapshotterOptions): Promise<Snapshotter> {
+    const paths = new SnapshotPaths(opts.root)
+    await mkdir(paths.root, { recursive: true, mode: 0o700 })
+    await mkdir(paths.snapshots, { recursive: true, mode: 0o700 })
+    const store = MetaStore.open(paths.metadata)
+    return new Snapshotter(opts, paths, store)
+  }
+
+  // ---- reads -------------------------------------------------------------------------------
+
+  stat(ctx: RequestContext, key: string): Info {
+    return toInfo(this.store.read((db) => resolve(db, ctx.namespace, key)))
+  }
+
+  list(ctx: RequestContext, filters: readonly string[]): Info[] {
+    const filter = parseFilters(filters)
+    return this.store.read((db) => listRecords(db, ctx.namespace)).map(toInfo).filter((i) => filter.match(infoAdaptor(i)))
+  }
+
+  async usage(ctx: RequestContext, key: string): Promise<Usage> {
+    const rec = this.store.read((db) => resolve(db, ctx.namespace, key))
+    if (rec.kind === 'active' && !isRemote(rec.labels)) return diskUsage(this.paths.fs(rec.id))
+    return { size: rec.size, inodes: rec.inodes }
+  }
+
+  async mounts(ctx: RequestContext, key: string): Promise<Mount[]> {
+    const { rec, parents } = this.store.read((db) => {
+      const rec = resolve(db, ctx.namespace, key)
+      if (rec.kind === 'committed') throw new FailedPreconditionError(`requested snapshot ${JSON.stringify(key)} not active or view`)
+      return { rec, parents: parentChain(db, rec) }
+    })
+    await this.checkAvailability(parents)
+    return snapshotMounts(this.paths, this.overlay, rec.kind, rec.id, parents.map((p) => p.id))
+  }
+
+  // ---- writes ------------------------------------------------------------------------------
+
+  update(ctx: RequestContext, info: { name: string; labels: Record<string, string> }, fieldpaths: readonly string[]): Info {
+    validateLabels(info.labels)
+    return toInfo(this.store.withTransaction((db) => {
+      const rec = resolve(db, ctx.namespace, info.name)
+      let labels: Record<string, string>
+      if (fieldpaths.length === 0) {
+        labels = { ...info.labels }
+      } else {
+        labels = { ...rec.labels }
+        for (const path of fieldpaths) {
+          if (path === 'labels') {
+            labels = { ...info.labels }
+          } else if (path.startsWith('labels.')) {
+            const k = path.slice('labels.'.length)
+            const v = info.labels[k]
+            if (v === undefined) delete labels[k]
+            else labels[k] = v
+          } else {
+            throw new InvalidArgumentError(`cannot update ${JSON.stringify(path)} field on snapshot ${JSON.stringify(info.name)}`)
+          }
+        }
+      }
+      validateLabels(labels)
+      return writeLabels(db, rec.id, labels)
+    }))
+  }
+
+  async view(ctx: RequestContext, key: string, parent: string, labels: Record<string, string>): Promise<Mount[]> {
+    const { rec, parents } = await this.createSnapshot(ctx, 'view', key, parent, labels)
+    await this.checkAvailability(parents)
+    return snapshotMounts(this.paths, this.overlay, 'view', rec.id, parents.map((p) => p.id))
+  }
+
+  async prepare(ctx: RequestContext, key: string, parent: string, labels: Record<string, string>): Promise<Mount[]> {
+    const { rec, parents } = await this.createSnapshot(ctx, 'active', key, parent, labels)
+    const target = labels[TARGET_SNAPSHOT_LABEL]
+    if (target !== undefined && target !== '') {
+      const log = this.log.child({ key, parent, target })
+      const candidate = remoteLayerFromLabels(labels)
+      if ('reason' in candidate) {
+        log.debug({ reason: candidate.reason }, 'not a remote snapshot candidate')
+      } else if (await this.tryRemote(rec, target, candidate.layer, labels, log)) {
+        throw new AlreadyExistsError(`target snapshot ${JSON.stringify(target)}`)
+      }
+    }
+    await this.checkAvailability(parents)
+    return snapshotMounts(this.paths, this.overlay, 'active', rec.id, parents.map((p) => p.id))
+  }
+
+  async commit(ctx: RequestContext, name: string, key: string, labels: Record<string, string>): Promise<void> {
+    validateLabels(labels)
+    const rec = this.store.read((db) => resolve(db, ctx.namespace, key))
+    const usage = rec.kind === 'active' && !isRemote(rec.labels) ? await diskUsage(this.paths.fs(rec.id)) : { size: 0, inodes: 0 }
+    this.store.withTransaction((db) => commitSnapshot(db, rec.namespace, key, name, usage, labels))
+  }
+
+  async remove(ctx: RequestContext, key: string): Promise<void> {
+    const removed = this.store.withTransaction((db) => {
+      // Without a namespace (containerd's garbage collector) every snapshot of that name goes:
+      // the collector only removes names that no namespace references.
+      const recs = ctx.namespace === undefined ? findByKey(db, undefined, key) : [resolve(db, ctx.namespace, key)]
+      if (recs.length === 0) resolve(db, undefined, key) // throws NotFound
+      for (const r of recs) deleteSnapshot(db, r)
+      return recs
+    })
+    // Only after the transaction committed: a crash before this point leaves an orphan dir for
+    // Cleanup, never a record without its dir.
+    for (const r of removed) await this.removeDir(r.id, isRemote(r.labels))
+  }
+
+  /** Remove directories that no snapshot owns (crash leftovers, removed snapshots). */
+  async cleanup(): Promise<string[]> {
+    const names = await readdir(this.paths.snapshots)
+    // Read ids after readdir: a snapshot whose dir we saw was renamed inside a transaction that
+    // has already committed, so its id is in this set.
+    const ids = this.store.read((db) => allIds(db))
+    const removed: string[] = []
+    for (const name of names) {
+      const dir = join(this.paths.snapshots, name)
+      if (this.creating.has(dir)) continue
+      if (/^\d+$/.test(name) && ids.has(Number(name))) continue
+      if (await this.removeDirPath(dir)) removed.push(dir)
+    }
+    return removed
+  }
+
+  /**
+   * At start-up, before serving: detach mounts a previous process left under snapshots/ (a dead
+   * FUSE server's mounts answer ENOTCONN), mount every remote snapshot again, sweep orphans.
+   * Failures are reported, not fatal: Mounts() on a layer that did not come back says Unavailable.
+   */
+  async restore(): Promise<RestoreReport> {
+    const before = await detachAllUnder(this.paths.snapshots)
+    if (before.length > 0) this.log.warn({ mounts: before }, 'stale mounts could not be detached')
+    const remotes = this.store.read((db) => listRecords(db, undefined)).filter((r) => isRemote(r.labels))
+    const report: RestoreReport = { restored: [], failed: [], staleMounts: before.length }
+    const queue = [...remotes]
+    const worker = async (): Promise<void> => {
+      for (let rec = queue.shift(); rec; rec = queue.shift()) {
+        const mp = this.paths.fs(rec.id)
+        try {
+          await mkdir(mp, { recursive: true })
+          await mountWithDeadline(this.fs, mp, layerOf(rec), this.mountTimeoutMs)
+          this.metrics.mountedLayers(1)
+          report.restored.push(rec.key)
+          this.log.info({ key: rec.key, namespace: rec.namespace, mountpoint: mp }, 'remote-snapshot-restored')
+        } catch (e) {
+          report.failed.push({ name: rec.key, error: errorMessage(e) })
+          this.log.warn({ key: rec.key, namespace: rec.namespace, mountpoint: mp, err: errorMessage(e) }, 'remote-snapshot-restore-failed')
+        }
+      }
+    }
+    await Promise.all([worker(), worker(), worker(), worker()])
+    const orphans = await this.cleanup()
+    if (orphans.length > 0) this.log.info({ dirs: orphans }, 'removed orphan snapshot directories')
+    return report
+  }
+
+  /** Unmount remote layers and close the store. Snapshot dirs stay. Safe to call twice. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      let remotes: SnapshotRecord[] = []
+      try {
+        remotes = this.store.read((db) => listRecords(db, undefined)).filter((r) => isRemote(r.labels))
+      } catch {
+        remotes = []
+      }
+      for (const r of remotes) {
+        await this.fs.unmount(this.paths.fs(r.id)).then(
+          () => this.metrics.mountedLayers(-1),
+          (e: unknown) => this.log.debug({ key: r.key, err: errorMessage(e) }, 'unmount at close failed'),
+        )
+      }
+      this.store.close()
+    })()
+    return this.closing
+  }
+
+  // ---- internals ---------------------------------------------------------------------------
+
+  private async createSnapshot(ctx: RequestContext, kind: 'active' | 'view', key: string, parent: string, labels: Record<string, string>): Promise<{ rec: SnapshotRecord; parents: SnapshotRecord[] }> {
+    if (key === '') throw new InvalidArgumentError('snapshot key must not be empty')
+    validateLabels(labels)
+    const ns = ctx.namespace ?? ''
+    // Owner of the new upper dir follows the parent's root (as containerd's overlay does). Stat
+    // asynchronously, before the transaction: the parent may be a FUSE mount served by us.
+    let owner: { uid: number; gid: number } | undefined
+    if (parent !== '') {
+      const p = this.store.read((db) => findByKey(db, ns, parent)[0])
+      if (p) {
+        const st = await stat(this.paths.fs(p.id))
+        owner = { uid: st.uid, gid: st.gid }
+      }
+    }
+    const td = await this.makeTempDir(kind, owner)
+    let renamedTo: string | undefined
+    try {
+      const out = this.store.withTransaction((db) => {
+        const rec = insertSnapshot(db, { ns, key, kind, parent, labels })
+        const parents = parentChain(db, rec)
+        renamedTo = this.paths.dir(rec.id)
+        renameSync(td, renamedTo)
+        return { rec, parents }
+      })
+      this.creating.delete(td)
+      return out
+    } catch (e) {
+      // The transaction rolled back; undo the directory steps.
+      await rm(renamedTo ?? td, { recursive: true, force: true }).catch(() => undefined)
+      this.creating.delete(td)
+      throw e
+    }
+  }
+
+  private async makeTempDir(kind: 'active' | 'view', owner: { uid: number; gid: number } | undefined): Promise<string> {
+    const td = join(this.paths.snapshots, `new-${process.pid}-${Math.random().toString(36).slice(2, 10)}`)
+    this.creating.add(td)
+    try {
+      await mkdir(td, { mode: 0o700 })
+      await mkdir(join(td, 'fs'), { mode: 0o755 })
+      if (kind === 'active') await mkdir(join(td, 'work'), { mode: 0o711 })
+      if (owner) await lchown(join(td, 'fs'), owner.uid, owner.gid)
+      return td
+    } catch (e) {
+      await rm(td, { recursive: true, force: true }).catch(() => undefined)
+      this.creating.delete(td)
+      throw e
+    }
+  }
+
+  /** True when `rec` became a committed remote snapshot (answer AlreadyExists). */
+  private async tryRemote(rec: SnapshotRecord, target: string, layer: RemoteLayerInfo, labels: Record<string, string>, log: Logger): Promise<boolean> {
+    const mp = this.paths.fs(rec.id)
+    try {
+      await mountWithDeadline(this.fs, mp, layer, this.mountTimeoutMs)
+    } catch (e) {
+      this.metrics.fallback(fallbackReason(e))
+      if (e instanceof MountTimeoutError && e.unsettled) {
+        // The mount may still land on this dir: never hand it to containerd for unpacking.
+        await this.dropActive(rec)
+        log.warn({ layer: layer.layerDigest, reason: errorMessage(e) }, 'remote-snapshot-fallback')
+        throw new UnavailableError(`remote mount of ${layer.layerDigest} did not stop after its deadline; retry the pull`, { cause: e })
+      }
+      log.info({ layer: layer.layerDigest, reason: errorMessage(e) }, 'remote-snapshot-fallback')
+      return false
+    }
+    try {
+      this.store.withTransaction((db) => commitSnapshot(db, rec.namespace, rec.key, target, { size: 0, inodes: 0 }, { ...labels, [REMOTE_LABEL]: REMOTE_LABEL_VALUE }))
+    } catch (e) {
+      await this.fs.unmount(mp).catch((ue: unknown) => log.warn({ err: errorMessage(ue) }, 'unmount after failed remote commit'))
+      if (e instanceof AlreadyExistsError) {
+        // Another Prepare committed the same chain first: theirs serves; drop ours.
+        await this.dropActive(rec)
+        log.info({ layer: layer.layerDigest, existing: true }, 'remote-snapshot-prepared')
+        return true
+      }
+      this.metrics.fallback('commit')
+      log.info({ layer: layer.layerDigest, reason: errorMessage(e) }, 'remote-snapshot-fallback')
+      return false
+    }
+    this.metrics.mountedLayers(1)
+    log.info({ layer: layer.layerDigest, mountpoint: mp }, 'remote-snapshot-prepared')
+    return true
+  }
+
+  private async dropActive(rec: SnapshotRecord): Promise<void> {
+    this.store.withTransaction((db) => {
+      const cur = findByKey(db, rec.namespace, rec.key)[0]
+      if (cur && cur.id === rec.id) deleteSnapshot(db, cur)
+    })
+    await this.removeDir(rec.id, false)
+  }
+
+  private async removeDir(id: number, remote: boolean): Promise<void> {
+    const dir = this.paths.dir(id)
+    if (remote) {
+      await this.fs.unmount(this.paths.fs(id)).then(
+        () => this.metrics.mountedLayers(-1),
+        (e: unknown) => this.log.debug({ dir, err: errorMessage(e) }, 'unmount of removed snapshot failed'),
+      )
+    }
+    await this.removeDirPath(dir)
+  }
+
+  /** rm -rf `dir`, but never through a mount that is still there. */
+  private async removeDirPath(dir: string): Promise<boolean> {
+    const left = await detachAllUnder(dir)
+    if (left.length > 0) {
+      this.log.warn({ dir, mounts: left }, 'snapshot directory still has mounts; left for a later cleanup')
+      return false
+    }
+    try {
+      await rm(dir, { recursive: true, force: true })
+      return true
+    } catch (e) {
+      this.log.warn({ dir: basename(dir), err: errorMessage(e) }, 'failed to remove snapshot directory')
+      return false
+    }
+  }
+
+  private async checkAvailability(chain: readonly SnapshotRecord[]): Promise<void> {
+    const remote = chain.filter((r) => isRemote(r.labels))
+    if (remote.length === 0) return
+    const results = await Promise.allSettled(remote.map((r) => this.fs.check(this.paths.fs(r.id), layerOf(r))))
+    results.forEach((res, i) => {
+      if (res.status === 'rejected') {
+        const r = remote[i] as SnapshotRecord
+        this.log.warn({ key: r.key, mountpoint: this.paths.fs(r.id), err: errorMessage(res.reason) }, 'layer is unavailable')
+        throw new UnavailableError(`layer ${JSON.stringify(r.key)} unavailable: ${errorMessage(res.reason)}`, { cause: res.reason })
+      }
+    })
+  }
+}

@@ -1,0 +1,83 @@
+/**
+ * Run the real daemon (`node --import tsx daemon/stargzd.ts`) as a child process for a test,
+ * collecting its JSON log lines. close() sends SIGTERM (then SIGKILL) and is safe to call twice.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+
+export const REPO = fileURLToPath(new URL('../..', import.meta.url))
+
+export interface LogLine { msg?: string; level?: number; [k: string]: unknown }
+
+export interface StargzdProcess {
+  child: ChildProcess
+  logs: LogLine[]
+  /** stderr and non-JSON stdout. */
+  raw: string[]
+  waitFor(pred: (l: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>
+  exited(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+  kill9(): Promise<void>
+  close(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>
+}
+
+export async function startStargzd(args: string[], env: NodeJS.ProcessEnv = {}): Promise<StargzdProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'daemon/stargzd.ts'), ...args], {
+    cwd: REPO,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  })
+  const logs: LogLine[] = []
+  const raw: string[] = []
+  const waiters: (() => void)[] = []
+  const wake = (): void => { for (const w of waiters.splice(0)) w() }
+  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+    try {
+      logs.push(JSON.parse(line) as LogLine)
+    } catch {
+      raw.push(line)
+    }
+    wake()
+  })
+  createInterface({ input: child.stderr as NodeJS.ReadableStream }).on('line', (line) => { raw.push(line); wake() })
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
+    child.once('exit', (code, signal) => { wake(); resolve({ code, signal }) })
+  })
+  const gone = (): boolean => child.exitCode !== null || child.signalCode !== null
+  const waitFor = async (pred: (l: LogLine) => boolean, timeoutMs = 60_000): Promise<LogLine> => {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const hit = logs.find(pred)
+      if (hit) return hit
+      if (gone()) throw new Error(`stargzd exited (${child.exitCode ?? child.signalCode}) before the expected log line:\n${raw.join('\n')}\n${logs.map((l) => JSON.stringify(l)).join('\n')}`)
+      if (Date.now() > deadline) throw new Error(`timed out waiting for a stargzd log line:\n${raw.join('\n')}\n${logs.slice(-20).map((l) => JSON.stringify(l)).join('\n')}`)
+      await Promise.race([new Promise<void>((r) => waiters.push(r)), sleep(200)])
+    }
+  }
+  let closing: Promise<{ code: number | null; signal: NodeJS.Signals | null }> | undefined
+  return {
+    child,
+    logs,
+    raw,
+    waitFor,
+    exited: () => exit,
+    kill9: async () => {
+      if (!gone()) child.kill('SIGKILL')
+      await exit
+    },
+    close: () => {
+      closing ??= (async () => {
+        if (!gone()) {
+          child.kill('SIGTERM')
+          const r = await Promise.race([exit, sleep(20_000).then(() => undefined)])
+          if (r) return r
+          child.kill('SIGKILL')
+        }
+        return exit
+      })()
+      return closing
+    },
+  }
+}
