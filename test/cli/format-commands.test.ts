@@ -62,7 +62,7 @@ t.test('bad input gives one clear line', async (t) => {
   t.match(r.stderr, /not an eStargz blob/)
   const nofile = await runStargz(['toc', join(dir, 'missing')])
   t.equal(nofile.code, 1)
-  t.match(nofile.stderr, /does not exist/)
+  t.match(nofile.stderr, /neither an existing file nor an image reference/)
   const flag = await runStargz(['toc', blob, '--bogus'])
   t.equal(flag.code, 1)
   t.match(flag.stderr, /unknown flag --bogus/)

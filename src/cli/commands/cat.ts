@@ -13,7 +13,7 @@ export async function run(argv: string[]): Promise<number> {
   const args = parseArgs(argv, blobFlagSpec)
   const [blob, path, ...extra] = args.positionals
   if (blob === undefined || path === undefined || extra.length > 0) {
-    throw new InvalidArgumentError('usage: stargz cat BLOB PATH [--toc-digest sha256:...]')
+    throw new InvalidArgumentError('usage: stargz cat BLOB|REF PATH [--layer N|DIGEST] [--toc-digest sha256:...] [--plain-http] [--insecure] [--platform P] [--hosts-dir D] [--stats]')
   }
   const opened = await openBlob(blob, args)
   try {
@@ -28,8 +28,6 @@ export async function run(argv: string[]): Promise<number> {
     }
     return 0
   } finally {
-    const s = opened.stats()
-    if (s && args.flags.has('stats')) process.stderr.write(`bytes fetched: ${s.bytesFetched}, requests: ${s.requests}\n`)
     await opened.close()
   }
 }

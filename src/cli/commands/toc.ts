@@ -8,7 +8,7 @@ export const summary = 'print the TOC (stargz.index.json) of an eStargz blob'
 export async function run(argv: string[]): Promise<number> {
   const args = parseArgs(argv, blobFlagSpec)
   const [blob, ...extra] = args.positionals
-  if (blob === undefined || extra.length > 0) throw new InvalidArgumentError('usage: stargz toc BLOB [--toc-digest sha256:...]')
+  if (blob === undefined || extra.length > 0) throw new InvalidArgumentError('usage: stargz toc BLOB|REF [--layer N|DIGEST] [--toc-digest sha256:...] [--plain-http] [--insecure] [--platform P] [--hosts-dir D] [--stats]')
   const opened = await openBlob(blob, args)
   try {
     const reader = await EstargzReader.open(opened.source, opened.tocDigest === undefined ? {} : { tocDigest: opened.tocDigest })

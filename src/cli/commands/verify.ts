@@ -8,7 +8,7 @@ export const summary = 'check the TOC and every chunk of an eStargz blob (exit 0
 export async function run(argv: string[]): Promise<number> {
   const args = parseArgs(argv, { values: [...blobFlagSpec.values], booleans: [...blobFlagSpec.booleans, 'allow-unverified'] })
   const [blob, ...extra] = args.positionals
-  if (blob === undefined || extra.length > 0) throw new InvalidArgumentError('usage: stargz verify BLOB [--toc-digest sha256:...]')
+  if (blob === undefined || extra.length > 0) throw new InvalidArgumentError('usage: stargz verify BLOB|REF [--layer N|DIGEST] [--toc-digest sha256:...] [--plain-http] [--insecure] [--platform P] [--hosts-dir D] [--stats]')
   const opened = await openBlob(blob, args)
   try {
     const reader = await EstargzReader.open(opened.source, opened.tocDigest === undefined ? {} : { tocDigest: opened.tocDigest })

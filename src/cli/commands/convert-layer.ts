@@ -1,0 +1,75 @@
+/**
+ * `stargz convert-layer IN OUT [--chunk-size N] [--prioritized FILE] [--legacy]`
+ *
+ * Converts a tar / tar.gz layer into an eStargz blob. OUT is written through a temporary file in
+ * the same directory and renamed into place, so a failed conversion leaves no OUT behind.
+ * Prints {"digest","diffID","tocDigest","size"} as JSON on stdout.
+ */
+import { createReadStream, createWriteStream } from 'node:fs'
+import { readFile, rename, stat, unlink } from 'node:fs/promises'
+import { basename, dirname, join } from 'node:path'
+import { InvalidArgumentError, NotFoundError } from '../../errors.js'
+import { convertLayer } from '../../estargz/writer.js'
+import { flagBool, flagInt, flagString, parseArgs } from '../args.js'
+
+export const summary = 'convert a tar / tar.gz layer into an eStargz blob'
+
+const USAGE = 'usage: stargz convert-layer IN OUT [--chunk-size N] [--prioritized FILE] [--legacy]'
+
+async function readPrioritized(path: string): Promise<string[]> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`prioritized file list ${path} does not exist`, { cause: e })
+    throw new InvalidArgumentError(`cannot read prioritized file list ${path}: ${(e as Error).message}`, { cause: e })
+  }
+  return text.split('\n').map((l) => l.replace(/\r$/, '')).filter((l) => l.trim() !== '')
+}
+
+async function checkInput(path: string): Promise<void> {
+  try {
+    const st = await stat(path)
+    if (!st.isFile()) throw new InvalidArgumentError(`input layer ${path} is not a regular file`)
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new NotFoundError(`input layer ${path} does not exist`, { cause: e })
+    throw e
+  }
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const args = parseArgs(argv, { values: ['chunk-size', 'prioritized'], booleans: ['legacy', 'help'] })
+  if (flagBool(args, 'help')) {
+    process.stdout.write(USAGE + '\n')
+    return 0
+  }
+  if (args.positionals.length !== 2) throw new InvalidArgumentError(`expected IN and OUT\n${USAGE}`)
+  const [inPath, outPath] = args.positionals as [string, string]
+  const chunkSize = flagInt(args, 'chunk-size')
+  const prioritizedPath = flagString(args, 'prioritized')
+  const prioritizedFiles = prioritizedPath === undefined ? undefined : await readPrioritized(prioritizedPath)
+  await checkInput(inPath)
+
+  const tmp = join(dirname(outPath), `.${basename(outPath)}.tmp-${process.pid}-${Date.now().toString(36)}`)
+  const out = createWriteStream(tmp, { flags: 'wx', mode: 0o644 })
+  let renamed = false
+  try {
+    const result = await convertLayer(createReadStream(inPath, { highWaterMark: 1 << 20 }), out, {
+      ...(chunkSize !== undefined ? { chunkSize } : {}),
+      ...(prioritizedFiles !== undefined ? { prioritizedFiles } : {}),
+      legacyFooter: flagBool(args, 'legacy'),
+      onWarning: (m) => process.stderr.write(`stargz: warning: ${m}\n`),
+    })
+    if (!out.closed) await new Promise<void>((resolve, reject) => { out.once('close', resolve); out.once('error', reject) })
+    await rename(tmp, outPath)
+    renamed = true
+    const { digest, diffID, tocDigest, size } = result
+    process.stdout.write(JSON.stringify({ digest, diffID, tocDigest, size }) + '\n')
+    return 0
+  } finally {
+    if (!renamed) {
+      out.destroy()
+      await unlink(tmp).catch(() => { /* never created or already gone */ })
+    }
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * stargz mount REF MOUNTPOINT [--rw] [--state-dir DIR] [--allow-full-fetch] [--plain-http]
+ *   [--insecure] [--hosts-dir D] [--platform P] [--cache-dir D]
+ *
+ * Foreground: mounts every layer lazily (FUSE) and overlayfs at MOUNTPOINT, logs `mounted`
+ * (pino JSON on stderr), and on SIGINT/SIGTERM unmounts everything and exits 0.
+ */
+import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { pino } from 'pino'
+import { InvalidArgumentError } from '../../errors.js'
+import { listMounts } from '../../fuse/unmount.js'
+import { ImageMount } from '../../mount/image-mount.js'
+import { openChunkCache, registryImageSource, stargzLayerOpener } from '../../mount/registry-source.js'
+import { RegistryClient } from '../../registry/client.js'
+import { flagBool, flagString, parseArgs } from '../args.js'
+
+export const summary = 'mount an image lazily (FUSE per layer + overlayfs) until SIGINT/SIGTERM'
+
+const USAGE = 'usage: stargz mount REF MOUNTPOINT [--rw] [--state-dir DIR] [--allow-full-fetch] [--plain-http] [--insecure] [--hosts-dir D] [--platform P] [--cache-dir D]'
+
+export async function run(argv: string[]): Promise<number> {
+  const args = parseArgs(argv, {
+    values: ['state-dir', 'hosts-dir', 'platform', 'cache-dir', 'log-level'],
+    booleans: ['rw', 'allow-full-fetch', 'plain-http', 'insecure'],
+  })
+  const [ref, mp, ...extra] = args.positionals
+  if (ref === undefined || mp === undefined || extra.length > 0) throw new InvalidArgumentError(USAGE)
+  const mountpoint = resolve(mp)
+  const st = await stat(mountpoint).catch(() => undefined)
+  if (!st?.isDirectory()) throw new InvalidArgumentError(`mountpoint ${mountpoint} is not an existing directory`)
+  const logger = pino({ name: 'stargz', level: flagString(args, 'log-level') ?? 'info' }, pino.destination(2))
+
+  const given = flagString(args, 'state-dir')
+  const stateDir = given === undefined ? await mkdtemp(join(tmpdir(), 'stargz-mount-')) : resolve(given)
+  if (given !== undefined) await mkdir(stateDir, { recursive: true })
+  const hostsDir = flagString(args, 'hosts-dir')
+  const platform = flagString(args, 'platform')
+  const cacheDir = flagString(args, 'cache-dir')
+  const client = new RegistryClient({
+    plainHttp: flagBool(args, 'plain-http'),
+    insecure: flagBool(args, 'insecure'),
+    ...(hostsDir === undefined ? {} : { hostsDir }),
+  })
+  const cache = await openChunkCache(cacheDir === undefined ? undefined : resolve(cacheDir))
+  let image: ImageMount | undefined
+  try {
+    const abort = new AbortController()
+    const onEarlySignal = (): void => abort.abort()
+    process.once('SIGINT', onEarlySignal)
+    process.once('SIGTERM', onEarlySignal)
+    try {
+      image = await ImageMount.mount(registryImageSource(client, platform), ref, mountpoint, {
+        stateDir, rw: flagBool(args, 'rw'), allowFullFetch: flagBool(args, 'allow-full-fetch'), logger,
+        openLayer: stargzLayerOpener(cache, logger), signal: abort.signal,
+      })
+    } finally {
+      process.off('SIGINT', onEarlySignal)
+      process.off('SIGTERM', onEarlySignal)
+    }
+    if (abort.signal.aborted) return 0
+    const sig = await new Promise<NodeJS.Signals>((done) => {
+      process.once('SIGINT', () => done('SIGINT'))
+      process.once('SIGTERM', () => done('SIGTERM'))
+    })
+    logger.info({ signal: sig }, 'shutting-down')
+    return 0
+  } finally {
+    let clean = true
+    try { await image?.close() } catch (e) { clean = false; logger.error({ err: e }, 'unmount-failed') }
+    await cache.close().catch(() => undefined)
+    await client.close().catch(() => undefined)
+    // Never rm -r a state dir that still has something mounted in it.
+    const busy = (await listMounts()).some((m) => m.mountpoint === stateDir || m.mountpoint.startsWith(stateDir + '/'))
+    if (given === undefined && clean && !busy) await rm(stateDir, { recursive: true, force: true })
+    logger.flush()
+  }
+}
