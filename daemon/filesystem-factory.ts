@@ -1,15 +1,18 @@
 /**
- * THE place where the daemon picks its FileSystem for remote snapshots. Until the FUSE/layer
- * FileSystem exists, every mount is refused with UnavailableError, so each layer falls back to a
- * normal snapshot that containerd downloads and unpacks (correct, just not lazy).
- *
- * To wire the real one: construct it here from `cfg` (hosts_dir, cache, blob, fuse, prefetch
- * keys), `log` and `metrics`, and return it instead of `new UnavailableFileSystem(...)`.
+ * THE place where the daemon picks its FileSystem for remote snapshots: lazy FUSE mounts of
+ * eStargz layers (src/fs/lazy-filesystem.ts), configured from the config file. If FUSE cannot
+ * work on this host (/dev/fuse missing), every layer falls back to a normal snapshot that
+ * containerd downloads and unpacks (correct, just not lazy) and the daemon says so at start.
  */
+import { access, constants } from 'node:fs/promises'
+import { join } from 'node:path'
+import { openChunkCache } from '../src/mount/registry-source.js'
 import type { Config } from '../src/config/schema.js'
 import { UnavailableError } from '../src/errors.js'
+import { LazyFileSystem } from '../src/fs/lazy-filesystem.js'
 import type { Logger } from '../src/log/logger.js'
 import type { MetricsHooks } from '../src/metrics/hooks.js'
+import { RegistryClient } from '../src/registry/client.js'
 import type { FileSystem, RemoteLayerInfo } from '../src/snapshot/filesystem.js'
 
 export interface FileSystemHandle {
@@ -21,17 +24,61 @@ export interface FileSystemHandle {
 }
 
 export class UnavailableFileSystem implements FileSystem {
+  constructor(private readonly why: string) {}
   async mount(mountpoint: string, layer: RemoteLayerInfo): Promise<void> {
-    throw new UnavailableError(`lazy mounts are not available in this build (layer ${layer.layerDigest} at ${mountpoint})`)
+    throw new UnavailableError(`lazy mounts are not available: ${this.why} (layer ${layer.layerDigest} at ${mountpoint})`)
   }
   async check(mountpoint: string): Promise<void> {
-    throw new UnavailableError(`lazy mounts are not available in this build (${mountpoint})`)
+    throw new UnavailableError(`lazy mounts are not available: ${this.why} (${mountpoint})`)
   }
   async unmount(): Promise<void> {
     // nothing is ever mounted
   }
 }
 
-export async function createFileSystem(_cfg: Readonly<Config>, _log: Logger, _metrics: MetricsHooks): Promise<FileSystemHandle> {
-  return { fs: new UnavailableFileSystem(), close: async () => undefined, lazy: false }
+export async function createFileSystem(cfg: Readonly<Config>, log: Logger, metrics: MetricsHooks): Promise<FileSystemHandle> {
+  try {
+    await access('/dev/fuse', constants.R_OK | constants.W_OK)
+  } catch {
+    return { fs: new UnavailableFileSystem('/dev/fuse is not usable'), close: async () => undefined, lazy: false }
+  }
+  const client = new RegistryClient({
+    hostsDir: cfg.hosts_dir,
+    plainHttpLocalhost: true,
+    transport: {
+      maxRetries: cfg.blob.max_retries,
+      backoffBaseMs: cfg.blob.min_wait_msec,
+      backoffMaxMs: cfg.blob.max_wait_msec,
+      bodyTimeoutMs: cfg.blob.fetching_timeout_sec * 1000,
+    },
+    blob: cfg.blob.force_single_range_mode ? { maxRangesPerRequest: 1 } : {},
+  })
+  const cacheDir = cfg.cache.dir === '' ? join(cfg.root, 'cache') : cfg.cache.dir
+  const cache = await openChunkCache(cacheDir, { diskBytes: cfg.cache.max_size_mb * 1024 * 1024 })
+  const fs = new LazyFileSystem({
+    client,
+    cache,
+    log,
+    metrics,
+    noPrefetch: cfg.noprefetch,
+    prefetchTimeoutSec: cfg.prefetch_timeout_sec,
+    noBackgroundFetch: cfg.no_background_fetch,
+    backgroundConcurrency: cfg.max_concurrency,
+    backgroundUnitBytes: Math.max(cfg.blob.chunk_size, 1 << 20),
+    requireTocDigest: !cfg.disable_verification,
+    allowUnverified: cfg.disable_verification,
+    attrTimeoutSec: cfg.fuse.attr_timeout,
+    checkIntervalMs: cfg.blob.check_always ? 0 : cfg.blob.valid_interval * 1000,
+  })
+  let closed = false
+  return {
+    fs,
+    lazy: true,
+    close: async () => {
+      if (closed) return
+      closed = true
+      await fs.close()
+      await client.close()
+    },
+  }
 }

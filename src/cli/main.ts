@@ -13,6 +13,7 @@ const commands: Record<string, () => Promise<Command>> = {
   cat: () => import('./commands/cat.js'),
   verify: () => import('./commands/verify.js'),
   inspect: () => import('./commands/inspect.js'),
+  mount: () => import('./commands/mount.js'),
 }
 
 async function usage(): Promise<string> {

@@ -48,6 +48,17 @@ export interface HostsOptions {
   hostsDir?: string | undefined
   plainHttp?: boolean | undefined
   insecure?: boolean | undefined
+  /**
+   * Talk plain HTTP to loopback registries (localhost, 127.0.0.0/8, ::1) that have no hosts.toml,
+   * as containerd's resolver and the reference snapshotter do (docker.MatchLocalhost).
+   */
+  plainHttpLocalhost?: boolean | undefined
+}
+
+/** "localhost", "127.x.y.z" or "[::1]", with or without a port. */
+export function isLoopbackHost(registry: string): boolean {
+  const host = registry.startsWith('[') ? registry.slice(1, registry.indexOf(']')) : registry.replace(/:\d+$/, '')
+  return host === 'localhost' || host === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(host)
 }
 
 function fail(file: string, key: string, why: string): never {
@@ -153,7 +164,7 @@ function mergeInsecure(tls: TlsOptions | undefined, insecure: boolean): TlsOptio
 export async function loadEndpoints(registry: string, opts: HostsOptions = {}): Promise<Endpoint[]> {
   const hostsDir = opts.hostsDir ?? DEFAULT_HOSTS_DIR
   const insecure = opts.insecure === true
-  const defaultScheme = opts.plainHttp ? 'http' : 'https'
+  const defaultScheme = opts.plainHttp || (opts.plainHttpLocalhost === true && isLoopbackHost(registry)) ? 'http' : 'https'
   const apiHost = registry === DOCKER_HUB ? DOCKER_HUB_API_HOST : registry
   let dir = join(hostsDir, registry)
   let file = join(dir, 'hosts.toml')

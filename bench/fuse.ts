@@ -1,0 +1,151 @@
+/**
+ * FUSE adapter benchmark: node --import tsx bench/fuse.ts [--files N]
+ *
+ * Generates a layer of N (default 100k) small files plus one 64 MiB file, mounts it with the
+ * real layer (openLayer, memory cache, no prefetch/background fetch so reads stay cold), and
+ * prints a Markdown table: mount time and RSS, find / ls -lR rates, warm read MB/s vs tmpfs,
+ * 4 KiB O_DIRECT random read latency (cold = chunk never fetched; daemon-warm = chunk cached).
+ * All I/O on the mount runs in child processes: this process serves FUSE.
+ */
+import { execFile } from 'node:child_process'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { MemoryCache } from '../src/cache/memory-cache.js'
+import { LayerMount, type LayerMountOptions } from '../src/fuse/layer-fs.js'
+import { InodeTable } from '../src/fuse/inode-table.js'
+import { unmountPath } from '../src/fuse/unmount.js'
+import { openLayer } from '../src/layer/layer.js'
+import { buildMiniEstargz, type MiniFile } from '../test/helpers/mini-estargz.js'
+import { FileRangeSource } from '../src/cli/source.js'
+
+const run = promisify(execFile)
+const arg = (name: string, dflt: number): number => {
+  const i = process.argv.indexOf(`--${name}`)
+  return i > 0 ? Number(process.argv[i + 1]) : dflt
+}
+const FILES = arg('files', 100_000)
+const BIG = 64 << 20
+const CHUNK = 256 << 10
+const rows: Array<[string, string]> = []
+const mb = (b: number): string => (b / 2 ** 20).toFixed(1)
+
+async function timed<T>(fn: () => Promise<T>): Promise<[T, number]> {
+  const t0 = performance.now()
+  const r = await fn()
+  return [r, performance.now() - t0]
+}
+
+async function sh(cmd: string): Promise<number> {
+  const [, ms] = await timed(() => run('sh', ['-c', cmd], { maxBuffer: 1 << 30 }))
+  return ms
+}
+
+async function ddMBs(path: string): Promise<number> {
+  const ms = await sh(`dd if='${path}' of=/dev/null bs=1M 2>/dev/null`)
+  return (BIG / 2 ** 20) / (ms / 1000)
+}
+
+const RANDOM_READS_PY = `
+import os, sys, time, random
+path, count, seed, chunk, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+size = os.path.getsize(path)
+fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+import mmap
+buf = mmap.mmap(-1, 4096)
+rnd = random.Random(seed)
+chunks = list(range(size // chunk))
+rnd.shuffle(chunks)
+lat = []
+for i in range(count):
+    c = chunks[i % len(chunks)] if mode == 'cold' else chunks[i % 8]
+    off = c * chunk + rnd.randrange(chunk // 4096) * 4096
+    t = time.perf_counter()
+    os.preadv(fd, [buf], off)
+    lat.append((time.perf_counter() - t) * 1e6)
+lat.sort()
+print(lat[len(lat)//2], lat[int(len(lat)*0.99)-1])
+`
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'stargz-bench-'))
+  const mnt = join(dir, 'mnt')
+  await mkdir(mnt)
+  let mount: LayerMount | undefined
+  try {
+    // Layer: FILES small files in 1000 dirs + one big file.
+    const big = Buffer.allocUnsafe(BIG)
+    for (let i = 0; i < BIG; i += 4) big.writeUInt32LE((i * 2654435761) >>> 0, i)
+    const files: MiniFile[] = [{ name: 'big.bin', data: big, chunkSize: CHUNK }]
+    for (let i = 0; i < FILES; i++) files.push({ name: `d${i % 1000}/f${i}.txt`, data: Buffer.from(`file ${i}\n`) })
+    const [m, genMs] = await timed(async () => buildMiniEstargz(files))
+    rows.push(['layer', `${FILES.toLocaleString()} small files + 64 MiB file, blob ${mb(m.blob.length)} MiB, generated in ${(genMs / 1000).toFixed(1)} s`])
+    const blobPath = join(dir, 'layer.estargz')
+    await writeFile(blobPath, m.blob)
+    const shmDir = await mkdtemp('/dev/shm/stargz-bench-')
+    await writeFile(join(shmDir, 'big.bin'), big)
+    files.length = 0
+    m.blob = Buffer.alloc(0)
+    globalThis.gc?.()
+    await new Promise((r) => setTimeout(r, 200))
+    globalThis.gc?.()
+
+    const rssBefore = process.memoryUsage().rss
+    const [layer, openMs] = await timed(async () => openLayer({ digest: 'sha256:' + '0'.repeat(64), source: await FileRangeSource.open(blobPath), cache: new MemoryCache({ maxBytes: 512 << 20 }), noPrefetch: true, noBackgroundFetch: true }))
+    const [table, tableMs] = await timed(async () => InodeTable.build(layer.index))
+    const cache = (process.argv.includes('--kernel-cache') ? 'kernel' : 'auto') as LayerMountOptions['cache']
+    const [mt, mountMs] = await timed(() => LayerMount.mount(layer, mnt, { table, cache: cache ?? 'auto', readAheadKib: 1024 }))
+    mount = mt
+    globalThis.gc?.()
+    const rssAfter = process.memoryUsage().rss
+    rows.push(['TOC parse + index (openLayer)', `${openMs.toFixed(0)} ms`])
+    rows.push(['inode table build', `${tableMs.toFixed(0)} ms, ${(table.arrayBytes() / table.count).toFixed(1)} B/entry in its arrays`])
+    rows.push(['FUSE mount (kernel INIT done)', `${mountMs.toFixed(0)} ms`])
+    rows.push(['RSS (blob on local disk)', `${mb(rssBefore)} MiB before TOC → ${mb(rssAfter)} MiB mounted (+${mb(rssAfter - rssBefore)} MiB)`])
+
+    const entries = table.count
+    for (const pass of ['cold', 'warm']) {
+      const ms = await sh(`find '${mnt}' > /dev/null`)
+      rows.push([`find, ${pass} (entries/s)`, `${Math.round(entries / (ms / 1000)).toLocaleString()}`])
+    }
+    for (const pass of ['cold', 'warm']) {
+      const ms = await sh(`ls -lR '${mnt}' > /dev/null`)
+      rows.push([`ls -lR, ${pass} (entries/s)`, `${Math.round(entries / (ms / 1000)).toLocaleString()}`])
+    }
+    const cat = await sh(`cd '${mnt}/d7' && cat * > /dev/null`)
+    rows.push(['cat 100 small files, cold (files/s)', `${Math.round(100 / (cat / 1000)).toLocaleString()}`])
+
+    const coldSeq = await ddMBs(join(mnt, 'big.bin'))
+    const warm = Math.max(await ddMBs(join(mnt, 'big.bin')), await ddMBs(join(mnt, 'big.bin')))
+    const tmpfs = Math.max(await ddMBs(join(shmDir, 'big.bin')), await ddMBs(join(shmDir, 'big.bin')))
+    await rm(shmDir, { recursive: true, force: true })
+    rows.push(['sequential read 64 MiB, cold (MB/s; local blob, inflate + verify)', coldSeq.toFixed(0)])
+    rows.push(['sequential read 64 MiB, warm page cache (MB/s)', warm.toFixed(0)])
+    rows.push(['same file on tmpfs (MB/s)', tmpfs.toFixed(0)])
+
+    // Fresh layer for the random reads so no chunk is cached in the daemon yet.
+    await mount.close()
+    mount = undefined
+    await layer.close()
+    const layer2 = await openLayer({ digest: 'sha256:' + '1'.repeat(64), source: await FileRangeSource.open(blobPath), cache: new MemoryCache({ maxBytes: 512 << 20 }), noPrefetch: true, noBackgroundFetch: true })
+    mount = await LayerMount.mount(layer2, mnt, { table: InodeTable.build(layer2.index), readAheadKib: 1024 })
+    const py = join(dir, 'rr.py')
+    await writeFile(py, RANDOM_READS_PY)
+    for (const mode of ['cold', 'daemon-warm']) {
+      const { stdout } = await run('python3', [py, join(mnt, 'big.bin'), '200', '7', String(CHUNK), mode === 'cold' ? 'cold' : 'warm'])
+      const [p50, p99] = stdout.trim().split(' ').map(Number)
+      rows.push([`4 KiB random read O_DIRECT, ${mode} (p50 / p99 µs)`, `${(p50 ?? 0).toFixed(0)} / ${(p99 ?? 0).toFixed(0)}`])
+    }
+    await mount.close()
+    mount = undefined
+    await layer2.close()
+  } finally {
+    if (mount) await mount.close().catch(() => undefined)
+    await unmountPath(mnt).catch(() => undefined)
+    await rm(dir, { recursive: true, force: true })
+  }
+  process.stdout.write(`| measure | value |\n|---|---|\n${rows.map(([k, v]) => `| ${k} | ${v} |`).join('\n')}\n`)
+}
+
+main().then(() => process.exit(0), (e: unknown) => { console.error(e); process.exit(1) })

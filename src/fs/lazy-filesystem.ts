@@ -1,0 +1,140 @@
+/**
+ * The FileSystem the daemon gives the snapshotter for remote snapshots: each layer is opened from
+ * its registry (footer + TOC only, TOC verified against the layer's toc.digest label), mounted
+ * read-only with FUSE at the snapshot's fs dir, and served lazily through the chunk cache.
+ *
+ * Owns: one RegistryClient, one chunk cache, one priority gate shared by every layer (so any
+ * on-demand read pauses all background fetching), and the LayerMounts it made.
+ */
+import type { Logger } from 'pino'
+import type { ChunkCache } from '../cache/types.js'
+import { FailedPreconditionError, UnavailableError } from '../errors.js'
+import { LayerMount } from '../fuse/layer-fs.js'
+import { isMounted, unmountPath } from '../fuse/unmount.js'
+import { openLayer } from '../layer/layer.js'
+import type { MetricsHooks } from '../metrics/hooks.js'
+import type { RegistryClient } from '../registry/client.js'
+import type { RegistryBlob } from '../registry/blob.js'
+import type { FileSystem, RemoteLayerInfo } from '../snapshot/filesystem.js'
+import { PriorityGate } from '../task/priority-gate.js'
+
+export interface LazyFileSystemOptions {
+  client: RegistryClient
+  cache: ChunkCache
+  log: Logger
+  metrics: MetricsHooks
+  noPrefetch: boolean
+  prefetchTimeoutSec: number
+  noBackgroundFetch: boolean
+  backgroundConcurrency: number
+  backgroundUnitBytes: number
+  /** Refuse layers whose TOC digest is unknown (no annotation) — default true. */
+  requireTocDigest: boolean
+  allowUnverified: boolean
+  attrTimeoutSec: number
+  /** How long a successful health check is trusted ([blob] valid_interval; 0 = always check). */
+  checkIntervalMs: number
+}
+
+interface Mounted {
+  mount: LayerMount
+  blob: RegistryBlob
+  info: RemoteLayerInfo
+  checkedAt: number
+}
+
+export class LazyFileSystem implements FileSystem {
+  private readonly mounts = new Map<string, Mounted>()
+  private readonly gate: PriorityGate
+  private closed = false
+
+  constructor(private readonly o: LazyFileSystemOptions) {
+    this.gate = new PriorityGate({ backgroundConcurrency: o.backgroundConcurrency })
+  }
+
+  async mount(mountpoint: string, info: RemoteLayerInfo, signal?: AbortSignal): Promise<void> {
+    if (this.closed) throw new UnavailableError('filesystem is shutting down')
+    if (this.mounts.has(mountpoint)) throw new FailedPreconditionError(`${mountpoint} is already a lazy mount`)
+    if (info.tocDigest === undefined && this.o.requireTocDigest) {
+      throw new FailedPreconditionError(`layer ${info.layerDigest} has no containerd.io/snapshot/stargz/toc.digest annotation; refusing an unverifiable TOC`)
+    }
+    const log = this.o.log.child({ digest: info.layerDigest, mountpoint })
+    const started = performance.now()
+    const blob = await this.o.client.blob(info.imageRef, info.layerDigest)
+    let mount: LayerMount | undefined
+    try {
+      const metrics = this.o.metrics
+      const layer = await openLayer({
+        digest: info.layerDigest,
+        source: blob,
+        cache: this.o.cache,
+        gate: this.gate,
+        logger: log,
+        noPrefetch: this.o.noPrefetch,
+        prefetchTimeoutSec: this.o.prefetchTimeoutSec,
+        noBackgroundFetch: this.o.noBackgroundFetch,
+        backgroundUnitBytes: this.o.backgroundUnitBytes,
+        allowUnverified: this.o.allowUnverified,
+        hooks: {
+          onFetch: (ev) => { if (ev.ok) { metrics.fetchedBytes(ev.length, info.layerDigest); metrics.fetchLatency(ev.durationMs / 1000) } },
+          onCacheHit: () => metrics.cacheHit('memory'),
+          onCacheMiss: () => metrics.cacheMiss(),
+        },
+        ...(info.tocDigest === undefined ? {} : { tocDigest: info.tocDigest }),
+        ...(signal === undefined ? {} : { signal }),
+      })
+      signal?.throwIfAborted()
+      mount = await LayerMount.mount(layer, mountpoint, {
+        logger: log,
+        closeLayer: true,
+        attrTimeoutSec: this.o.attrTimeoutSec,
+      })
+      if (signal?.aborted) throw signal.reason ?? new UnavailableError('mount cancelled')
+      this.mounts.set(mountpoint, { mount, blob, info, checkedAt: Date.now() })
+      metrics.mountedLayers(1)
+      log.info({ ms: Math.round(performance.now() - started), tocDigest: layer.tocDigest }, 'lazy-layer-mounted')
+    } catch (e) {
+      // Leave the mountpoint empty and unmounted, as the snapshotter expects on failure.
+      if (mount) await mount.close().catch(() => undefined)
+      else if (await isMounted(mountpoint).catch(() => false)) await unmountPath(mountpoint, { lazyFallback: true }).catch(() => undefined)
+      await blob.close().catch(() => undefined)
+      throw e
+    }
+  }
+
+  async check(mountpoint: string): Promise<void> {
+    const m = this.mounts.get(mountpoint)
+    if (!m) throw new UnavailableError(`no lazy mount at ${mountpoint}`)
+    if (!(await isMounted(mountpoint))) throw new UnavailableError(`lazy mount at ${mountpoint} (layer ${m.info.layerDigest}) is gone`)
+    if (Date.now() - m.checkedAt < this.o.checkIntervalMs) return
+    // The registry must still answer for the blob, or later reads would fail inside containers.
+    let exists: boolean
+    try {
+      exists = await this.o.client.blobExists(m.info.imageRef, m.info.layerDigest)
+    } catch (e) {
+      throw new UnavailableError(`layer ${m.info.layerDigest} of ${m.info.imageRef} is unreachable: ${(e as Error).message}`, { cause: e })
+    }
+    if (!exists) throw new UnavailableError(`layer ${m.info.layerDigest} is no longer in ${m.info.imageRef}'s repository`)
+    m.checkedAt = Date.now()
+  }
+
+  async unmount(mountpoint: string): Promise<void> {
+    const m = this.mounts.get(mountpoint)
+    if (!m) {
+      if (await isMounted(mountpoint).catch(() => false)) await unmountPath(mountpoint, { lazyFallback: true })
+      return
+    }
+    this.mounts.delete(mountpoint)
+    await m.mount.close()
+    await m.blob.close().catch(() => undefined)
+    this.o.metrics.mountedLayers(-1)
+  }
+
+  /** Unmount everything this filesystem mounted; safe to call twice. */
+  async close(): Promise<void> {
+    this.closed = true
+    for (const mp of [...this.mounts.keys()]) {
+      await this.unmount(mp).catch((e: unknown) => this.o.log.warn({ mountpoint: mp, err: (e as Error).message }, 'unmount failed at shutdown'))
+    }
+  }
+}

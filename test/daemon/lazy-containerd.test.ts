@@ -1,0 +1,134 @@
+/**
+ * The product end to end: real containerd 1.6 with `[proxy_plugins.stargz]` → stargzd (child
+ * process, real FUSE), a real docker-registry behind a logging proxy, images converted by our
+ * writer. `ctr-remote image rpull` sends the remote-snapshot labels; the eStargz layer must be
+ * mounted lazily (only footer, TOC and the ranges busybox needs are fetched), a plain gzip image
+ * must fall back with a logged reason, and a kill -9 + restart must re-mount lazy layers.
+ */
+import t from 'tap'
+import { execFileSync } from 'node:child_process'
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { startContainerd, mountsUnder, unmountUnder } from '../helpers/containerd.js'
+import { startRegistry } from '../helpers/registry.js'
+import { startFaultProxy } from '../helpers/fault-proxy.js'
+import { buildImage, sha256, skopeoPush, writeOciLayout } from '../helpers/image.js'
+import { convertFile } from '../helpers/convert.js'
+import { REPO } from '../helpers/cli.js'
+import { TOC_DIGEST_ANNOTATION } from '../../src/estargz/types.js'
+import { startStargzd, type StargzdProcess } from './stargzd-process.js'
+
+t.setTimeout(900_000)
+
+t.test('lazy pull and run under real containerd', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'sgd-lazy-'))
+  const root = join(dir, 'root')
+  const sock = join(dir, 's.sock')
+  const procs: StargzdProcess[] = []
+  t.teardown(async () => {
+    for (const p of procs) await p.close()
+    await unmountUnder(dir)
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  const registry = await startRegistry()
+  t.teardown(() => registry.close())
+  const proxy = await startFaultProxy(registry.url)
+  t.teardown(() => proxy.close())
+
+  // eStargz busybox, converted by our writer from the cached busybox-static rootfs tar.
+  // Plus 8 MiB of data busybox never reads, so "only what start-up needs" is visible in bytes.
+  const baseTar = execFileSync('bash', [join(REPO, 'scripts/fixtures/busybox-rootfs.sh')], { encoding: 'utf8' }).trim()
+  const rootfsTar = join(dir, 'rootfs.tar')
+  await copyFile(baseTar, rootfsTar)
+  await mkdir(join(dir, 'extra', 'data'), { recursive: true })
+  await writeFile(join(dir, 'extra', 'data', 'model.bin'), randomBytes(8 << 20))
+  execFileSync('tar', ['-rf', rootfsTar, '-C', join(dir, 'extra'), 'data'])
+  const esgzPath = join(dir, 'busybox.estargz')
+  const conv = await convertFile(rootfsTar, esgzPath)
+  const esgz = await readFile(esgzPath)
+  const image = buildImage({ layers: [{ data: esgz, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', diffId: conv.diffID, annotations: { [TOC_DIGEST_ANNOTATION]: conv.tocDigest } }] })
+  await writeOciLayout(join(dir, 'esgz'), 'esgz', [image])
+  await skopeoPush(join(dir, 'esgz'), 'esgz', `${registry.host}/test/busybox:esgz`)
+  // The same rootfs as plain gzip, for the fallback path.
+  const plainBlob = execFileSync('gzip', ['-c', rootfsTar], { maxBuffer: 64 << 20 })
+  const plain = buildImage({ layers: [{ data: plainBlob, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', diffId: 'sha256:' + execFileSync('sha256sum', [rootfsTar], { encoding: 'utf8' }).split(' ')[0] }] })
+  await writeOciLayout(join(dir, 'plain'), 'plain', [plain])
+  await skopeoPush(join(dir, 'plain'), 'plain', `${registry.host}/test/plain:v1`)
+
+  // Background fetch off, so what the registry served is exactly what start-up needed.
+  const cfg = join(dir, 'config.toml')
+  await writeFile(cfg, 'no_background_fetch = true\n')
+  const start = async (): Promise<StargzdProcess> => {
+    const p = await startStargzd(['--config', cfg, '--root', root, '--address', sock, '--log-level', 'debug', '--hosts-dir', join(dir, 'certs.d')])
+    procs.push(p)
+    await p.waitFor((l) => l.msg === 'ready')
+    return p
+  }
+  let sgd = await start()
+  const ctrd = await startContainerd({ proxyPlugins: { stargz: { address: sock } } })
+  t.teardown(() => ctrd.close())
+  const ctr = async (args: string[]): Promise<string> => {
+    const r = await ctrd.ctr(args)
+    if (r.code !== 0) throw new Error(`ctr ${args.join(' ')} failed (${r.code}): ${r.stderr}\n${await ctrd.logTail()}\n${sgd.raw.join('\n')}`)
+    return r.stdout
+  }
+
+  const ref = `${proxy.host}/test/busybox:esgz`
+  proxy.clearLog()
+  const rp = await ctrd.ctrRemote(['image', 'rpull', '--plain-http', ref])
+  t.equal(rp.code, 0, `rpull: ${rp.stderr}`)
+  t.ok(sgd.logs.some((l) => l.msg === 'remote-snapshot-prepared'), 'remote-snapshot-prepared logged')
+  const out = await ctr(['run', '--rm', '--snapshotter', 'stargz', ...ctrd.runArgs(), ref, 'lazy1', '/bin/busybox', 'echo', 'hello'])
+  t.match(out, /^hello$/m, 'lazily pulled container printed hello')
+
+  const layerDigest = sha256(esgz)
+  const blobGets = proxy.log.filter((r) => r.method === 'GET' && r.path.endsWith(`/blobs/${layerDigest}`))
+  t.ok(blobGets.length > 0, 'the layer was read from the registry')
+  t.notOk(blobGets.some((r) => r.range === undefined), 'never a whole-blob GET of the layer')
+  const served = blobGets.reduce((n, r) => n + rangeBytes(r.range, esgz.length), 0)
+  t.ok(served < esgz.length / 2, `registry served ${served} of ${esgz.length} layer bytes (${(100 * served / esgz.length).toFixed(1)}%)`)
+  t.ok((await mountsUnder(root)).some((m) => m.includes('snapshots')), 'a FUSE layer mount exists under the snapshotter root')
+
+  // A plain gzip image falls back to a normal snapshot, with the reason in the log.
+  const pref = `${proxy.host}/test/plain:v1`
+  const rp2 = await ctrd.ctrRemote(['image', 'rpull', '--plain-http', pref])
+  t.equal(rp2.code, 0, `rpull plain: ${rp2.stderr}`)
+  const fb = sgd.logs.find((l) => l.msg === 'remote-snapshot-fallback')
+  t.ok(fb, 'remote-snapshot-fallback logged')
+  t.match(JSON.stringify(fb), /eStargz|toc\.digest|footer/i, 'the fallback names why')
+  const out2 = await ctr(['run', '--rm', '--snapshotter', 'stargz', ...ctrd.runArgs(), pref, 'plain1', '/bin/busybox', 'echo', 'hello plain'])
+  t.match(out2, /hello plain/, 'fallback image runs')
+
+  // kill -9, restart: the lazy layer is re-mounted before serving and a new container starts.
+  await sgd.kill9()
+  await unmountUnder(root) // the dead process's FUSE mounts are gone with it; clear the husks
+  sgd = await start()
+  t.ok(sgd.logs.some((l) => l.msg === 'restored remote snapshots' && Number(l.restored) >= 1), 'restore ran')
+  let again = ''
+  for (let i = 0; i < 100 && again === ''; i++) {
+    const r = await ctrd.ctr(['run', '--rm', '--snapshotter', 'stargz', ...ctrd.runArgs(), ref, `lazy2-${i}`, '/bin/busybox', 'echo', 'hello again'])
+    if (r.code === 0) again = r.stdout
+    else await sleep(300)
+  }
+  t.match(again, /hello again/, 'a new lazy container runs after kill -9 + restart')
+
+  const r = await sgd.close()
+  t.equal(r.code, 0, 'SIGTERM exits 0')
+  t.same(await mountsUnder(root), [], 'SIGTERM left no mounts under the root')
+})
+
+function rangeBytes(range: string | undefined, size: number): number {
+  if (range === undefined) return size
+  let n = 0
+  for (const part of range.replace(/^bytes=/, '').split(',')) {
+    const [a, b] = part.trim().split('-')
+    const start = a === '' ? size - Number(b) : Number(a)
+    const end = a === '' || b === '' || b === undefined ? size - 1 : Math.min(Number(b), size - 1)
+    n += end - start + 1
+  }
+  return n
+}
