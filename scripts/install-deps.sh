@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Installs everything stargzd, its tests and its benchmarks need on Debian 12, as root: the Debian
+# packages, the npm dependencies (native modules built and proven to load), and the build.
+# Used by .ci/run and scripts/quickstart.sh, so a fresh machine gets the same set both ways.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export DEBIAN_FRONTEND=noninteractive
+
+# Debian packages:
+#   containerd runc .............. real containerd + runtime (test/helpers/containerd.ts)
+#   stargz-snapshotter ........... ctr-remote (rpull, and the reference converter to compare)
+#   docker-registry skopeo ....... a real registry, pushing OCI layouts into it
+#   fuse3 libfuse2 ............... FUSE mounts (fuse-native links libfuse.so.2; fusermount3)
+#   libfuse-dev .................. headers, in case fuse-native must build from source
+#   busybox-static debootstrap ... rootfs fixtures (scripts/fixtures/*rootfs.sh)
+#   pigz curl jq python3 openssl . fixture scripts, test helpers, benchmarks (curl/pigz compared)
+#   attr iproute2 util-linux ..... getfattr, ip netns/tc (WAN emulation), flock/mount/umount
+#   build-essential .............. node-gyp, when a native module has no usable prebuilt binary
+#   git ca-certificates .......... npm and the checkout
+PACKAGES=(
+  containerd runc stargz-snapshotter docker-registry skopeo
+  fuse3 libfuse2 libfuse-dev busybox-static debootstrap
+  pigz curl jq python3 openssl perl attr iproute2 util-linux build-essential git ca-certificates
+)
+missing=()
+for p in "${PACKAGES[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
+if ((${#missing[@]})); then
+  echo "installing Debian packages: ${missing[*]}" >&2
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian starts packaged services on install; we run private instances on loopback instead.
+for svc in containerd docker-registry; do
+  systemctl disable --now "$svc" >/dev/null 2>&1 || true
+done
+modprobe fuse 2>/dev/null || true
+[[ -e /dev/fuse ]] || { echo "error: /dev/fuse is missing" >&2; exit 1; }
+
+if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json || ${FORCE_NPM_CI:-0} == 1 ]]; then
+  # Install scripts of the packages approved in package.json "allowScripts" run (native builds).
+  npm ci --no-audit --no-fund --foreground-scripts </dev/null
+fi
+# Prove the native and binary dependencies really load, rather than failing later in a test.
+node -e "
+  const { createRequire } = require('node:module');
+  const req = createRequire(process.cwd() + '/package.json');
+  const db = new (req('better-sqlite3'))(':memory:');
+  db.prepare('select 1 as x').get();
+  req('fuse-native');
+  req('esbuild').transformSync('let x: number = 1', { loader: 'ts' });
+  req('protobufjs');
+  console.error('native modules load: better-sqlite3, fuse-native, esbuild, protobufjs');
+"
+npm run build >/dev/null
