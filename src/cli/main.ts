@@ -14,6 +14,9 @@ const commands: Record<string, () => Promise<Command>> = {
   verify: () => import('./commands/verify.js'),
   inspect: () => import('./commands/inspect.js'),
   mount: () => import('./commands/mount.js'),
+  convert: () => import('./commands/convert.js'),
+  optimize: () => import('./commands/optimize.js'),
+  bench: () => import('./commands/bench.js'),
 }
 
 async function usage(): Promise<string> {

@@ -88,10 +88,10 @@ export class LazyFileSystem implements FileSystem {
         logger: log,
         closeLayer: true,
         attrTimeoutSec: this.o.attrTimeoutSec,
+        onOp: (op, seconds) => metrics.fuseOp(op, seconds),
       })
       if (signal?.aborted) throw signal.reason ?? new UnavailableError('mount cancelled')
       this.mounts.set(mountpoint, { mount, blob, info, checkedAt: Date.now() })
-      metrics.mountedLayers(1)
       log.info({ ms: Math.round(performance.now() - started), tocDigest: layer.tocDigest }, 'lazy-layer-mounted')
     } catch (e) {
       // Leave the mountpoint empty and unmounted, as the snapshotter expects on failure.
@@ -127,7 +127,6 @@ export class LazyFileSystem implements FileSystem {
     this.mounts.delete(mountpoint)
     await m.mount.close()
     await m.blob.close().catch(() => undefined)
-    this.o.metrics.mountedLayers(-1)
   }
 
   /** Unmount everything this filesystem mounted; safe to call twice. */

@@ -24,6 +24,8 @@ const W_OK = 2
 export interface LayerOpsOptions {
   /** Opaque-directory xattrs to serve: 'trusted' (overlayfs default) and/or 'user' (userxattr). */
   opaqueXattrs?: ReadonlyArray<'trusted' | 'user'>
+  /** Metrics hook: each op's name and its duration in seconds, measured until its reply. */
+  onOp?: (op: string, seconds: number) => void
 }
 
 export interface LayerOpsStats {
@@ -212,5 +214,24 @@ export function createLayerOps(layer: Layer, table: InodeTable, log: Logger, opt
     symlink: readOnly, rename: readOnly, link: readOnly, chmod: readOnly, chown: readOnly, truncate: readOnly,
     ftruncate: readOnly, utimens: readOnly, setxattr: readOnly, removexattr: readOnly,
   }
-  return { ops, stats }
+  return { ops: opts.onOp ? timed(ops, opts.onOp) : ops, stats }
+}
+
+/** Wrap every op so the time until its callback is reported; the callback is always last. */
+function timed(ops: FuseOps, onOp: (op: string, seconds: number) => void): FuseOps {
+  const out: Record<string, unknown> = {}
+  for (const [name, fn] of Object.entries(ops) as Array<[string, unknown]>) {
+    if (typeof fn !== 'function') { out[name] = fn; continue }
+    out[name] = (...args: unknown[]) => {
+      const cb = args[args.length - 1]
+      if (typeof cb !== 'function') return (fn as (...a: unknown[]) => unknown)(...args)
+      const t0 = performance.now()
+      args[args.length - 1] = (...res: unknown[]) => {
+        onOp(name, (performance.now() - t0) / 1000)
+        return (cb as (...a: unknown[]) => unknown)(...res)
+      }
+      return (fn as (...a: unknown[]) => unknown)(...args)
+    }
+  }
+  return out as unknown as FuseOps
 }

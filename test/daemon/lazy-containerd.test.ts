@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { startContainerd, mountsUnder, unmountUnder } from '../helpers/containerd.js'
-import { startRegistry } from '../helpers/registry.js'
+import { freePort, startRegistry } from '../helpers/registry.js'
 import { startFaultProxy } from '../helpers/fault-proxy.js'
 import { buildImage, sha256, skopeoPush, writeOciLayout } from '../helpers/image.js'
 import { convertFile } from '../helpers/convert.js'
@@ -61,7 +61,12 @@ t.test('lazy pull and run under real containerd', async (t) => {
 
   // Background fetch off, so what the registry served is exactly what start-up needed.
   const cfg = join(dir, 'config.toml')
-  await writeFile(cfg, 'no_background_fetch = true\n')
+  const metricsPort = await freePort()
+  await writeFile(cfg, `no_background_fetch = true\nmetrics_address = "127.0.0.1:${metricsPort}"\n`)
+  const metric = async (name: string): Promise<number> => {
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()
+    return text.split('\n').filter((l) => l.startsWith(name)).reduce((n, l) => n + Number(l.split(' ').pop()), 0)
+  }
   const start = async (): Promise<StargzdProcess> => {
     const p = await startStargzd(['--config', cfg, '--root', root, '--address', sock, '--log-level', 'debug', '--hosts-dir', join(dir, 'certs.d')])
     procs.push(p)
@@ -93,6 +98,10 @@ t.test('lazy pull and run under real containerd', async (t) => {
   t.ok(served < esgz.length / 2, `registry served ${served} of ${esgz.length} layer bytes (${(100 * served / esgz.length).toFixed(1)}%)`)
   t.ok((await mountsUnder(root)).some((m) => m.includes('snapshots')), 'a FUSE layer mount exists under the snapshotter root')
 
+  t.ok(await metric('stargzd_fetched_bytes_total') > 0, 'metrics: fetched bytes counted')
+  t.equal(await metric('stargzd_mounted_layers'), 1, 'metrics: one lazy layer mounted')
+  t.ok(await metric('stargzd_fuse_operation_duration_seconds_count') > 0, 'metrics: FUSE ops timed')
+
   // A plain gzip image falls back to a normal snapshot, with the reason in the log.
   const pref = `${proxy.host}/test/plain:v1`
   const rp2 = await ctrd.ctrRemote(['image', 'rpull', '--plain-http', pref])
@@ -100,6 +109,7 @@ t.test('lazy pull and run under real containerd', async (t) => {
   const fb = sgd.logs.find((l) => l.msg === 'remote-snapshot-fallback')
   t.ok(fb, 'remote-snapshot-fallback logged')
   t.match(JSON.stringify(fb), /eStargz|toc\.digest|footer/i, 'the fallback names why')
+  t.ok(await metric('stargzd_remote_snapshot_fallbacks_total') >= 1, 'metrics: fallback counted')
   const out2 = await ctr(['run', '--rm', '--snapshotter', 'stargz', ...ctrd.runArgs(), pref, 'plain1', '/bin/busybox', 'echo', 'hello plain'])
   t.match(out2, /hello plain/, 'fallback image runs')
 
