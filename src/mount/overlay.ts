@@ -29,9 +29,13 @@ export function overlayOptions(spec: OverlaySpec): string {
 }
 
 export function mountOverlay(spec: OverlaySpec, mountpoint: string): Promise<void> {
-  const options = overlayOptions(spec)
+  // overlayfs refuses a single lower dir without an upper; a read-only bind is the same view.
+  const single = spec.upper === undefined && spec.lowerTopFirst.length === 1
+  const args = single
+    ? ['--bind', '-o', 'ro', spec.lowerTopFirst[0] as string, mountpoint]
+    : ['-t', 'overlay', 'overlay', '-o', overlayOptions(spec), mountpoint]
   return new Promise((resolve, reject) => {
-    execFile('mount', ['-t', 'overlay', 'overlay', '-o', options, mountpoint], { timeout: 60_000 }, (err, _out, stderr) => {
+    execFile('mount', args, { timeout: 60_000 }, (err, _out, stderr) => {
       if (!err) return resolve()
       reject(new StargzError('ERR_FAILED_PRECONDITION', `mounting overlay at ${mountpoint} failed: ${String(stderr).trim() || err.message}`, { cause: err }))
     })

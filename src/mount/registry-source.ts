@@ -28,9 +28,9 @@ export async function openChunkCache(cacheDir: string | undefined, opts: { memor
   return new TieredCache(mem, await DirCache.open({ root: cacheDir, maxBytes: opts.diskBytes ?? 10 * 2 ** 30 }))
 }
 
-export function stargzLayerOpener(cache: ChunkCache, logger: Logger): LayerOpener {
+export function stargzLayerOpener(cache: ChunkCache, logger: Logger, fetch: { noPrefetch?: boolean; noBackgroundFetch?: boolean } = {}): LayerOpener {
   return (source, desc: LayerDescriptor) => {
     const tocDigest = desc.annotations?.[TOC_DIGEST_ANNOTATION]
-    return openLayer({ digest: desc.digest, source: source as MultiRangeSource, cache, logger, ...(tocDigest === undefined ? {} : { tocDigest }) })
+    return openLayer({ digest: desc.digest, source: source as MultiRangeSource, cache, logger, ...fetch, ...(tocDigest === undefined ? {} : { tocDigest }) })
   }
 }

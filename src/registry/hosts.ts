@@ -49,8 +49,9 @@ export interface HostsOptions {
   plainHttp?: boolean | undefined
   insecure?: boolean | undefined
   /**
-   * Talk plain HTTP to loopback registries (localhost, 127.0.0.0/8, ::1) that have no hosts.toml,
-   * as containerd's resolver and the reference snapshotter do (docker.MatchLocalhost).
+   * Talk plain HTTP to loopback registries (localhost, 127.0.0.0/8, ::1) that have no hosts.toml
+   * saying otherwise, as the reference snapshotter does (docker.MatchLocalhost). The daemon sets
+   * it; the CLI, like ctr, wants --plain-http.
    */
   plainHttpLocalhost?: boolean | undefined
 }

@@ -18,12 +18,12 @@ import { flagBool, flagString, parseArgs } from '../args.js'
 
 export const summary = 'mount an image lazily (FUSE per layer + overlayfs) until SIGINT/SIGTERM'
 
-const USAGE = 'usage: stargz mount REF MOUNTPOINT [--rw] [--state-dir DIR] [--allow-full-fetch] [--plain-http] [--insecure] [--hosts-dir D] [--platform P] [--cache-dir D]'
+const USAGE = 'usage: stargz mount REF MOUNTPOINT [--rw] [--state-dir DIR] [--allow-full-fetch] [--no-prefetch] [--no-background-fetch] [--plain-http] [--insecure] [--hosts-dir D] [--platform P] [--cache-dir D]'
 
 export async function run(argv: string[]): Promise<number> {
   const args = parseArgs(argv, {
     values: ['state-dir', 'hosts-dir', 'platform', 'cache-dir', 'log-level'],
-    booleans: ['rw', 'allow-full-fetch', 'plain-http', 'insecure'],
+    booleans: ['rw', 'allow-full-fetch', 'plain-http', 'insecure', 'no-prefetch', 'no-background-fetch'],
   })
   const [ref, mp, ...extra] = args.positionals
   if (ref === undefined || mp === undefined || extra.length > 0) throw new InvalidArgumentError(USAGE)
@@ -53,7 +53,7 @@ export async function run(argv: string[]): Promise<number> {
     try {
       image = await ImageMount.mount(registryImageSource(client, platform), ref, mountpoint, {
         stateDir, rw: flagBool(args, 'rw'), allowFullFetch: flagBool(args, 'allow-full-fetch'), logger,
-        openLayer: stargzLayerOpener(cache, logger), signal: abort.signal,
+        openLayer: stargzLayerOpener(cache, logger, { noPrefetch: flagBool(args, 'no-prefetch'), noBackgroundFetch: flagBool(args, 'no-background-fetch') }), signal: abort.signal,
       })
     } finally {
       process.off('SIGINT', onEarlySignal)
