@@ -1,0 +1,123 @@
+/**
+ * Our daemon, stargzd, as a child process for one benchmark run: a fresh root (metadata, snapshot
+ * mounts, chunk cache) in a temp dir, its gRPC socket there, the Prometheus endpoint on a unix
+ * socket there (for `stargzd_fetched_bytes_total`), an empty hosts dir (loopback registries are
+ * plain HTTP without one), background fetch on unless asked otherwise.
+ *
+ * From source (this file is .ts) it runs `node --import tsx daemon/stargzd.ts`; from dist/ it
+ * runs dist/daemon/stargzd.js.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { request } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { fileURLToPath } from 'node:url'
+import { childEnv, exited, stopChild, unmountUnder } from './proc.js'
+
+export interface BenchStargzd {
+  socket: string
+  dir: string
+  root: string
+  /** `stargzd_fetched_bytes_total` from its metrics endpoint; undefined if it could not be read. */
+  fetchedBytes(): Promise<number | undefined>
+  /** Last log lines (JSON) and stderr, for error messages. */
+  logTail(lines?: number): string
+  close(): Promise<void>
+}
+
+export interface StargzdOptions {
+  baseDir?: string
+  /** Extra config.toml lines, e.g. "no_background_fetch = true". */
+  extraConfig?: string[]
+  logLevel?: 'debug' | 'info' | 'warn' | 'error'
+  startTimeoutMs?: number
+}
+
+function daemonCommand(): string[] {
+  const self = import.meta.url
+  const ts = self.endsWith('.ts')
+  const script = fileURLToPath(new URL(`../../daemon/stargzd.${ts ? 'ts' : 'js'}`, self))
+  return ts ? [process.execPath, '--import', import.meta.resolve('tsx'), script] : [process.execPath, script]
+}
+
+function scrape(socketPath: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = request({ socketPath, path: '/metrics', method: 'GET', timeout: 5_000 }, (res) => {
+      let body = ''
+      res.setEncoding('utf8').on('data', (d: string) => { body += d }).on('end', () => resolve(body))
+    })
+    req.on('timeout', () => req.destroy(new Error('metrics request timed out')))
+    req.on('error', reject)
+    req.end()
+  })
+}
+
+export async function startBenchStargzd(opts: StargzdOptions = {}): Promise<BenchStargzd> {
+  const dir = await mkdtemp(join(opts.baseDir ?? tmpdir(), 'sgzb-sgd-'))
+  const root = join(dir, 'root')
+  const socket = join(dir, 'stargzd.sock')
+  const metrics = join(dir, 'metrics.sock')
+  const hostsDir = join(dir, 'certs.d')
+  const configPath = join(dir, 'config.toml')
+  await mkdir(hostsDir, { recursive: true })
+  await writeFile(configPath, [`metrics_address = ${JSON.stringify(metrics)}`, ...(opts.extraConfig ?? [])].join('\n') + '\n')
+
+  const lines: string[] = []
+  let ready = false
+  let child: ChildProcess | undefined
+  let closing: Promise<void> | undefined
+  const logTail = (n = 30): string => lines.slice(-n).join('\n')
+  const close = (): Promise<void> => {
+    closing ??= (async () => {
+      if (child) await stopChild(child, 30_000)
+      const left = await unmountUnder(dir)
+      if (left.length > 0) throw new Error(`still mounted, so ${dir} was kept: ${left.join(', ')}`)
+      await rm(dir, { recursive: true, force: true, maxRetries: 3 })
+    })()
+    return closing
+  }
+
+  try {
+    const [cmd, ...args] = daemonCommand() as [string, ...string[]]
+    child = spawn(cmd, [...args, '--config', configPath, '--root', root, '--address', socket, '--log-level', opts.logLevel ?? 'info', '--hosts-dir', hostsDir], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: childEnv(),
+    })
+    const c = child
+    const readyP = new Promise<void>((resolve, reject) => {
+      const onLine = (line: string): void => {
+        lines.push(line)
+        if (lines.length > 400) lines.splice(0, lines.length - 200)
+        if (!ready && line.includes('"msg":"ready"')) { ready = true; resolve() }
+      }
+      createInterface({ input: c.stdout as NodeJS.ReadableStream }).on('line', onLine)
+      createInterface({ input: c.stderr as NodeJS.ReadableStream }).on('line', onLine)
+      c.once('error', reject)
+      c.once('exit', (code, sig) => { if (!ready) reject(new Error(`stargzd exited (${code ?? sig}) before it was ready:\n${logTail()}`)) })
+    })
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([
+      readyP,
+      new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`stargzd not ready in time:\n${logTail()}`)), opts.startTimeoutMs ?? 60_000) }),
+    ]).finally(() => clearTimeout(timer))
+  } catch (e) {
+    await close().catch(() => undefined)
+    throw e
+  }
+  return {
+    socket, dir, root, logTail, close,
+    fetchedBytes: async () => {
+      if (!child || exited(child)) return undefined
+      try {
+        const text = await scrape(metrics)
+        const m = /^stargzd_fetched_bytes_total(?:\{[^}]*\})? ([0-9.eE+-]+)$/m.exec(text)
+        return m ? Number(m[1]) : 0
+      } catch {
+        return undefined
+      }
+    },
+  }
+}
+

@@ -1,0 +1,83 @@
+/**
+ * stargz bench [--images busybox,python3,huge] [--modes legacy,estargz-noopt,estargz] [--runs N]
+ *   [--rate-mbit 200] [--rtt-ms 20] [--out DIR] [--workload NAME] [--fixture-dir DIR]
+ *   [--no-drop-caches] [--no-background-fetch] [--base-dir DIR] [--step-timeout-sec S]
+ *
+ * HelloBench-style start-up benchmark (src/bench/run-bench.ts): pull + create + run of each
+ * image's workload through containerd, full pull (overlayfs) vs lazy pull through stargzd, with
+ * a local registry behind an emulated WAN link. Needs root. Prints the Markdown table on stdout
+ * (progress on stderr) and writes results.json, results.md and chart.svg to --out.
+ */
+import { join, resolve } from 'node:path'
+import { InvalidArgumentError } from '../../errors.js'
+import { BENCH_IMAGES, type BenchImageName } from '../../../bench/lib/images.js'
+import { installSignalCleanup } from '../../../bench/lib/wan-link.js'
+import { BENCH_MODES, type BenchMode } from '../../bench/measure.js'
+import { CancelledError, installBenchSignalHandlers } from '../../bench/proc.js'
+import { runBench } from '../../bench/run-bench.js'
+import { flagBool, flagInt, flagString, parseArgs } from '../args.js'
+
+export const summary = 'start-up benchmark: full pull vs lazy eStargz (unoptimized, optimized) through containerd'
+
+const USAGE = 'usage: stargz bench [--images busybox,python3,huge] [--modes legacy,estargz-noopt,estargz] [--runs 3] [--rate-mbit 200] [--rtt-ms 20] [--out DIR] [--workload NAME] [--fixture-dir DIR] [--no-drop-caches] [--no-background-fetch] [--base-dir DIR] [--step-timeout-sec S]'
+
+function list<T extends string>(v: string | undefined, all: readonly T[], what: string): T[] {
+  if (v === undefined) return [...all]
+  const out = v.split(',').map((s) => s.trim()).filter(Boolean)
+  for (const x of out) if (!(all as readonly string[]).includes(x)) throw new InvalidArgumentError(`--${what}: unknown ${JSON.stringify(x)} (one of ${all.join(', ')})`)
+  if (out.length === 0) throw new InvalidArgumentError(`--${what}: empty`)
+  return [...new Set(out)] as T[]
+}
+
+function positiveNumber(v: string | undefined, name: string, dflt: number, allowZero = false): number {
+  if (v === undefined) return dflt
+  const n = Number(v)
+  if (!Number.isFinite(n) || n < 0 || (!allowZero && n === 0)) throw new InvalidArgumentError(`--${name}: expected a ${allowZero ? 'non-negative' : 'positive'} number, got ${JSON.stringify(v)}`)
+  return n
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const args = parseArgs(argv, {
+    values: ['images', 'modes', 'runs', 'rate-mbit', 'rtt-ms', 'out', 'workload', 'fixture-dir', 'base-dir', 'step-timeout-sec'],
+    booleans: ['no-drop-caches', 'no-background-fetch', 'help'],
+  })
+  if (flagBool(args, 'help')) { process.stdout.write(USAGE + '\n'); return 0 }
+  if (args.positionals.length > 0) throw new InvalidArgumentError(USAGE)
+  if (process.getuid?.() !== 0) throw new InvalidArgumentError('stargz bench needs root (network namespace, tc, containerd, FUSE, drop_caches)')
+  const images = list<BenchImageName>(flagString(args, 'images'), BENCH_IMAGES, 'images')
+  const modes = list<BenchMode>(flagString(args, 'modes'), BENCH_MODES, 'modes')
+  const outGiven = flagString(args, 'out')
+  const outDir = resolve(outGiven ?? join('/var/tmp/stargzd-bench', new Date().toISOString().replace(/[:.]/g, '-')))
+  const stepTimeout = flagString(args, 'step-timeout-sec')
+  const baseDir = flagString(args, 'base-dir')
+  installSignalCleanup()
+  installBenchSignalHandlers()
+  const t0 = performance.now()
+  const log = (m: string): void => { process.stderr.write(`[${((performance.now() - t0) / 1000).toFixed(0).padStart(5)} s] ${m}\n`) }
+  let outcome: Awaited<ReturnType<typeof runBench>>
+  try {
+    outcome = await runBench({
+      images,
+      modes,
+      runs: flagInt(args, 'runs') ?? 3,
+      rateMbit: positiveNumber(flagString(args, 'rate-mbit'), 'rate-mbit', 200),
+      rttMs: positiveNumber(flagString(args, 'rtt-ms'), 'rtt-ms', 20, true),
+      outDir,
+      ...(flagString(args, 'workload') ? { workload: flagString(args, 'workload') as string } : {}),
+      fixtureDir: resolve(flagString(args, 'fixture-dir') ?? process.env.STARGZD_FIXTURE_DIR ?? '/var/tmp/stargzd-fixtures'),
+      dropCaches: !flagBool(args, 'no-drop-caches'),
+      backgroundFetch: !flagBool(args, 'no-background-fetch'),
+      ...(baseDir ? { baseDir: resolve(baseDir) } : {}),
+      ...(stepTimeout ? { stepTimeoutMs: positiveNumber(stepTimeout, 'step-timeout-sec', 1200) * 1000 } : {}),
+      log,
+    })
+  } catch (e) {
+    if (!(e instanceof CancelledError)) throw e
+    log('interrupted; everything started was torn down')
+    return 130
+  }
+  const { markdown, failed } = outcome
+  process.stdout.write(markdown)
+  log(`wrote ${join(outDir, 'results.json')}, results.md, chart.svg`)
+  return failed ? 1 : 0
+}
