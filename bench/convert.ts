@@ -177,9 +177,8 @@ async function main(): Promise<void> {
     const fullTimes: number[] = []
     for (let i = 0; i < runs; i++) {
       fullTimes.push(await timeIt(async () => {
-        let n = 0
         const g = createGunzip()
-        g.on('data', (c: Buffer) => { n += c.length })
+        g.resume() // consume the inflated bytes; only the time matters
         await pipeline(createReadStream(blob, { highWaterMark: 1 << 20 }), g)
       }))
     }
