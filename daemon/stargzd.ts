@@ -6,6 +6,7 @@
  * store, restore remote mounts, sweep orphans) → gRPC on the unix socket → systemd readiness.
  * SIGTERM/SIGINT: stop accepting calls, let in-flight ones finish, unmount, close the store, exit 0.
  */
+import './threadpool.js'
 import { loadConfig } from '../src/config/load.js'
 import { errorMessage } from '../src/errors.js'
 import { startSnapshotServer, type SnapshotServer } from '../src/grpc/server.js'

@@ -49,9 +49,14 @@ export function snapshotsService(sn: Snapshotter, log: Logger, hooks: ServiceHoo
     return (call: ServerUnaryCall<Req, Res>, cb: sendUnaryData<Res>): void => {
       const ctx = requestContext(call.metadata)
       log.debug({ method, namespace: ctx.namespace, req: call.request }, 'request')
+      const t0 = performance.now()
       void track(Promise.resolve().then(() => fn(ctx, call.request)).then(
-        (res) => cb(null, res),
+        (res) => {
+          log.debug({ method, ms: +(performance.now() - t0).toFixed(2) }, 'response')
+          cb(null, res)
+        },
         (e: unknown) => {
+          log.debug({ method, ms: +(performance.now() - t0).toFixed(2) }, 'response')
           report(method, ctx, e)
           cb(toServiceError(e), null)
         },

@@ -91,6 +91,10 @@ export async function workloadFor(rootfs: string, imageConfig: Record<string, un
   if (argv.length === 0) throw new InvalidArgumentError('the image has no entrypoint or cmd; give the command after --')
   const env = mergeEnv(strings(c.Env), o.env ?? [])
   const user = o.user ?? (typeof c.User === 'string' ? c.User : '')
+  // containerd reads /etc/passwd and /etc/group from the rootfs whenever it builds a container's
+  // spec (user lookup, additional GIDs), so both are on every container's start-up path: touch
+  // them first so a recording puts them in the prefetched range.
+  for (const f of ['etc/passwd', 'etc/group']) await readFile(join(rootfs, f)).catch(() => undefined)
   const ids = user === '' ? { uid: 0, gid: 0 } : await lookupIds(rootfs, user)
   const wd = o.workdir ?? (typeof c.WorkingDir === 'string' && c.WorkingDir !== '' ? c.WorkingDir : '/')
   if (!wd.startsWith('/')) throw new InvalidArgumentError(`working directory ${JSON.stringify(wd)} is not absolute`)
