@@ -6,6 +6,7 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { readdir, readFile } from 'node:fs/promises'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { mountsUnder } from '../mounts/mount-table.js'
 
 export interface CommandResult {
   stdout: string
@@ -111,22 +112,7 @@ export async function timed(cmd: string, args: string[], opts: CommandOptions = 
 
 // ---- mounts ----------------------------------------------------------------------------------
 
-function unescapeMountPath(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)))
-}
-
-/** Mount points at or below dir, deepest first. */
-export async function mountsUnder(dir: string): Promise<string[]> {
-  const info = await readFile('/proc/self/mountinfo', 'utf8')
-  const out: string[] = []
-  for (const line of info.split('\n')) {
-    const field = line.split(' ')[4]
-    if (!field) continue
-    const mp = unescapeMountPath(field)
-    if (mp === dir || mp.startsWith(dir + '/')) out.push(mp)
-  }
-  return out.sort((a, b) => b.length - a.length)
-}
+export { mountsUnder }
 
 /** Unmount everything at or below dir (recursive, lazy if that fails). Returns what remains. */
 export async function unmountUnder(dir: string): Promise<string[]> {

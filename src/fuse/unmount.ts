@@ -3,8 +3,8 @@
  * `fusermount` (`fuse`, or a compat link) or `umount` (util-linux; root only). A clean unmount
  * is tried first; a busy mount falls back to a lazy (detached) one so shutdown never hangs.
  */
+import { listMounts, type MountInfo } from '../mounts/mount-table.js'
 import { execFile } from 'node:child_process'
-import { readFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 
 export type UnmountResult = 'clean' | 'lazy' | 'not-mounted'
@@ -22,24 +22,7 @@ function run(a: Attempt): Promise<{ ok: boolean; missing: boolean; message: stri
 }
 
 /** Undo the octal escapes /proc/self/mountinfo uses for space, tab, newline and backslash. */
-function unescapeMountPath(s: string): string {
-  return s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)))
-}
-
-export interface MountInfo { mountpoint: string; fsType: string; source: string; majorMinor: string; options: string }
-
-export async function listMounts(): Promise<MountInfo[]> {
-  const text = await readFile('/proc/self/mountinfo', 'utf8')
-  const out: MountInfo[] = []
-  for (const line of text.split('\n')) {
-    if (line === '') continue
-    const [left, right] = line.split(' - ')
-    const f = (left ?? '').split(' ')
-    const r = (right ?? '').split(' ')
-    out.push({ mountpoint: unescapeMountPath(f[4] ?? ''), majorMinor: f[2] ?? '', options: f[5] ?? '', fsType: r[0] ?? '', source: unescapeMountPath(r[1] ?? '') })
-  }
-  return out
-}
+export { listMounts, type MountInfo }
 
 /** The mount at exactly `path` (the topmost one if stacked), if any. */
 export async function findMount(path: string): Promise<MountInfo | undefined> {

@@ -1,19 +1,8 @@
 /** Mount table helpers: what is mounted under a directory, and detaching it. */
 import { execFile } from 'node:child_process'
-import { readFile } from 'node:fs/promises'
+import { mountsUnder } from '../mounts/mount-table.js'
 
-/** Mount points at or below `dir`, deepest first (field 5 of /proc/self/mountinfo, octal-unescaped). */
-export async function mountsUnder(dir: string): Promise<string[]> {
-  const text = await readFile('/proc/self/mountinfo', 'utf8')
-  const out: string[] = []
-  for (const line of text.split('\n')) {
-    const field = line.split(' ')[4]
-    if (!field) continue
-    const mp = field.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))
-    if (mp === dir || mp.startsWith(dir + '/')) out.push(mp)
-  }
-  return out.sort((a, b) => b.length - a.length)
-}
+export { mountsUnder }
 
 /**
  * Lazily unmount `mountpoint` (umount -l: detach now, release when no longer busy). Works on a

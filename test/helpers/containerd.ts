@@ -19,10 +19,11 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { closeSync, openSync } from 'node:fs'
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { exited, mountsUnder, pidsMentioning, unmountUnder, waitExit } from '../../src/bench/proc.js'
 
 export interface ProxyPlugin {
   /** Unix socket of the plugin's gRPC server. */
@@ -156,58 +157,8 @@ export function run(cmd: string, args: string[], opts: CommandOptions = {}): Pro
   })
 }
 
-/** Mount points at or below dir, deepest first (from /proc/self/mountinfo, octal escapes decoded). */
-export async function mountsUnder(dir: string): Promise<string[]> {
-  const info = await readFile('/proc/self/mountinfo', 'utf8')
-  const out: string[] = []
-  for (const line of info.split('\n')) {
-    const field = line.split(' ')[4]
-    if (!field) continue
-    const mp = field.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))
-    if (mp === dir || mp.startsWith(dir + '/')) out.push(mp)
-  }
-  return out.sort((a, b) => b.length - a.length)
-}
-
-/** Unmount everything at or below dir: recursive first, lazy if that fails. Returns what remains. */
-export async function unmountUnder(dir: string): Promise<string[]> {
-  for (let round = 0; round < 3; round++) {
-    const mounts = await mountsUnder(dir)
-    if (mounts.length === 0) return []
-    for (const mp of mounts) {
-      const r = await run('umount', ['-R', mp], { timeoutMs: 30_000 })
-      if (r.code !== 0) await run('umount', ['-l', mp], { timeoutMs: 30_000 })
-    }
-  }
-  return mountsUnder(dir)
-}
-
-/** PIDs of processes whose command line mentions needle (our socket path: our shims). */
-async function pidsMentioning(needle: string): Promise<number[]> {
-  const pids: number[] = []
-  for (const name of await readdir('/proc')) {
-    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue
-    try {
-      const cmdline = await readFile(`/proc/${name}/cmdline`, 'utf8')
-      if (cmdline.split('\0').includes(needle)) pids.push(Number(name))
-    } catch {
-      // the process exited while we looked
-    }
-  }
-  return pids
-}
-
-function exited(child: ChildProcess): boolean {
-  return child.exitCode !== null || child.signalCode !== null
-}
-
-async function waitExit(child: ChildProcess, ms: number): Promise<boolean> {
-  if (exited(child)) return true
-  return Promise.race([
-    new Promise<boolean>((resolve) => child.once('exit', () => resolve(true))),
-    sleep(ms).then(() => exited(child)),
-  ])
-}
+// Mount bookkeeping and process helpers are shared with the benchmark harness (src/bench/proc.ts).
+export { mountsUnder, unmountUnder }
 
 export async function startContainerd(opts: ContainerdOptions = {}): Promise<Containerd> {
   const dir = await mkdtemp(join(opts.baseDir ?? tmpdir(), 'stargzd-ctrd-'))
