@@ -6,6 +6,12 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export DEBIAN_FRONTEND=noninteractive
 
+# Node.js >= 20.18 with npm comes with this project's machines; Debian 12's own nodejs (18) is too old.
+if ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=18)?0:1)' 2>/dev/null; then
+  echo "error: stargzd needs Node.js >= 20.18 and npm on PATH (found: $(node --version 2>/dev/null || echo none))" >&2
+  exit 1
+fi
+
 # Debian packages:
 #   containerd runc .............. real containerd + runtime (test/helpers/containerd.ts)
 #   stargz-snapshotter ........... ctr-remote (rpull, and the reference converter to compare)
