@@ -9,6 +9,7 @@
  * the memory tier before its flight is removed, so there is no window in which a second reader
  * misses both. Nothing is cached or returned unless it hashed to its digest.
  */
+import { raceAbort } from '../task/race-abort.js'
 import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.js'
 import type { ChunkDecoder } from '../estargz/chunk-decoder.js'
 import type { ChunkRef, TocIndex } from '../estargz/toc-index.js'
@@ -43,19 +44,6 @@ export function sharedDecoder(): WorkerChunkDecoder {
 
 function normalise(name: string): string {
   return name.split('/').filter((p) => p !== '' && p !== '.').join('/')
-}
-
-function raceSignal<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return p
-  if (signal.aborted) return Promise.reject(signal.reason)
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = (): void => reject(signal.reason)
-    signal.addEventListener('abort', onAbort, { once: true })
-    p.then(
-      (v) => { signal.removeEventListener('abort', onAbort); resolve(v) },
-      (e) => { signal.removeEventListener('abort', onAbort); reject(e) },
-    )
-  })
 }
 
 export class ChunkReader {
@@ -117,7 +105,7 @@ export class ChunkReader {
     const refs = this.index.chunksInRange(e.name, offset, end - offset)
     const loading = this.loadChunks(refs, { mode: 'demand' })
     if (this.readaheadBytes > 0) this.noteSequential(e.name, offset, end, size)
-    const parts = await raceSignal(loading, signal)
+    const parts = await raceAbort(loading, signal)
     if (parts.length === 1) {
       const only = parts[0] as Buffer
       const from = offset - (refs[0] as ChunkRef).chunkOffset
