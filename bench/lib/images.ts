@@ -14,10 +14,11 @@
  * carry their own builders' keys. A build writes to a sibling `.partial-*` dir and renames it into
  * place; two concurrent builders both build, one rename wins and the other's copy is dropped.
  */
+import { publishDir } from '../../src/bench/publish-dir.js'
 import { execFile } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
@@ -269,13 +270,7 @@ export async function buildBenchImage(name: BenchImageName, opts: BuildImageOpti
     await rm(join(partial, 'work'), { recursive: true, force: true })
     const meta: Meta = { name, layout: { ...layout, dir: '' }, workloads: spec.workloads, buildSeconds: (performance.now() - started) / 1000 }
     await writeFile(metaPath(partial), JSON.stringify(meta, null, 2) + '\n')
-    try {
-      await rename(partial, final)
-    } catch (e) {
-      // Another builder got there first (ENOTEMPTY/EEXIST): theirs is as good as ours.
-      if (!existsSync(metaPath(final))) throw e
-      await rm(partial, { recursive: true, force: true })
-    }
+    await publishDir(partial, final, metaPath(final))
     return fromMeta(meta, final, false)
   } catch (e) {
     await rm(partial, { recursive: true, force: true })

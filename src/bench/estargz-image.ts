@@ -13,6 +13,7 @@
  * and the writer's sources (src/estargz, src/tar) so a writer change re-converts. Built in a
  * `.partial-*` sibling and renamed into place.
  */
+import { publishDir } from './publish-dir.js'
 import { createHash, randomBytes } from 'node:crypto'
 import { createReadStream, createWriteStream, existsSync } from 'node:fs'
 import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
@@ -136,12 +137,7 @@ export async function estargzLayout(src: BuiltLayout, opts: EstargzLayoutOptions
     await rm(join(partial, 'tmp'), { recursive: true, force: true })
     const meta: EstargzLayout = { dir: '', tag: opts.tag, manifest: manifestDesc, config: configDesc, layers, estargz: info, cached: false }
     await writeFile(metaPath(partial), JSON.stringify(meta, null, 2) + '\n')
-    try {
-      await rename(partial, final)
-    } catch (e) {
-      if (!existsSync(metaPath(final))) throw e
-      await rm(partial, { recursive: true, force: true })
-    }
+    await publishDir(partial, final, metaPath(final))
     return { ...meta, dir: join(final, 'oci') }
   } catch (e) {
     await rm(partial, { recursive: true, force: true })

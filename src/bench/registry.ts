@@ -22,7 +22,8 @@ export interface BenchRegistry {
   close(): Promise<void>
 }
 
-function freePort(): Promise<number> {
+/** A free TCP port on 127.0.0.1 (bind port 0, read it, release it). */
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer()
     s.on('error', reject)

@@ -6,28 +6,18 @@
  * path: every layer falls back and containerd unpacks through our snapshotter.
  */
 import t from 'tap'
-import { readFile, readdir, mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { startContainerd, mountsUnder } from '../helpers/containerd.js'
 import { startRegistry } from '../helpers/registry.js'
 import { buildImage, gzipLayer, skopeoPush, writeOciLayout, type LayerBlob } from '../helpers/image.js'
-import { startStargzd, type StargzdProcess } from './stargzd-process.js'
+import { ctrOrThrow, daemonScratch, type StargzdProcess } from './stargzd-process.js'
 
 t.setTimeout(600_000)
 
 t.test('containerd pulls and runs through stargzd, survives kill -9', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'sgd-'))
-  const root = join(dir, 'root')
-  const sock = join(dir, 's.sock')
-  const procs: StargzdProcess[] = []
-  t.teardown(async () => {
-    for (const p of procs) await p.close()
-    const { unmountUnder } = await import('../helpers/containerd.js')
-    await unmountUnder(dir)
-    await rm(dir, { recursive: true, force: true })
-  })
+  const { dir, root, sock, start: startDaemon } = await daemonScratch(t, 'sgd-')
 
   const registry = await startRegistry()
   t.teardown(() => registry.close())
@@ -43,21 +33,13 @@ t.test('containerd pulls and runs through stargzd, survives kill -9', async (t) 
   const ref = `${registry.host}/test/busybox:v1`
   await skopeoPush(layout, 'v1', ref)
 
-  const start = async (): Promise<StargzdProcess> => {
-    const p = await startStargzd(['--root', root, '--address', sock, '--log-level', 'debug'])
-    procs.push(p)
-    await p.waitFor((l) => l.msg === 'ready')
-    return p
-  }
+  const start = (): Promise<StargzdProcess> => startDaemon(['--log-level', 'debug'])
   let sgd = await start()
 
   const ctrd = await startContainerd({ proxyPlugins: { stargz: { address: sock } } })
   t.teardown(() => ctrd.close())
-  const ctr = async (args: string[]): Promise<string> => {
-    const r = await ctrd.ctr(args)
-    if (r.code !== 0) throw new Error(`ctr ${args.join(' ')} failed (${r.code}): ${r.stderr}\n${await ctrd.logTail()}`)
-    return r.stdout
-  }
+  const ctr = ctrOrThrow(ctrd)
+
 
   await ctr(['image', 'pull', '--plain-http', '--snapshotter', 'stargz', ref])
   const out = await ctr(['run', '--rm', '--snapshotter', 'stargz', ...ctrd.runArgs(), ref, 't1', '/bin/busybox', 'echo', 'hello'])

@@ -7,9 +7,8 @@
  */
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
-import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { startContainerd, mountsUnder, unmountUnder } from '../helpers/containerd.js'
@@ -19,20 +18,12 @@ import { buildImage, sha256, skopeoPush, writeOciLayout } from '../helpers/image
 import { convertFile } from '../helpers/convert.js'
 import { REPO } from '../helpers/cli.js'
 import { TOC_DIGEST_ANNOTATION } from '../../src/estargz/types.js'
-import { startStargzd, type StargzdProcess } from './stargzd-process.js'
+import { ctrOrThrow, daemonScratch, type StargzdProcess } from './stargzd-process.js'
 
 t.setTimeout(900_000)
 
 t.test('lazy pull and run under real containerd', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'sgd-lazy-'))
-  const root = join(dir, 'root')
-  const sock = join(dir, 's.sock')
-  const procs: StargzdProcess[] = []
-  t.teardown(async () => {
-    for (const p of procs) await p.close()
-    await unmountUnder(dir)
-    await rm(dir, { recursive: true, force: true })
-  })
+  const { dir, root, start: startDaemon, sock } = await daemonScratch(t, 'sgd-lazy-')
 
   const registry = await startRegistry()
   t.teardown(() => registry.close())
@@ -67,20 +58,12 @@ t.test('lazy pull and run under real containerd', async (t) => {
     const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()
     return text.split('\n').filter((l) => l.startsWith(name)).reduce((n, l) => n + Number(l.split(' ').pop()), 0)
   }
-  const start = async (): Promise<StargzdProcess> => {
-    const p = await startStargzd(['--config', cfg, '--root', root, '--address', sock, '--log-level', 'debug', '--hosts-dir', join(dir, 'certs.d')])
-    procs.push(p)
-    await p.waitFor((l) => l.msg === 'ready')
-    return p
-  }
+  const start = (): Promise<StargzdProcess> => startDaemon(['--config', cfg, '--log-level', 'debug', '--hosts-dir', join(dir, 'certs.d')])
   let sgd = await start()
   const ctrd = await startContainerd({ proxyPlugins: { stargz: { address: sock } } })
   t.teardown(() => ctrd.close())
-  const ctr = async (args: string[]): Promise<string> => {
-    const r = await ctrd.ctr(args)
-    if (r.code !== 0) throw new Error(`ctr ${args.join(' ')} failed (${r.code}): ${r.stderr}\n${await ctrd.logTail()}\n${sgd.raw.join('\n')}`)
-    return r.stdout
-  }
+  const ctr = ctrOrThrow(ctrd, () => sgd.raw.join('\n'))
+
 
   const ref = `${proxy.host}/test/busybox:esgz`
   proxy.clearLog()

@@ -6,10 +6,9 @@
  * prefetch range: counted from the registry's side, range by range.
  */
 import t from 'tap'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { startContainerd, unmountUnder } from '../helpers/containerd.js'
+import { startContainerd } from '../helpers/containerd.js'
 import { startRegistry } from '../helpers/registry.js'
 import { startFaultProxy, type LoggedRequest } from '../helpers/fault-proxy.js'
 import { runStargz } from '../helpers/cli.js'
@@ -19,7 +18,7 @@ import { pushOciLayout } from '../../bench/lib/oci-image.js'
 import { RegistryClient } from '../../src/registry/client.js'
 import { EstargzReader } from '../../src/estargz/reader.js'
 import { TOC_DIGEST_ANNOTATION } from '../../src/estargz/types.js'
-import { startStargzd, type StargzdProcess } from './stargzd-process.js'
+import { daemonScratch } from './stargzd-process.js'
 
 t.setTimeout(1_200_000)
 
@@ -33,13 +32,7 @@ function ranges(r: LoggedRequest, size: number): Span[] {
 }
 
 t.test('python3: convert, optimize, lazy pull + run under containerd', async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'sgd-py-'))
-  const procs: StargzdProcess[] = []
-  t.teardown(async () => {
-    for (const p of procs) await p.close()
-    await unmountUnder(dir)
-    await rm(dir, { recursive: true, force: true })
-  })
+  const { dir, sock, start } = await daemonScratch(t, 'sgd-py-')
   const registry = await startRegistry()
   t.teardown(() => registry.close())
   const proxy = await startFaultProxy(registry.url)
@@ -56,10 +49,8 @@ t.test('python3: convert, optimize, lazy pull + run under containerd', async (t)
 
   const cfg = join(dir, 'config.toml')
   await writeFile(cfg, 'no_background_fetch = true\n')
-  const sgd = await startStargzd(['--config', cfg, '--root', join(dir, 'root'), '--address', join(dir, 's.sock'), '--hosts-dir', join(dir, 'certs.d')])
-  procs.push(sgd)
-  await sgd.waitFor((l) => l.msg === 'ready')
-  const ctrd = await startContainerd({ proxyPlugins: { stargz: { address: join(dir, 's.sock') } } })
+  const sgd = await start(['--config', cfg, '--hosts-dir', join(dir, 'certs.d')])
+  const ctrd = await startContainerd({ proxyPlugins: { stargz: { address: sock } } })
   t.teardown(() => ctrd.close())
 
   for (const tag of ['esgz', 'opt']) {

@@ -7,6 +7,9 @@ import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { unmountUnder, type Containerd } from '../helpers/containerd.js'
 
 export const REPO = fileURLToPath(new URL('../..', import.meta.url))
 
@@ -79,5 +82,50 @@ export async function startStargzd(args: string[], env: NodeJS.ProcessEnv = {}):
       })()
       return closing
     },
+  }
+}
+
+/** What `t.teardown` needs; tap's Test fits. */
+interface Teardownable { teardown(fn: () => unknown): void }
+
+/**
+ * A scratch dir for one end-to-end test with stargzd on `<dir>/root` and `<dir>/s.sock`.
+ * `start()` starts (or, after a kill -9, restarts) the daemon on the same root and waits for
+ * `ready`; teardown stops every daemon started, unmounts what is left and removes the dir.
+ */
+export interface DaemonScratch {
+  dir: string
+  root: string
+  sock: string
+  start(extraArgs?: string[]): Promise<StargzdProcess>
+}
+
+export async function daemonScratch(t: Teardownable, prefix: string): Promise<DaemonScratch> {
+  const dir = await mkdtemp(join(tmpdir(), prefix))
+  const root = join(dir, 'root')
+  const sock = join(dir, 's.sock')
+  const procs: StargzdProcess[] = []
+  t.teardown(async () => {
+    for (const p of procs) await p.close()
+    await unmountUnder(dir)
+    await rm(dir, { recursive: true, force: true })
+  })
+  return {
+    dir, root, sock,
+    async start(extraArgs = []) {
+      const p = await startStargzd(['--root', root, '--address', sock, ...extraArgs])
+      procs.push(p)
+      await p.waitFor((l) => l.msg === 'ready')
+      return p
+    },
+  }
+}
+
+/** `ctr` that returns stdout, or throws with its stderr and containerd's log tail. */
+export function ctrOrThrow(ctrd: Containerd, context: () => string = () => ''): (args: string[]) => Promise<string> {
+  return async (args) => {
+    const r = await ctrd.ctr(args)
+    if (r.code !== 0) throw new Error(`ctr ${args.join(' ')} failed (${r.code}): ${r.stderr}\n${await ctrd.logTail()}\n${context()}`)
+    return r.stdout
   }
 }

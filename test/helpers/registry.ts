@@ -5,8 +5,8 @@
  * here (JWTs signed RS256 with a key whose self-signed certificate is the registry's
  * rootcertbundle, per the Docker token spec), and TLS with a throwaway certificate.
  */
+import { freePort } from '../../src/bench/registry.js'
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
-import { createServer as createNetServer } from 'node:net'
 import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http'
 import { createPrivateKey, randomBytes, sign } from 'node:crypto'
 import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises'
@@ -33,17 +33,7 @@ export interface TestRegistry {
   close(): Promise<void>
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createNetServer()
-    s.on('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address()
-      const port = typeof addr === 'object' && addr ? addr.port : 0
-      s.close(() => resolve(port))
-    })
-  })
-}
+export { freePort }
 
 function bcryptHash(password: string): string {
   const alphabet = './ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789'
