@@ -24,7 +24,7 @@ fi
 #   build-essential .............. node-gyp, when a native module has no usable prebuilt binary
 #   git ca-certificates .......... npm and the checkout
 PACKAGES=(
-  containerd runc stargz-snapshotter docker-registry skopeo
+  containerd runc stargz-snapshotter docker-registry skopeo umoci libarchive-tools
   fuse3 libfuse2 libfuse-dev busybox-static debootstrap
   pigz curl jq python3 openssl perl attr iproute2 util-linux build-essential git ca-certificates
 )
