@@ -61,7 +61,13 @@ export async function walkTree(root: string, skip: (rel: string, base: string) =
         out.set(r, { type: 'dir', mode: st.mode & 0o7777 })
         await visit(r)
       } else if (st.isFile()) {
-        out.set(r, { type: 'reg', mode: st.mode & 0o7777, size: st.size, sha256: sha256(await readFile(full)) })
+        let data: Buffer
+        try {
+          data = await readFile(full)
+        } catch (e) {
+          throw new Error(`reading ${r}: ${(e as Error).message}`, { cause: e })
+        }
+        out.set(r, { type: 'reg', mode: st.mode & 0o7777, size: st.size, sha256: sha256(data) })
       } else if (st.isSymbolicLink()) {
         out.set(r, { type: 'symlink', target: await readlink(full) })
       } else {
