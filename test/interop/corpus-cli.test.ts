@@ -5,7 +5,7 @@
  * with GNU `tar -x` of the source. Before the fix, every blob here with a "/" root entry (umoci's
  * ".", `tar -P`'s "/") failed with "name is absolute (rule: name-absolute)".
  */
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -31,7 +31,7 @@ t.test('the corpus exercises every root-entry style', async (t) => {
   t.equal(roots.get('python'), null, 'Docker style: no root entry')
 })
 
-async function checkBlob(t: Tap.Test, label: string, blob: string, tocDigest: string, want: Map<string, Node>, xattrs: boolean): Promise<void> {
+async function checkBlob(t: Test, label: string, blob: string, tocDigest: string, want: Map<string, Node>, xattrs: boolean): Promise<void> {
   const toc = await runStargz(['toc', blob, '--toc-digest', tocDigest])
   t.equal(toc.code, 0, `${label}: stargz toc: ${toc.stderr}`)
   if (toc.code !== 0) return

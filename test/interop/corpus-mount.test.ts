@@ -63,7 +63,7 @@ t.test('stargz mount reads every corpus layer byte-exact', async (t) => {
     ]
     for (const [i, v] of variants.entries()) {
       const ref = `${reg.host}/interop/${e.name}:v${i}`
-      await client.pushImage(ref, config(v.diffId), [{ data: v.data, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', diffId: v.diffId, annotations: { [TOC_DIGEST_ANNOTATION]: v.tocDigest } }])
+      await client.pushImage(ref, config(v.diffId), [{ data: v.data, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', annotations: { [TOC_DIGEST_ANNOTATION]: v.tocDigest } }])
       const mnt = join(dir, `${e.name}-${i}-mnt`)
       await mkdir(mnt)
       const r = startMount([ref, mnt, '--plain-http', '--state-dir', join(dir, `${e.name}-${i}-state`)])
