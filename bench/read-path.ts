@@ -30,7 +30,7 @@ import { EstargzReader } from '../src/estargz/reader.js'
 import type { ChunkRef } from '../src/estargz/toc-index.js'
 import { ChunkReader } from '../src/reader/chunk-reader.js'
 import { WorkerChunkDecoder } from '../src/reader/worker-decoder.js'
-import { buildMiniEstargz } from '../test/helpers/mini-estargz.js'
+import { buildMiniEstargz } from '../harness/mini-estargz.js'
 
 const MB = Number(process.env.BENCH_MB ?? 256)
 const CHUNK = Number(process.env.BENCH_CHUNK_KB ?? 1024) * 1024

@@ -22,7 +22,7 @@ import { openLayer } from '../layer/layer.js'
 import { silentLogger } from '../log/logger.js'
 import { ImageMount, type ImageSource, type LayerDescriptor } from '../mount/image-mount.js'
 import { runWorkload, workloadFor } from '../optimize/workload.js'
-import type { BuiltLayout } from '../../bench/lib/oci-image.js'
+import type { BuiltLayout } from './image/oci-image.js'
 import { mountsUnder, onCleanup } from './proc.js'
 
 export interface RecordResult {

@@ -14,12 +14,12 @@
  * carry their own builders' keys. A build writes to a sibling `.partial-*` dir and renames it into
  * place; two concurrent builders both build, one rename wins and the other's copy is dropped.
  */
-import { publishDir } from '../../src/bench/publish-dir.js'
+import { publishDir } from '../publish-dir.js'
 import { execFile } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
+import { dirname, extname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { buildOciLayout, gzipEncoder, layoutSizes, type BuiltLayout, type LayerEncoder, type RuntimeConfig } from './oci-image.js'
@@ -86,10 +86,15 @@ async function fixtureTar(script: string, fixtureDir: string): Promise<string> {
   }
 }
 
+/**
+ * Hashes this folder's modules as they are loaded (.ts from a checkout, .js from dist/), so an edit
+ * rebuilds; a checkout and an installed tree therefore keep separate caches.
+ */
 function builderKey(encoder: LayerEncoder): string {
   const h = createHash('sha256')
-  for (const f of ['images.ts', 'oci-image.ts', 'seeded-data.ts', 'tar-pack.ts']) {
-    h.update(f).update(readFileSync(join(repoRoot(), 'bench', 'lib', f)))
+  const ext = extname(fileURLToPath(import.meta.url))
+  for (const f of ['images', 'oci-image', 'seeded-data', 'tar-pack']) {
+    h.update(f).update(readFileSync(fileURLToPath(new URL(`./${f}${ext}`, import.meta.url))))
   }
   return h.update(encoder.id).digest('hex').slice(0, 16)
 }

@@ -5,7 +5,7 @@
  * here (JWTs signed RS256 with a key whose self-signed certificate is the registry's
  * rootcertbundle, per the Docker token spec), and TLS with a throwaway certificate.
  */
-import { freePort } from '../../src/bench/registry.js'
+import { freePort } from '../src/bench/registry.js'
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
 import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http'
 import { createPrivateKey, randomBytes, sign } from 'node:crypto'
