@@ -8,8 +8,8 @@ import t from 'tap'
 import { EstargzReader } from '../../src/estargz/reader.js'
 import { normaliseName } from '../../src/estargz/toc-validate.js'
 import { StargzError } from '../../src/errors.js'
-import { BufferSource, buildMiniEstargz } from '../helpers/mini-estargz.js'
-import { convertBuffer, memTar } from '../helpers/memtar.js'
+import { BufferSource, buildMiniEstargz } from '../../harness/mini-estargz.js'
+import { convertBuffer, memTar } from '../../harness/memtar.js'
 
 const hello = Buffer.from('hello from an absolute name\n')
 

@@ -9,7 +9,7 @@ import t, { type Test } from 'tap'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { runStargz } from '../helpers/cli.js'
+import { runStargz } from '../../harness/cli.js'
 import { loadCorpus, sha256, walkTree, type Node } from './corpus.js'
 
 t.setTimeout(1_800_000)

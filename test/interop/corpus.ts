@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto'
 import { lstat, readFile, readdir, readlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { REPO } from '../helpers/cli.js'
+import { REPO } from '../../harness/cli.js'
 
 const execFileP = promisify(execFile)
 

@@ -7,11 +7,12 @@
 import t from 'tap'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { startContainerd } from '../helpers/containerd.js'
-import { freePort, startRegistry } from '../helpers/registry.js'
-import { buildImage, skopeoPush, writeOciLayout } from '../helpers/image.js'
+import { startContainerd } from '../../harness/containerd.js'
+import { startRegistry } from '../../harness/registry.js'
+import { metricsAddress } from '../../harness/ports.js'
+import { buildImage, skopeoPush, writeOciLayout } from '../../harness/image.js'
 import { TOC_DIGEST_ANNOTATION } from '../../src/estargz/types.js'
-import { ctrOrThrow, daemonScratch } from '../daemon/stargzd-process.js'
+import { ctrOrThrow, daemonScratch } from '../../harness/stargzd.js'
 import { loadCorpus } from './corpus.js'
 
 t.setTimeout(900_000)
@@ -42,8 +43,7 @@ t.test('rpull + run of a ctr-remote image with "/" and "." root entries: every l
   await skopeoPush(join(dir, 'img'), 'ref', ref)
 
   const cfg = join(dir, 'config.toml')
-  const metricsPort = await freePort()
-  await writeFile(cfg, `metrics_address = "127.0.0.1:${metricsPort}"\n`)
+  await writeFile(cfg, 'metrics_address = "127.0.0.1:0"\n')
   const sgd = await start(['--config', cfg, '--log-level', 'debug'])
   const ctrd = await startContainerd({ proxyPlugins: { stargz: { address: sock } } })
   t.teardown(() => ctrd.close())
@@ -63,7 +63,7 @@ t.test('rpull + run of a ctr-remote image with "/" and "." root entries: every l
   const { createHash } = await import('node:crypto')
   t.match(ls, createHash('sha256').update(lines).digest('hex'), 'a 5-chunk file reads byte-exact inside the container')
 
-  const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()
+  const metrics = await (await fetch(`http://${metricsAddress(sgd.logs)}/metrics`)).text()
   const mountedLayers = metrics.split('\n').filter((l) => l.startsWith('stargzd_mounted_layers')).reduce((n, l) => n + Number(l.split(' ').pop()), 0)
   t.equal(mountedLayers, 2, 'metrics: two lazy layers mounted')
   const fb = metrics.split('\n').filter((l) => l.startsWith('stargzd_remote_snapshot_fallbacks_total')).reduce((n, l) => n + Number(l.split(' ').pop()), 0)

@@ -11,8 +11,8 @@ import { RegistryInput } from '../../src/convert/registry-io.js'
 import { TOC_DIGEST_ANNOTATION } from '../../src/estargz/types.js'
 import { RegistryClient } from '../../src/registry/client.js'
 import { parseReference } from '../../src/registry/reference.js'
-import { startRegistry } from '../helpers/registry.js'
-import { prefetchOrder, readImage, runCommand, tempDir } from '../convert/fixtures/helpers.js'
+import { startRegistry } from '../../harness/registry.js'
+import { prefetchOrder, readImage, runCommand, tempDir } from '../../harness/convert-fixtures.js'
 import { loadCorpus } from '../interop/corpus.js'
 
 t.setTimeout(600_000)

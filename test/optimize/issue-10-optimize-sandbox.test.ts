@@ -14,10 +14,10 @@ import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import { RegistryClient } from '../../src/registry/client.js'
 import { listMounts } from '../../src/fuse/unmount.js'
-import { sha256 } from '../helpers/image.js'
-import { memTar } from '../helpers/memtar.js'
-import { startRegistry } from '../helpers/registry.js'
-import { busyboxRootfs, gzipFileLayer, runCommand, tempDir } from '../convert/fixtures/helpers.js'
+import { sha256 } from '../../harness/image.js'
+import { memTar } from '../../harness/memtar.js'
+import { startRegistry } from '../../harness/registry.js'
+import { busyboxRootfs, gzipFileLayer, runCommand, tempDir } from '../../harness/convert-fixtures.js'
 
 t.setTimeout(600_000)
 
