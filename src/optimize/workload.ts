@@ -198,8 +198,17 @@ export async function runWorkload(rootfs: string, w: Workload, opts: { periodMs:
     }
     let timedOut = false
     let killing: Promise<unknown> | undefined
-    // SIGKILL to every process of the container (runc kill --all), not just runc itself.
-    const kill = (): void => { killing ??= runc(bin, ['--root', runcRoot, 'kill', '--all', id, 'KILL']) }
+    // SIGKILL to every process of the container (runc kill --all), not just runc itself. While runc
+    // is still creating the container, kill finds nothing: try again until runc has exited.
+    const running = (): boolean => child.exitCode === null && child.signalCode === null
+    const kill = (): void => {
+      killing ??= (async () => {
+        while (running()) {
+          await runc(bin, ['--root', runcRoot, 'kill', '--all', id, 'KILL']).catch(() => undefined)
+          await new Promise((r) => setTimeout(r, 200))
+        }
+      })()
+    }
     const timer = setTimeout(() => { timedOut = true; kill() }, opts.periodMs)
     opts.signal?.addEventListener('abort', kill, { once: true })
     try {
