@@ -87,6 +87,9 @@ function config(p: { root: string; state: string; address: string; opt: string; 
       `${cri}]`, `  sandbox_image = ${q(p.cri.sandboxImage)}`,
       // The streaming server (exec/attach/port-forward) on loopback, any free port.
       '  stream_server_address = "127.0.0.1"', '  stream_server_port = "0"',
+      // The sandbox asks for oom_score_adj -998; lowering it below our own needs CAP_SYS_RESOURCE,
+      // which a test machine that is itself a container may lack (runc then fails in nsexec).
+      '  restrict_oom_score_adj = true',
       `${cri}.containerd]`, `  snapshotter = ${q(p.cri.snapshotter ?? 'stargz')}`, '  disable_snapshot_annotations = false',
       '  default_runtime_name = "runc"',
       `${cri}.containerd.runtimes.runc]`, '  runtime_type = "io.containerd.runc.v2"',

@@ -60,8 +60,8 @@ function imageOf(layers: LayerBlob[], entrypoint: string[]): BuiltImage {
 }
 
 async function push(dir: string, name: string, img: BuiltImage, dest: string, opts: SkopeoOptions): Promise<void> {
-  await writeOciLayout(join(dir, name), name, [img])
-  await skopeoPush(join(dir, name), name, dest, opts)
+  await writeOciLayout(join(dir, `${name}.oci`), name, [img])
+  await skopeoPush(join(dir, `${name}.oci`), name, dest, opts)
 }
 
 /** Build fixtures/pause.c static and push a one-file image (/pause) to `dest`. */
@@ -107,11 +107,10 @@ export async function writeHostsToml(hostsDir: string, host: string, mirror?: st
   await writeFile(join(hostsDir, host, 'hosts.toml'), lines.join('\n'))
 }
 
-/** Host-network pod sandbox config (no CNI needed). */
+/** Host-network pod sandbox config (no CNI needed; no hostname: the pod shares the node's UTS namespace). */
 export function sandboxConfig(name: string, logDir: string): Msg {
   return {
     metadata: { name, uid: `${name}-uid`, namespace: 'default', attempt: 0 },
-    hostname: name,
     log_directory: logDir,
     linux: { security_context: { namespace_options: { network: 'NODE', pid: 'POD', ipc: 'POD' } } },
   }
