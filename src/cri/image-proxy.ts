@@ -86,7 +86,7 @@ export async function startImageServiceProxy(opts: ImageServiceProxyOptions): Pr
       return
     }
     // Only the reference and whether credentials came: never the AuthConfig itself.
-    log.info({ image, credentials: kept ? 'kept' : 'none' }, 'cri-pull')
+    log.info({ image, keychain: kept ? 'kept' : 'no credentials' }, 'cri-pull')
   }
 
   await mkdir(dirname(address), { recursive: true, mode: 0o711 })
