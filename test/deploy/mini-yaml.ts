@@ -35,7 +35,7 @@ function scalar(s: string, n: number): Y {
   return s
 }
 
-const KEY = /^([A-Za-z0-9_.\/-]+|"[^"]*"):(?: (.*)|)$/
+const KEY = /^([A-Za-z0-9_./-]+|"[^"]*"):(?: (.*)|)$/
 
 export function parseYaml(src: string): Y {
   const raw = src.split('\n')
