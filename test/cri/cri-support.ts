@@ -7,7 +7,7 @@
 import * as grpc from '@grpc/grpc-js'
 import { execFileSync } from 'node:child_process'
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises'
-import { join } from 'node:path'
+import { dirname, join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import { criClientConstructor, IMAGE_SERVICE, RUNTIME_SERVICE } from '../../src/cri/proto.js'
 import { TOC_DIGEST_ANNOTATION } from '../../src/estargz/types.js'
@@ -83,10 +83,18 @@ export interface BusyboxImages {
  * Push busybox twice: as eStargz with the TOC digest annotation (converted by our writer) to
  * `esgzDest`, and as plain gzip to `plainDest` (when given).
  */
-export async function pushBusyboxImages(dir: string, esgzDest: string, plainDest: string | undefined, opts: SkopeoOptions = {}): Promise<BusyboxImages> {
+export async function pushBusyboxImages(dir: string, esgzDest: string, plainDest: string | undefined, opts: SkopeoOptions & { extraFiles?: Record<string, Buffer> } = {}): Promise<BusyboxImages> {
   const baseTar = execFileSync('bash', [join(REPO, 'scripts/fixtures/busybox-rootfs.sh')], { encoding: 'utf8' }).trim()
   const rootfsTar = join(dir, 'rootfs.tar')
   await copyFile(baseTar, rootfsTar)
+  if (opts.extraFiles) {
+    const extra = join(dir, 'extra')
+    for (const [name, data] of Object.entries(opts.extraFiles)) {
+      await mkdir(dirname(join(extra, name)), { recursive: true })
+      await writeFile(join(extra, name), data)
+    }
+    execFileSync('tar', ['-rf', rootfsTar, '--owner=0', '--group=0', '-C', extra, ...Object.keys(opts.extraFiles)])
+  }
   const esgzPath = join(dir, 'busybox.estargz')
   const conv = await convertFile(rootfsTar, esgzPath)
   const esgz = await readFile(esgzPath)

@@ -20,6 +20,8 @@ export interface RegistryOptions {
   htpasswd?: User[]
   token?: TokenServerOptions
   tls?: boolean
+  /** Pull-through cache ("proxy:" mode) of this upstream registry URL. */
+  proxyRemoteUrl?: string
 }
 
 export interface TestRegistry {
@@ -198,6 +200,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<TestReg
       lines.push('auth:', '  token:', `    realm: ${tokenServer.realm}`, `    service: ${tokenServer.service}`,
         `    issuer: ${tokenServer.issuer}`, `    rootcertbundle: ${tokenServer.certPath}`)
     }
+    if (opts.proxyRemoteUrl) lines.push('proxy:', `  remoteurl: ${opts.proxyRemoteUrl}`)
     const configPath = join(dir, 'config.yml')
     await writeFile(configPath, lines.join('\n') + '\n')
     const logPath = join(dir, 'registry.log')
