@@ -12,9 +12,9 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CRI_NAMESPACE, startBenchContainerd } from '../../src/bench/containerd.js'
 import { run } from '../../src/bench/proc.js'
-import { startFaultProxy } from '../helpers/fault-proxy.js'
-import { startRegistry } from '../helpers/registry.js'
-import { daemonScratch } from '../daemon/stargzd-process.js'
+import { startFaultProxy } from '../../harness/fault-proxy.js'
+import { startRegistry } from '../../harness/registry.js'
+import { daemonScratch } from '../../harness/stargzd.js'
 import { criClient, pushBusyboxImages, pushPauseImage, sandboxConfig, waitExited, writeHostsToml } from './cri-support.js'
 
 t.setTimeout(900_000)

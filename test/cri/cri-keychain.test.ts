@@ -10,8 +10,8 @@ import t from 'tap'
 import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { startBenchContainerd } from '../../src/bench/containerd.js'
-import { startRegistry } from '../helpers/registry.js'
-import { daemonScratch } from '../daemon/stargzd-process.js'
+import { startRegistry } from '../../harness/registry.js'
+import { daemonScratch } from '../../harness/stargzd.js'
 import { criClient, pushBusyboxImages, pushPauseImage, sandboxConfig, waitExited, writeHostsToml } from './cri-support.js'
 
 t.setTimeout(900_000)

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { parse } from 'smol-toml'
-import { REPO } from '../helpers/cli.js'
+import { REPO } from '../../harness/cli.js'
 
 const execFileP = promisify(execFile)
 t.setTimeout(600_000)

@@ -14,7 +14,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { parse as parseToml } from 'smol-toml'
 import { parseConfigText } from '../../src/config/load.js'
-import { REPO } from '../helpers/cli.js'
+import { REPO } from '../../harness/cli.js'
 import { parseYaml } from './mini-yaml.js'
 
 const execFileP = promisify(execFile)
