@@ -15,7 +15,7 @@ import { run } from '../../src/bench/proc.js'
 import { startFaultProxy } from '../../harness/fault-proxy.js'
 import { startRegistry } from '../../harness/registry.js'
 import { daemonScratch } from '../../harness/stargzd.js'
-import { criClient, pushBusyboxImages, pushPauseImage, sandboxConfig, waitExited, writeHostsToml } from './cri-support.js'
+import { criClient, pushBusyboxImages, pushPauseImage, sandboxConfig, waitExited, writeHostsToml } from '../../harness/cri.js'
 
 t.setTimeout(900_000)
 

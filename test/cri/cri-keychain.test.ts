@@ -12,7 +12,7 @@ import { join } from 'node:path'
 import { startBenchContainerd } from '../../src/bench/containerd.js'
 import { startRegistry } from '../../harness/registry.js'
 import { daemonScratch } from '../../harness/stargzd.js'
-import { criClient, pushBusyboxImages, pushPauseImage, sandboxConfig, waitExited, writeHostsToml } from './cri-support.js'
+import { criClient, pushBusyboxImages, pushPauseImage, sandboxConfig, waitExited, writeHostsToml } from '../../harness/cri.js'
 
 t.setTimeout(900_000)
 

@@ -14,7 +14,7 @@ import { startBenchContainerd } from '../../src/bench/containerd.js'
 import { startFaultProxy } from '../../harness/fault-proxy.js'
 import { startRegistry } from '../../harness/registry.js'
 import { daemonScratch } from '../../harness/stargzd.js'
-import { criClient, pushBusyboxImages, pushPauseImage, sandboxConfig, waitExited, writeHostsToml } from './cri-support.js'
+import { criClient, pushBusyboxImages, pushPauseImage, sandboxConfig, waitExited, writeHostsToml } from '../../harness/cri.js'
 import { readFile, stat, writeFile } from 'node:fs/promises'
 
 t.setTimeout(900_000)

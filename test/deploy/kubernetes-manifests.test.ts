@@ -15,7 +15,7 @@ import { promisify } from 'node:util'
 import { parse as parseToml } from 'smol-toml'
 import { parseConfigText } from '../../src/config/load.js'
 import { REPO } from '../../harness/cli.js'
-import { parseYaml } from './mini-yaml.js'
+import { parseYaml } from '../../harness/mini-yaml.js'
 
 const execFileP = promisify(execFile)
 t.setTimeout(120_000)

@@ -9,11 +9,11 @@ import { execFileSync } from 'node:child_process'
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { gzipSync } from 'node:zlib'
-import { criClientConstructor, IMAGE_SERVICE, RUNTIME_SERVICE } from '../../src/cri/proto.js'
-import { TOC_DIGEST_ANNOTATION } from '../../src/estargz/types.js'
-import { convertFile } from '../../harness/convert.js'
-import { REPO } from '../../harness/cli.js'
-import { sha256, skopeoPush, tarOf, writeOciLayout, type BuiltImage, type LayerBlob, type SkopeoOptions } from '../../harness/image.js'
+import { criClientConstructor, IMAGE_SERVICE, RUNTIME_SERVICE } from '../src/cri/proto.js'
+import { TOC_DIGEST_ANNOTATION } from '../src/estargz/types.js'
+import { convertFile } from './convert.js'
+import { REPO } from './cli.js'
+import { sha256, skopeoPush, tarOf, writeOciLayout, type BuiltImage, type LayerBlob, type SkopeoOptions } from './image.js'
 
 type Msg = Record<string, unknown>
 
