@@ -7,6 +7,7 @@
  * must arrive as a remote snapshot carrying the containerd.io/snapshot/cri.* labels and be read
  * with range requests only; a plain gzip image must fall back and still run.
  */
+// stargzd-test: e2e
 import t from 'tap'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'

@@ -6,6 +6,7 @@
  * call unchanged, stargzd keeps the credentials and uses them for the layer's range reads, so the
  * layer is mounted lazily and the container runs. The password never reaches stargzd's log.
  */
+// stargzd-test: e2e
 import t from 'tap'
 import { mkdir, readFile, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'

@@ -6,6 +6,7 @@
  * mirror holds the layer, the upstream is stopped, and a container that reads a file nobody read
  * before still gets the right bytes: lazily, from the mirror alone.
  */
+// stargzd-test: e2e
 import t from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
 import { join } from 'node:path'

@@ -4,6 +4,7 @@
  * with a backup of the old one, and systemctl (a recording shim on PATH) never asked to stop or
  * disable anything; containerd is try-restarted only by the run that changed its config.
  */
+// stargzd-test: e2e
 import t from 'tap'
 import { execFile } from 'node:child_process'
 import { chmod, mkdir, mkdtemp, readFile, readdir, readlink, rm, writeFile } from 'node:fs/promises'
