@@ -56,6 +56,15 @@ export interface HostsOptions {
   plainHttpLocalhost?: boolean | undefined
 }
 
+/**
+ * The host whose credentials an endpoint gets: its own, as containerd looks them up (a mirror
+ * must never receive the upstream registry's password). Docker Hub's API host answers for
+ * "docker.io", under which Docker's config keeps Hub credentials.
+ */
+export function credentialHost(ep: Endpoint): string {
+  return ep.base.host === DOCKER_HUB_API_HOST ? DOCKER_HUB : ep.base.host
+}
+
 /** "localhost", "127.x.y.z" or "[::1]", with or without a port. */
 export function isLoopbackHost(registry: string): boolean {
   const host = registry.startsWith('[') ? registry.slice(1, registry.indexOf(']')) : registry.replace(/:\d+$/, '')
