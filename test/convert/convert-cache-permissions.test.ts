@@ -39,7 +39,7 @@ t.test('convert-cache-world-readable: files 0600, directories 0700', async (t) =
   await mkdir(join(dir, 'results'), { recursive: true, mode: 0o755 })
   await chmod(join(dir, 'results'), 0o755)
   const cache = await ConvertCache.open(dir)
-  const tar = memTar([{ name: 'etc/secret', data: Buffer.from('private image content\n'), mode: 0o600 }])
+  const tar = memTar([{ name: 'etc/secret', content: 'private image content\n', mode: 0o600 }])
   const tarDigest = 'sha256:' + createHash('sha256').update(tar).digest('hex')
   const r = await cache.convert(tarDigest, {}, input(tar))
   t.equal(r.cached, false)
