@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util'
 import { appendFile } from 'node:fs/promises'
 import { cpus, totalmem } from 'node:os'
 import { caseRng } from './fuzz/mutate.js'
-import { TARGETS } from './fuzz/targets.js'
+import { ALL_TARGETS, TARGETS } from './fuzz/targets.js'
 import type { WorkerInput, WorkerMessage } from './fuzz/worker.js'
 
 const { values: args } = parseArgs({
@@ -41,7 +41,7 @@ const seed = Number(args.seed)
 const hangMs = Number(args['hang-ms'])
 
 if (args.case !== undefined) {
-  const t = TARGETS.find((x) => x.name === args.target)
+  const t = ALL_TARGETS.find((x) => x.name === args.target)
   if (!t) throw new Error(`--case needs --target, one of ${TARGETS.map((x) => x.name).join(', ')}`)
   await t.setup()
   const started = Date.now()
@@ -69,7 +69,7 @@ const workerUrl = new URL('./fuzz/worker-boot.mjs', import.meta.url)
 async function runRange(r: Result, start: number, end: number, confirming = false): Promise<'ok' | 'slow'> {
   let next = start
   while (next < end) {
-    const progress = new SharedArrayBuffer(8)
+    const progress = new SharedArrayBuffer(16)
     const cells = new Int32Array(progress)
     cells[0] = next
     const data: WorkerInput = { target: r.name, start: next, end, seed, progress }
@@ -89,17 +89,21 @@ async function runRange(r: Result, start: number, end: number, confirming = fals
           }, 50)
         } else if (m.kind === 'crash') {
           if (!confirming) r.crashes.push({ index: m.index, what: `${m.message}\n${m.stack}` })
-        } else {
-          r.ok += m.ok
-          r.typedErrors += m.typedErrors
-          finish({ kind: 'done' })
-        }
+        } else finish({ kind: 'done' })
       })
       w.on('error', (e) => finish({ kind: 'died', index: Atomics.load(cells, 0), why: `${e.name}: ${e.message}\n${(e.stack ?? '').split('\n').slice(0, 6).join('\n')}` }))
       w.on('exit', (code) => finish({ kind: 'died', index: Atomics.load(cells, 0), why: `worker exited with ${code}` }))
     })
     await w.terminate()
+    if (!confirming) { r.ok += Atomics.load(cells, 2); r.typedErrors += Atomics.load(cells, 3) }
     if (outcome.kind === 'done') return 'ok'
+    if (outcome.kind === 'died' && outcome.why === 'worker exited with 13') {
+      // Node's "unsettled top-level await": the event loop ran dry with a case still pending.
+      if (!confirming) r.hangs.push({ index: outcome.index, what: 'a promise that never settles (the event loop ran dry mid-case)' })
+      if (confirming) return 'slow'
+      next = outcome.index + 1
+      continue
+    }
     if (outcome.kind === 'died') {
       r.crashes.push({ index: outcome.index, what: `uncaught in worker: ${outcome.why}` })
       next = outcome.index + 1
@@ -116,8 +120,8 @@ async function runRange(r: Result, start: number, end: number, confirming = fals
 
 const cases = Number(args.cases)
 const chosen = args.targets ? args.targets.split(',').map((n) => {
-  const t = TARGETS.find((x) => x.name === n.trim())
-  if (!t) throw new Error(`unknown target ${n}; targets: ${TARGETS.map((x) => x.name).join(', ')}`)
+  const t = ALL_TARGETS.find((x) => x.name === n.trim())
+  if (!t) throw new Error(`unknown target ${n}; targets: ${ALL_TARGETS.map((x) => x.name).join(', ')}`)
   return t
 }) : [...TARGETS]
 const results: Result[] = chosen.map((t) => ({ name: t.name, covers: t.covers, cases, ok: 0, typedErrors: 0, crashes: [], hangs: [], slowRetried: 0, peakRss: 0, seconds: 0 }))
