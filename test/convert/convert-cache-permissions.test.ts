@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createHash } from 'node:crypto'
 import { ConvertCache, conversionKey, type LayerInput } from '../../src/convert/convert-cache.js'
-import { memTar } from '../helpers/memtar.js'
+import { memTar } from '../../harness/memtar.js'
 
 const work = await mkdtemp(join(tmpdir(), 'stargz-convert-perm-'))
 t.teardown(() => rm(work, { recursive: true, force: true }))
