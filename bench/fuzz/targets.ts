@@ -183,6 +183,50 @@ export const estargzTarget: Target = {
 const tarSeeds: Buffer[] = []
 const gzSeeds: Buffer[] = []
 
+const PAX_KEYS = ['path', 'linkpath', 'size', 'uid', 'gid', 'uname', 'gname', 'mtime', 'atime', 'ctime', 'charset', 'comment', 'hdrcharset', 'SCHILY.xattr.user.a', 'SCHILY.xattr.security.capability', 'SCHILY.acl.access', 'GNU.sparse.size', 'x']
+const PAX_VALUES = ['', '0', '-1', '1', '511', '512', '99999999999999999999', '1e400', '1.5', '-1.5', '1700000000.123456789', '.', '..', '../../etc/passwd', '/abs', 'a\u0000b', 'x'.repeat(300), 'NaN', '0x10', ' 7', '7 ', '\u00e9']
+
+/** A raw header block: the writer's, with a chosen typeflag and size (checksum recomputed). */
+function rawHeader(name: string, typeflag: string, size: number): Buffer {
+  const h = emptyHeader(name, '0')
+  h.size = size
+  h.mode = 0o644
+  const b = encodeHeader(h).subarray(0, 512)
+  b.write(typeflag, 156, 1, 'latin1')
+  b.fill(0x20, 148, 156)
+  let sum = 0
+  for (const x of b) sum += x
+  b.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 'latin1')
+  return b
+}
+
+/** PAX ('x'/'g') or GNU long-name ('L'/'K') metadata with chosen records, then one file entry. */
+export function structuredTar(rng: Rng): Buffer {
+  const parts: Buffer[] = []
+  for (let k = 1 + rng.int(3); k > 0; k--) {
+    const kind = rng.pick(['x', 'x', 'g', 'L', 'K'])
+    let data: Buffer
+    if (kind === 'L' || kind === 'K') data = Buffer.from(rng.pick(PAX_VALUES) + (rng.chance(0.5) ? '\0' : ''), 'utf8')
+    else {
+      const recs: Buffer[] = []
+      for (let j = 1 + rng.int(4); j > 0; j--) {
+        const body = ` ${rng.pick(PAX_KEYS)}=${rng.pick(PAX_VALUES)}\n`
+        const n = Buffer.byteLength(body)
+        let len = n + String(n).length
+        if (String(len).length + n !== len) len = n + String(len).length
+        const claimed = rng.chance(0.03) ? len + rng.pick([-2, -1, 1, 2, 1000]) : len
+        recs.push(Buffer.from(`${claimed}${body}`, 'utf8'))
+      }
+      data = Buffer.concat(recs)
+    }
+    const declared = rng.chance(0.03) ? data.length + rng.pick([-1, 1, 512, 2 ** 21]) : data.length
+    parts.push(rawHeader('././@PaxHeader', kind, Math.max(0, declared)), data, Buffer.alloc(paddingFor(data.length)))
+  }
+  const content = pattern(rng.int(2000), 5)
+  parts.push(rawHeader('file', rng.pick(['0', '0', '1', '2', '5', '7', 'S', '\0']), content.length), content, Buffer.alloc(paddingFor(content.length)), endOfArchive())
+  return Buffer.concat(parts)
+}
+
 export const tarTarget: Target = {
   name: 'tar',
   covers: 'tar reader and layer decompression (src/tar)',
@@ -191,8 +235,9 @@ export const tarTarget: Target = {
   },
   async run(rng) {
     const gz = rng.chance(0.2)
-    const seed = gz ? rng.pick(gzSeeds) : rng.pick(tarSeeds)
-    const input = mutateBytes(rng, seed, { focusStart: rng.chance(0.5) ? 0 : undefined, donor: rng.pick(tarSeeds) })
+    const structured = !gz && rng.chance(0.3)
+    const seed = gz ? rng.pick(gzSeeds) : structured ? structuredTar(rng) : rng.pick(tarSeeds)
+    const input = structured && rng.chance(0.5) ? seed : mutateBytes(rng, seed, { focusStart: rng.chance(0.5) ? 0 : undefined, donor: rng.pick(tarSeeds) })
     const piece = rng.pick([61, 512, 513, 4096, 1 << 20])
     async function* chunks(): AsyncGenerator<Buffer> { for (let i = 0; i < input.length; i += piece) yield input.subarray(i, i + piece) }
     let entries = 0
