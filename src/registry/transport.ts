@@ -7,6 +7,7 @@
 import { setTimeout as sleepMs } from 'node:timers/promises'
 import { Agent, request as undiciRequest, type Dispatcher } from 'undici'
 import { FetchError, RegistryError, RegistryTimeoutError, type RequestContext } from './errors.js'
+import { LIBRARY_DEFAULTS } from '../config/defaults.js'
 
 export interface TlsOptions {
   ca?: Buffer[]
@@ -118,12 +119,12 @@ export class Transport {
     this.opts = {
       connectTimeoutMs: opts.connectTimeoutMs ?? 10_000,
       headersTimeoutMs: opts.headersTimeoutMs ?? 30_000,
-      bodyTimeoutMs: opts.bodyTimeoutMs ?? 30_000,
+      bodyTimeoutMs: opts.bodyTimeoutMs ?? LIBRARY_DEFAULTS.registry.bodyTimeoutMs,
       keepAliveTimeoutMs: opts.keepAliveTimeoutMs ?? 30_000,
       connectionsPerOrigin: opts.connectionsPerOrigin ?? 64,
-      maxRetries: opts.maxRetries ?? 4,
-      backoffBaseMs: opts.backoffBaseMs ?? 200,
-      backoffMaxMs: opts.backoffMaxMs ?? 5_000,
+      maxRetries: opts.maxRetries ?? LIBRARY_DEFAULTS.registry.maxRetries,
+      backoffBaseMs: opts.backoffBaseMs ?? LIBRARY_DEFAULTS.registry.backoffBaseMs,
+      backoffMaxMs: opts.backoffMaxMs ?? LIBRARY_DEFAULTS.registry.backoffMaxMs,
       retryAfterMaxMs: opts.retryAfterMaxMs ?? 30_000,
       userAgent: opts.userAgent ?? 'stargzd/0.1',
       random: opts.random ?? Math.random,
