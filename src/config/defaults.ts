@@ -56,8 +56,9 @@ export const LIBRARY_DEFAULTS = Object.freeze({
     maxRetries: C.blob.max_retries,
     backoffBaseMs: C.blob.min_wait_msec,
     backoffMaxMs: C.blob.max_wait_msec,
-    /** [blob] fetching_timeout_sec. */
+    /** [blob] fetching_timeout_sec bounds both the gap between body chunks and the whole request (as the daemon sets them). */
     bodyTimeoutMs: C.blob.fetching_timeout_sec * 1000,
+    requestDeadlineMs: C.blob.fetching_timeout_sec * 1000,
   }),
   /**
    * Quiet period after the last on-demand read before background fetch resumes. No config key:

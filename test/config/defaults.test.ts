@@ -23,6 +23,7 @@ t.test('the registry transport without options = [blob] defaults', async (t) => 
   t.equal(tr.opts.maxRetries, c.blob.max_retries)
   t.equal(tr.opts.maxRetries, 5)
   t.equal(tr.opts.bodyTimeoutMs, c.blob.fetching_timeout_sec * 1000)
+  t.equal(tr.opts.requestDeadlineMs, c.blob.fetching_timeout_sec * 1000)
   t.equal(tr.opts.backoffBaseMs, c.blob.min_wait_msec)
   t.equal(tr.opts.backoffMaxMs, c.blob.max_wait_msec)
 })
