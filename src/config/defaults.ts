@@ -46,6 +46,12 @@ export const CONFIG_DEFAULTS = Object.freeze({
     attr_timeout: 3600,
     entry_timeout: 3600,
   }),
+  cri_keychain: Object.freeze({
+    enable_keychain: false,
+    image_service_path: '/run/containerd/containerd.sock',
+    proxy_path: '/run/stargzd/cri-image.sock',
+    credential_ttl_sec: 86_400,
+  }),
 } as const)
 
 const C = CONFIG_DEFAULTS

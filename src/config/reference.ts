@@ -53,13 +53,12 @@ export const REFERENCE_SECTION_KEYS: Readonly<Record<string, Readonly<Record<str
     merge_worker_count: { type: 'int', instead: PASSTHROUGH_INSTEAD },
   },
   kubeconfig_keychain: {
-    enable_keychain: { type: 'bool', instead: 'Kubernetes secrets are not read; credentials come from the Docker config (and the CRI keychain where it is built in)' },
-    kubeconfig_path: { type: 'string', instead: 'Kubernetes secrets are not read; credentials come from the Docker config (and the CRI keychain where it is built in)' },
+    enable_keychain: { type: 'bool', instead: 'Kubernetes secrets are not read; credentials come from the CRI keychain ([cri_keychain]) and the Docker config' },
+    kubeconfig_path: { type: 'string', instead: 'Kubernetes secrets are not read; credentials come from the CRI keychain ([cri_keychain]) and the Docker config' },
   },
   cri_keychain: {
-    enable_keychain: { type: 'bool', instead: 'this build has no CRI keychain: private images need their credentials in the Docker config' },
-    image_service_path: { type: 'string', instead: 'this build has no CRI keychain: private images need their credentials in the Docker config' },
-    listen_path: { type: 'string', instead: 'the CRI ImageService proxy is never served on the snapshotter socket; see [cri_keychain] in config/config.toml' },
+    // enable_keychain and image_service_path are native (src/cri).
+    listen_path: { type: 'string', instead: 'the CRI ImageService proxy is served on [cri_keychain] proxy_path, never on the snapshotter socket' },
   },
   resolver: {
     host: { type: 'resolver-hosts', instead: 'registry hosts, mirrors, plain HTTP and headers come from containerd\'s hosts.toml files under hosts_dir (/etc/containerd/certs.d)' },
