@@ -2,7 +2,9 @@
  * The interop corpus (scripts/fixtures/interop-corpus.sh): layers made by GNU tar, bsdtar, Python
  * tarfile, umoci, skopeo and in Docker's whiteout style, each converted by the reference
  * converter (ctr-remote). Tests compare what our readers see with GNU `tar -x` of the source.
+ * Building it needs root, containerd, ctr-remote, umoci and bsdtar, so its users are e2e tests.
  */
+// stargzd-test: e2e
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { lstat, readFile, readdir, readlink } from 'node:fs/promises'
