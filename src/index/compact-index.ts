@@ -29,7 +29,7 @@ import { TocError } from '../errors.js'
 import type { ChunkRef, TocIndex } from '../estargz/toc-index.js'
 import type { TocEntry } from '../estargz/types.js'
 import { S_IFDIR, S_IFMT, S_IFREG } from '../fuse/attr.js'
-import { FLAG_OPAQUE, FLAG_WHITEOUT, FLAG_XATTRS, InodeTable } from '../fuse/inode-table.js'
+import { FLAG_OPAQUE, FLAG_WHITEOUT, FLAG_XATTRS, InodeTable, type LayerTree } from '../fuse/inode-table.js'
 
 export const INDEX_MAGIC = 'SGZIDX\0\0'
 export const INDEX_VERSION = 1
@@ -100,7 +100,7 @@ function u32Search(a: Uint32Array, key: number): number {
   return -1
 }
 
-export class CompactIndex {
+export class CompactIndex implements LayerTree {
   readonly count: number
   readonly maxIno: number
   /** True if any slot has xattrs or is an opaque directory: getxattr must then be served. */
