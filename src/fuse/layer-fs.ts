@@ -50,7 +50,9 @@ export class LayerMount {
     const log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'fuse', digest: layer.digest, mountpoint })
     const kind = opts.tree ?? (process.env.STARGZ_INDEX === 'compact' ? 'compact' : 'object')
     const table = opts.table ?? (kind === 'compact' ? CompactIndex.build(layer.index) : InodeTable.build(layer.index))
-    const { ops, stats } = createLayerOps(layer, table, log, opts)
+    // $STARGZ_SERVE_XATTRS=1 keeps the previous behaviour (every getxattr answered in JS) for one
+    // release, so bench:metadata can measure both in one run.
+    const { ops, stats } = createLayerOps(layer, table, log, { ...opts, serveXattrs: opts.serveXattrs ?? process.env.STARGZ_SERVE_XATTRS === '1' })
     const options = buildMountOptions({ fsName: `stargz:${layer.digest.replace(/^sha256:/, '').slice(0, 12)}`, ...opts })
     let native: NativeMount
     try {
