@@ -59,16 +59,23 @@ export class TocEntryScanner {
     this.bytes += chunk.length
     let start = this.collecting === 'none' ? -1 : 0
     for (let i = 0; i < chunk.length; i++) {
-      const c = chunk[i] as number
       if (this.inString) {
-        if (this.escape) this.escape = false
-        else if (c === BACKSLASH) this.escape = true
-        else if (c === QUOTE) {
-          this.inString = false
-          if (this.collecting === 'key' && this.depth === 1) { this.endKey(chunk, start, i + 1); start = -1 }
-        }
+        if (this.escape) { this.escape = false; continue }
+        // Jump to the next quote (strings are most of a TOC); it ends the string unless an odd
+        // run of backslashes precedes it.
+        const j = chunk.indexOf(QUOTE, i)
+        const stop = j < 0 ? chunk.length : j
+        let k = stop - 1
+        while (k >= i && chunk[k] === BACKSLASH) k--
+        const odd = ((stop - 1 - k) & 1) === 1
+        if (j < 0) { this.escape = odd; i = chunk.length; continue }
+        i = j
+        if (odd) continue
+        this.inString = false
+        if (this.collecting === 'key' && this.depth === 1) { this.endKey(chunk, start, i + 1); start = -1 }
         continue
       }
+      const c = chunk[i] as number
       if (this.collecting === 'scalar' && (c === 0x2c || c === RBRACE)) { this.endScalar(chunk, start, i); start = -1 }
       switch (c) {
         case QUOTE:
