@@ -25,7 +25,7 @@
  */
 import { createHash } from 'node:crypto'
 import { readFile, writeFile, rename, rm } from 'node:fs/promises'
-import { TocError } from '../errors.js'
+import { LimitError, TocError } from '../errors.js'
 import type { ChunkRef, TocIndex } from '../estargz/toc-index.js'
 import type { TocEntry } from '../estargz/types.js'
 import { S_IFDIR, S_IFMT, S_IFREG } from '../fuse/attr.js'
@@ -67,6 +67,31 @@ function layout(k: Counts): Layout {
     ['xattrSlot', k.x], ['xattrSet', k.x], ['setStart', k.m + 1], ['pairStr', 4 * k.p]], 4)
   const u8 = place([['flags', k.n], ['digestKind', k.c], ['digests', DIGEST_BYTES * k.c], ['strings', k.s]], 1)
   return { f64, u32, u8, total: off + DIGEST_BYTES }
+}
+
+/**
+ * Where the index's bytes are accounted: structurally the daemon-wide MetadataBudget (bytepath's
+ * src/estargz/metadata-budget.ts), so the same budget bounds TOCs and compact indexes.
+ */
+export interface IndexBudget {
+  reserve(bytes: number, what: string): { release(): void }
+}
+
+export interface IndexLimits {
+  /** Per-layer bound on the index's bytes (exact: the file size), else a LimitError. */
+  maxBytes?: number
+  /** Daemon-wide budget; the reservation is released by close(). */
+  budget?: IndexBudget
+  /** Names the layer in errors, e.g. its digest. */
+  what?: string
+}
+
+function reserve(bytes: number, limits: IndexLimits): { release(): void } | undefined {
+  const what = limits.what ?? 'layer index'
+  if (limits.maxBytes !== undefined && bytes > limits.maxBytes) {
+    throw new LimitError(`${what}: its index needs ${bytes} bytes, over the per-layer limit of ${limits.maxBytes}`)
+  }
+  return limits.budget?.reserve(bytes, what)
 }
 
 /** The file is not a usable index: wrong magic, version, size or digest. Callers rebuild it. */
@@ -136,6 +161,7 @@ export class CompactIndex implements LayerTree {
   private readonly flags: Uint8Array
   private readonly digestKind: Uint8Array
   private readonly digests: Uint8Array
+  private reservation: { release(): void } | undefined
 
   private constructor(buf: Buffer, k: Counts) {
     this.buf = buf
@@ -164,7 +190,7 @@ export class CompactIndex implements LayerTree {
   // ---------------------------------------------------------------- building and the file format
 
   /** Pack a TocIndex (and the tree InodeTable.build makes of it) into one buffer. */
-  static build(index: TocIndex, table: InodeTable = InodeTable.build(index)): CompactIndex {
+  static build(index: TocIndex, table: InodeTable = InodeTable.build(index), limits: IndexLimits = {}): CompactIndex {
     const n = table.count
     const strings: Buffer[] = []
     let strLen = 0
@@ -248,7 +274,9 @@ export class CompactIndex implements LayerTree {
     for (let s = 0; s < n; s++) if (table.hasXattrs(s) || table.isOpaque(s)) { anyFlags = 1; break }
     const k: Counts = { n, c, o: owners.length, l: links.length, x: xattrs.length, m: sets.length, p: pairs, s: strLen, maxIno: table.maxIno, anyFlags }
     const L = layout(k)
-    const buf = Buffer.alloc(L.total)
+    const reservation = reserve(L.total, limits)
+    let buf: Buffer
+    try { buf = Buffer.alloc(L.total) } catch (e) { reservation?.release(); throw e }
     buf.write(INDEX_MAGIC, 0, 'latin1')
     buf.writeUInt32LE(INDEX_VERSION, 8)
     buf.writeUInt32LE(0, 12)
@@ -284,11 +312,12 @@ export class CompactIndex implements LayerTree {
     idx.digestKind.set(digestKind); idx.digests.set(digests)
     Buffer.concat(strings, strLen).copy(idx.str)
     createHash('sha256').update(buf.subarray(0, L.total - DIGEST_BYTES)).digest().copy(buf, L.total - DIGEST_BYTES)
+    idx.reservation = reservation
     return idx
   }
 
   /** Use a serialised index in place. Refuses a wrong magic, version, length or digest. */
-  static fromBuffer(input: Buffer): CompactIndex {
+  static fromBuffer(input: Buffer, limits: IndexLimits = {}): CompactIndex {
     if (input.length < HEADER_BYTES + DIGEST_BYTES) throw new IndexFileError(`index file too short (${input.length} bytes)`)
     if (input.toString('latin1', 0, 8) !== INDEX_MAGIC) throw new IndexFileError('not an index file (bad magic)')
     const version = input.readUInt32LE(8)
@@ -301,7 +330,15 @@ export class CompactIndex implements LayerTree {
     if (!got.equals(want)) throw new IndexFileError('index file digest mismatch')
     // Typed-array views need aligned offsets; a pooled or sliced Buffer may not be.
     const buf = input.byteOffset % 8 === 0 ? input : Buffer.from(input)
-    return new CompactIndex(buf, k)
+    const idx = new CompactIndex(buf, k)
+    idx.reservation = reserve(L.total, limits)
+    return idx
+  }
+
+  /** Release the budget reservation (the buffer goes with the last reference). Safe twice. */
+  close(): void {
+    this.reservation?.release()
+    this.reservation = undefined
   }
 
   /** The serialised form (the index's own buffer: no copy). */
@@ -450,6 +487,6 @@ export async function writeIndexFile(path: string, index: CompactIndex): Promise
 }
 
 /** Open a persisted index (one read, digest checked, then used in place). Throws IndexFileError. */
-export async function openIndexFile(path: string): Promise<CompactIndex> {
-  return CompactIndex.fromBuffer(await readFile(path))
+export async function openIndexFile(path: string, limits: IndexLimits = {}): Promise<CompactIndex> {
+  return CompactIndex.fromBuffer(await readFile(path), limits)
 }

@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { TocIndex } from '../../src/estargz/toc-index.js'
 import { NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, type TocEntry } from '../../src/estargz/types.js'
 import { InodeTable } from '../../src/fuse/inode-table.js'
+import { LimitError } from '../../src/errors.js'
 import { CompactIndex, IndexFileError, openIndexFile, writeIndexFile } from '../../src/index/compact-index.js'
 
 // The compact index must answer exactly what the object index (TocIndex) and the FUSE tree
@@ -165,4 +166,27 @@ t.test('index file: written, re-opened in place, refused when damaged', async (t
     await writeFile(file, mutate(b) ?? b)
     await t.rejects(openIndexFile(file), IndexFileError, what)
   }
+})
+
+t.test('budgets: per-layer bytes and a daemon-wide reservation released by close()', async (t) => {
+  const index = objectIndex([{ name: 'a', type: 'reg', size: 5, offset: 0 }])
+  const size = CompactIndex.build(index).byteLength()
+  t.throws(() => CompactIndex.build(index, undefined, { maxBytes: size - 1, what: 'sha256:abc' }), { code: 'ERR_LIMIT_EXCEEDED', message: /sha256:abc/ })
+  let used = 0
+  const budget = {
+    reserve(bytes: number, what: string) {
+      if (used + bytes > size * 2) throw new LimitError(`${what}: over budget`)
+      used += bytes
+      let done = false
+      return { release() { if (!done) { done = true; used -= bytes } } }
+    },
+  }
+  const a = CompactIndex.build(index, undefined, { budget })
+  const b = CompactIndex.fromBuffer(Buffer.from(a.bytes()), { budget })
+  t.equal(used, 2 * size)
+  t.throws(() => CompactIndex.build(index, undefined, { budget }), { code: 'ERR_LIMIT_EXCEEDED' })
+  a.close(); a.close()
+  t.equal(used, size, 'close releases once')
+  b.close()
+  t.equal(used, 0)
 })
