@@ -12,7 +12,7 @@ import { CompactIndex, IndexFileError, openIndexFile, writeIndexFile } from '../
 // The compact index must answer exactly what the object index (TocIndex) and the FUSE tree
 // (InodeTable) answer: every lookup, getattr, readdir, readlink, xattr and chunk mapping.
 
-const SEGMENTS = ['a', 'b', 'c', 'é', '.wh.a', '.wh.b', '.wh..wh..opq', 'd😀', 'stargz.index.json', PREFETCH_LANDMARK]
+const SEGMENTS = ['a', 'b', 'c', 'é', '.wh.a', '.wh.b', '.wh..wh..opq', 'd😀', '😀', 'ｱ', 'stargz.index.json', PREFETCH_LANDMARK]
 const T = ['2024-01-02T03:04:05Z', '2020-05-06T07:08:09.5Z', undefined]
 const DIGEST = (i: number): string => 'sha256:' + i.toString(16).padStart(64, '0')
 
