@@ -1,5 +1,6 @@
 import { FooterError } from '../errors.js'
 import { FOOTER_SIZE, LEGACY_FOOTER_SIZE, type Footer } from './types.js'
+import { hasZstdFooter, parseZstdFooter } from './zstd-format.js'
 
 // Byte layout: see types.ts. Offsets below are relative to the footer's first byte.
 const GZIP_ID1 = 0x1f
@@ -56,6 +57,9 @@ export function parseFooter(tail: Buffer, blobSize?: number): Footer {
   if (tail.length < LEGACY_FOOTER_SIZE) {
     throw new FooterError(`blob too small for a stargz footer: ${tail.length} bytes (need at least ${LEGACY_FOOTER_SIZE})`)
   }
+  // zstd:chunked ends in a skippable frame with its own magic; once that matches, its errors are
+  // the ones worth reporting.
+  if (hasZstdFooter(tail)) return parseZstdFooter(tail, blobSize ?? Number.MAX_SAFE_INTEGER)
   const reasons: string[] = []
   const candidates: Array<Footer | string> = []
   if (tail.length >= FOOTER_SIZE) candidates.push(tryEstargz(tail.subarray(tail.length - FOOTER_SIZE)))

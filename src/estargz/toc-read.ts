@@ -3,6 +3,7 @@ import { promisify } from 'node:util'
 import { gunzip } from 'node:zlib'
 import { LimitError, StargzError, TocDigestError, TocError } from '../errors.js'
 import { parseFooter } from './footer.js'
+import { readZstdTocJson } from './zstd-toc.js'
 import { validateToc } from './toc-validate.js'
 import { DEFAULT_TOC_LIMITS, FOOTER_SIZE, TOC_TAR_NAME, type Footer, type RangeSource, type Toc, type TocLimits } from './types.js'
 
@@ -54,6 +55,10 @@ export async function loadToc(src: RangeSource, opts: LoadTocOptions = {}): Prom
   const guess = Math.min(size, 64 * 1024)
   let tail = await src.read(size - guess, guess, opts.signal)
   const footer = parseFooter(tail.subarray(Math.max(0, tail.length - FOOTER_SIZE)), size)
+  if (footer.kind === 'zstd') {
+    const z = await readZstdTocJson(src, footer, tail, size - guess, limits, opts.signal)
+    return finishToc(z.json, footer, z.fetched + guess, opts, limits)
+  }
   const tocEnd = size - footer.size
   const tocLen = tocEnd - footer.tocOffset
   if (tocLen > limits.maxTocBytes) throw new LimitError(`compressed TOC is ${tocLen} bytes, more than the limit ${limits.maxTocBytes}`)
@@ -73,7 +78,11 @@ export async function loadToc(src: RangeSource, opts: LoadTocOptions = {}): Prom
     if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw new LimitError(`TOC inflates to more than ${limits.maxTocBytes} bytes`)
     throw new TocError('toc-gzip', `TOC member at offset ${footer.tocOffset} does not inflate: ${(e as Error).message}`, undefined, { cause: e })
   }
-  const json = extractTocJson(tarBytes)
+  return finishToc(extractTocJson(tarBytes), footer, fetched, opts, limits)
+}
+
+/** Digest check, JSON parse and validation: the same for every TOC container. */
+function finishToc(json: Buffer, footer: Footer, fetched: number, opts: LoadTocOptions, limits: TocLimits): LoadedToc {
   const tocDigest = sha256Digest(json)
   if (opts.tocDigest !== undefined && opts.tocDigest !== tocDigest) throw new TocDigestError(opts.tocDigest, tocDigest)
   let parsed: unknown
@@ -82,6 +91,6 @@ export async function loadToc(src: RangeSource, opts: LoadTocOptions = {}): Prom
   } catch (e) {
     throw new TocError('json', `TOC is not valid JSON: ${(e as Error).message}`, undefined, { cause: e })
   }
-  const toc = validateToc(parsed, { tocOffset: footer.tocOffset, footerKind: footer.kind, limits })
+  const toc = validateToc(parsed, { tocOffset: footer.payloadEnd ?? footer.tocOffset, footerKind: footer.kind, limits })
   return { footer, toc, tocDigest, tocBytesFetched: fetched }
 }
