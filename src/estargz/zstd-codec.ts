@@ -2,10 +2,11 @@
  * zstd for the read and write paths, over zstd-napi (N-API binding built from the zstd sources it
  * bundles; chosen in bench/zstd-decode.ts, figures in bench/RESULTS.md).
  *
- * Decoding is bounded by what the TOC says: `decodePrefix` writes into a buffer of exactly the
- * chunk's size through ZSTD_decompressStream and stops when it is full, so a frame that claims (or
- * really holds) gigabytes costs no more than the chunk. The frame header's content size is never
- * used to size anything. A frame whose window is larger than 2^27 bytes is refused by zstd itself
+ * Decoding is bounded by what the TOC says: `decodePrefix` decodes through ZSTD_decompressStream
+ * and stops at the chunk's size, so a frame that claims (or really holds) gigabytes costs no more
+ * than the chunk; the buffer grows with the bytes really decoded, so a TOC that lies about a
+ * chunk's size costs no more than the frames hold. The frame header's content size is never used
+ * to size anything. A frame whose window is larger than 2^27 bytes is refused by zstd itself
  * (windowLogMax), which bounds the decoder's own memory.
  *
  * The decode loop is written once, as source text, because it runs in two places: here on the main
@@ -34,10 +35,17 @@ function makeZstdDecoder(binding) {
   function decodePrefix(src, want) {
     // A previous call may have stopped in the middle of a frame.
     dctx.reset(binding.ResetDirective.sessionOnly)
-    const out = Buffer.allocUnsafe(want)
+    // The output grows with what really comes out (from 1 MiB, or 64x the input), never straight
+    // to a size the TOC claims: a lying chunkSize costs only the bytes the frames really hold.
+    let out = Buffer.allocUnsafe(Math.min(want, Math.max(1 << 20, src.length * 64)))
     let produced = 0
     let consumed = 0
     while (produced < want && consumed < src.length) {
+      if (produced === out.length) {
+        const next = Buffer.allocUnsafe(Math.min(want, out.length * 2))
+        out.copy(next, 0, 0, produced)
+        out = next
+      }
       const r = dctx.decompressStream(out.subarray(produced), src.subarray(consumed))
       produced += r[1]
       consumed += r[2]

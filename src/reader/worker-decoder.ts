@@ -206,6 +206,13 @@ export class WorkerChunkDecoder implements PriorityChunkDecoder {
     for (const t of [...this.high, ...this.low]) t.reject(e)
     this.high.length = 0
     this.low.length = 0
-    await Promise.all(this.slots.map((s) => s.worker.terminate()))
+    // terminate() of an idle (unref'd) worker does not hold the event loop by itself: without a
+    // ref'd handle the process can drain and exit with close() never settled (seen under tap).
+    const keepAlive = setInterval(() => {}, 60_000)
+    try {
+      await Promise.all(this.slots.map((s) => s.worker.terminate()))
+    } finally {
+      clearInterval(keepAlive)
+    }
   }
 }
