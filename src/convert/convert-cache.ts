@@ -29,6 +29,8 @@ export interface LayerConvertOptions {
   chunkSize?: number
   compressionLevel?: number
   prioritizedFiles?: string[]
+  /** Write zstd:chunked instead of gzip eStargz. */
+  zstdChunked?: boolean
 }
 
 export interface CachedConversion extends ConvertResult {
@@ -46,6 +48,8 @@ export function conversionKey(inputDigest: string, opts: LayerConvertOptions): s
     chunkSize: opts.chunkSize ?? null,
     compressionLevel: opts.compressionLevel ?? null,
     prioritizedFiles: opts.prioritizedFiles ?? [],
+    // Only when set, so the keys of existing gzip conversions do not change.
+    ...(opts.zstdChunked ? { codec: 'zstd' } : {}),
   })
   return createHash('sha256').update(doc).digest('hex')
 }
@@ -137,6 +141,7 @@ export class ConvertCache {
         ...(opts.chunkSize !== undefined ? { chunkSize: opts.chunkSize } : {}),
         ...(opts.compressionLevel !== undefined ? { compressionLevel: opts.compressionLevel } : {}),
         ...(opts.prioritizedFiles !== undefined && opts.prioritizedFiles.length > 0 ? { prioritizedFiles: opts.prioritizedFiles } : {}),
+        ...(opts.zstdChunked ? { zstdChunked: true } : {}),
         tmpDir: this.tmpDir,
         ...(hooks.onWarning ? { onWarning: hooks.onWarning } : {}),
       })

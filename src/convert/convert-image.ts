@@ -27,6 +27,8 @@ export interface ConvertImageOptions {
   /** Layers converted at once. Default min(2, cores). */
   jobs?: number
   keepEstargz?: boolean
+  /** Write zstd:chunked layers (OCI only). */
+  zstdChunked?: boolean
   progress?: Progress
   onWarning?: (message: string) => void
 }
@@ -70,6 +72,7 @@ function layerOptions(opts: ConvertImageOptions, prioritized: string[] | undefin
     ...(opts.chunkSize !== undefined ? { chunkSize: opts.chunkSize } : {}),
     ...(opts.compressionLevel !== undefined ? { compressionLevel: opts.compressionLevel } : {}),
     ...(prioritized && prioritized.length > 0 ? { prioritizedFiles: prioritized } : {}),
+    ...(opts.zstdChunked ? { zstdChunked: true } : {}),
   }
 }
 

@@ -27,6 +27,8 @@ import { writeFooter } from './footer-writer.js'
 import { GzipMemberPool } from './gzip-members.js'
 import { MemberSink } from './member-sink.js'
 import { Spool } from './spool.js'
+import { zstdCompressFrame } from './zstd-codec.js'
+import { skippableFrame, zstdFooterBytes, SKIPPABLE_HEADER_SIZE } from './zstd-format.js'
 import { formatModtime, serializeToc } from './toc-json.js'
 import {
   LANDMARK_CONTENTS, NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, TOC_TAR_NAME, type TocEntry, type TocEntryType,
@@ -37,8 +39,13 @@ export interface ConvertOptions {
   chunkSize?: number
   /** Paths to put first, in this order (cleaned like the reference: "/a", "./a", "a" are the same). */
   prioritizedFiles?: string[]
-  /** gzip level 0..9; default 6. */
+  /** gzip level 0..9, default 6; with zstdChunked a zstd level 1..22, default 3. */
   compressionLevel?: number
+  /**
+   * Write zstd:chunked (zstd frames, TOC in a skippable frame, zstd:chunked footer; layout in
+   * zstd-format.ts) instead of gzip eStargz. The blob is then a .tar.zst.
+   */
+  zstdChunked?: boolean
   /** Write the 47-byte legacy stargz footer instead of the eStargz one. */
   legacyFooter?: boolean
   /** Compression worker threads; default min(2, available cores). */
@@ -64,6 +71,8 @@ export interface ConvertResult {
   entries: number
   /** Prioritized paths that matched nothing in the layer. */
   missingPrioritizedFiles: string[]
+  /** zstd:chunked only: the values of the two io.containers.zstd-chunked.* annotations. */
+  zstdChunked?: { manifestChecksum: string; manifestPosition: string }
 }
 
 export const DEFAULT_CHUNK_SIZE = 4 << 20
@@ -101,10 +110,10 @@ function landmark(name: string): LayerEntry {
  */
 export async function convertLayer(input: ByteInput, output: NodeJS.WritableStream, opts: ConvertOptions = {}): Promise<ConvertResult> {
   checkInt(opts.chunkSize, 'chunkSize', 1, 2 ** 31 - 1)
-  checkInt(opts.compressionLevel, 'compressionLevel', 0, 9)
+  checkInt(opts.compressionLevel, 'compressionLevel', opts.zstdChunked ? 1 : 0, opts.zstdChunked ? 22 : 9)
   checkInt(opts.concurrency, 'concurrency', 1, 64)
   const chunkSize = opts.chunkSize ?? DEFAULT_CHUNK_SIZE
-  const level = opts.compressionLevel ?? 6
+  const level = opts.compressionLevel ?? (opts.zstdChunked ? 3 : 6)
   const workers = opts.concurrency ?? Math.max(1, Math.min(2, availableParallelism()))
 
   const spool = await Spool.create(opts.tmpDir)
@@ -132,7 +141,7 @@ export async function convertLayer(input: ByteInput, output: NodeJS.WritableStre
     const ordered = [...prioritized, landmark(prioritizedFiles.length > 0 ? PREFETCH_LANDMARK : NO_PREFETCH_LANDMARK), ...rest]
 
     // Pass 2: emit tar + gzip members.
-    pool = new GzipMemberPool(level, workers)
+    pool = new GzipMemberPool(level, workers, opts.zstdChunked ? 'zstd' : 'gzip')
     const sink = new MemberSink(pool, output, workers * 2 + 1)
     const toc: TocEntry[] = []
     const lastUname = new Map<number, string>()
@@ -203,10 +212,31 @@ export async function convertLayer(input: ByteInput, output: NodeJS.WritableStre
     }
     await sink.flushAll()
 
-    // The TOC member, then the footer.
-    const tocOffset = sink.compressedSize
     const tocJson = serializeToc(toc)
     const tocDigest = 'sha256:' + createHash('sha256').update(tocJson).digest('hex')
+    if (opts.zstdChunked) {
+      // zstd:chunked: the end-of-archive blocks in a frame of their own, then the bare TOC JSON
+      // in one zstd frame inside a skippable frame, then the footer (zstd-format.ts). Skippable
+      // frames are not tar data: diffID and uncompressed size cover the tar stream alone.
+      await sink.startMember(0, {})
+      sink.write(endOfArchive())
+      await sink.flushAll()
+      const frame = zstdCompressFrame(tocJson, level)
+      const tocOffset = sink.compressedSize + SKIPPABLE_HEADER_SIZE
+      await sink.writeRaw(skippableFrame(frame))
+      await sink.writeRaw(zstdFooterBytes(tocOffset, frame.length, tocJson.length))
+      await endOutput(output)
+      return {
+        digest: sink.digest, diffID: sink.diffID, tocDigest, size: sink.compressedSize, uncompressedSize: sink.uncompressedSize,
+        entries: toc.length, missingPrioritizedFiles: missing,
+        zstdChunked: {
+          manifestChecksum: 'sha256:' + createHash('sha256').update(frame).digest('hex'),
+          manifestPosition: `${tocOffset}:${frame.length}:${tocJson.length}:1`,
+        },
+      }
+    }
+    // The TOC member, then the footer.
+    const tocOffset = sink.compressedSize
     const tocHeader = emptyHeader(TOC_TAR_NAME, '0')
     tocHeader.mode = 0o644
     tocHeader.size = tocJson.length
