@@ -7,12 +7,12 @@
 import t from 'tap'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { mountsUnder, startContainerd } from '../helpers/containerd.js'
-import { startRegistry } from '../helpers/registry.js'
-import { startFaultProxy } from '../helpers/fault-proxy.js'
-import { buildImage, sha256, skopeoPush, writeOciLayout } from '../helpers/image.js'
-import { REPO } from '../helpers/cli.js'
-import { ctrOrThrow, daemonScratch } from '../daemon/stargzd-process.js'
+import { mountsUnder, startContainerd } from '../../harness/containerd.js'
+import { startRegistry } from '../../harness/registry.js'
+import { startFaultProxy } from '../../harness/fault-proxy.js'
+import { buildImage, sha256, skopeoPush, writeOciLayout } from '../../harness/image.js'
+import { REPO } from '../../harness/cli.js'
+import { ctrOrThrow, daemonScratch } from '../../harness/stargzd.js'
 
 t.setTimeout(600_000)
 

@@ -16,7 +16,7 @@ import { skippableFrame, zstdFooterBytes, ZSTD_FOOTER_SIZE } from '../../src/est
 import { zstdCompressFrame } from '../../src/estargz/zstd-codec.js'
 import { sha256Digest } from '../../src/estargz/toc-read.js'
 import { WorkerChunkDecoder } from '../../src/reader/worker-decoder.js'
-import { REPO } from '../helpers/cli.js'
+import { REPO } from '../../harness/cli.js'
 
 const FX = join(REPO, 'test/fixtures/zstd')
 

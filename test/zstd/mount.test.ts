@@ -7,11 +7,11 @@ import t from 'tap'
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { REPO } from '../helpers/cli.js'
-import { startRegistry } from '../helpers/registry.js'
-import { buildImage, skopeoPush, writeOciLayout } from '../helpers/image.js'
-import { snapshotTree, tempDir } from '../helpers/tree.js'
-import { mountsUnder, unmountUnder } from '../helpers/containerd.js'
+import { REPO } from '../../harness/cli.js'
+import { startRegistry } from '../../harness/registry.js'
+import { buildImage, skopeoPush, writeOciLayout } from '../../harness/image.js'
+import { snapshotTree, tempDir } from '../../harness/tree.js'
+import { mountsUnder, unmountUnder } from '../../harness/containerd.js'
 
 t.setTimeout(600_000)
 

@@ -13,9 +13,9 @@ import { EstargzReader } from '../../src/estargz/reader.js'
 import { ChunkReader } from '../../src/reader/chunk-reader.js'
 import { WorkerChunkDecoder } from '../../src/reader/worker-decoder.js'
 import { MemoryCache } from '../../src/cache/memory-cache.js'
-import { FileRangeSource } from '../../src/cli/source.js'
-import { REPO, runStargz } from '../helpers/cli.js'
-import { tempDir } from '../helpers/tree.js'
+import { FileRangeSource } from '../../src/estargz/file-source.js'
+import { REPO, runStargz } from '../../harness/cli.js'
+import { tempDir } from '../../harness/tree.js'
 
 const FX = join(REPO, 'test/fixtures/zstd')
 const NAMES = ['tree', 'tree-chunked', 'busybox']

@@ -10,10 +10,10 @@ import { existsSync } from 'node:fs'
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { startContainerd, mountsUnder, unmountUnder } from '../helpers/containerd.js'
-import { startRegistry } from '../helpers/registry.js'
-import { buildImage, sha256, skopeoPush, writeOciLayout } from '../helpers/image.js'
-import { REPO, runStargz } from '../helpers/cli.js'
+import { startContainerd, mountsUnder, unmountUnder } from '../../harness/containerd.js'
+import { startRegistry } from '../../harness/registry.js'
+import { buildImage, sha256, skopeoPush, writeOciLayout } from '../../harness/image.js'
+import { REPO, runStargz } from '../../harness/cli.js'
 
 t.setTimeout(600_000)
 
