@@ -1,6 +1,7 @@
 import { FooterError } from '../errors.js'
 import { FOOTER_SIZE, LEGACY_FOOTER_SIZE, type Footer } from './types.js'
 import { hasZstdFooter, parseZstdFooter } from './zstd-format.js'
+import { hasExternalTocFooter } from './external-toc.js'
 
 // Byte layout: see types.ts. Offsets below are relative to the footer's first byte.
 const GZIP_ID1 = 0x1f
@@ -60,6 +61,9 @@ export function parseFooter(tail: Buffer, blobSize?: number): Footer {
   // zstd:chunked ends in a skippable frame with its own magic; once that matches, its errors are
   // the ones worth reporting.
   if (hasZstdFooter(tail)) return parseZstdFooter(tail, blobSize ?? Number.MAX_SAFE_INTEGER)
+  if (hasExternalTocFooter(tail)) {
+    throw new FooterError('not an eStargz blob with its TOC inside: the footer says the TOC is external (STARGZEXTERNALTOC; it lives in a separate blob, by default in the image "<ref>-esgztoc"), which stargzd does not read yet')
+  }
   const reasons: string[] = []
   const candidates: Array<Footer | string> = []
   if (tail.length >= FOOTER_SIZE) candidates.push(tryEstargz(tail.subarray(tail.length - FOOTER_SIZE)))
