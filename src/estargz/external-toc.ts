@@ -29,3 +29,23 @@ export function hasExternalTocFooter(tail: Buffer): boolean {
     f.readUInt16LE(10) === 4 + EXTERNAL_TOC_MAGIC.length && f[12] === 0x53 && f[13] === 0x47 &&
     f.readUInt16LE(14) === EXTERNAL_TOC_MAGIC.length && f.toString('latin1', 16, 16 + EXTERNAL_TOC_MAGIC.length) === EXTERNAL_TOC_MAGIC
 }
+
+/** The 46 footer bytes (writer side). */
+export function externalTocFooterBytes(): Buffer {
+  const extra = Buffer.concat([Buffer.from([0x53, 0x47, EXTERNAL_TOC_MAGIC.length, 0x00]), Buffer.from(EXTERNAL_TOC_MAGIC, 'latin1')])
+  const out = Buffer.alloc(EXTERNAL_TOC_FOOTER_SIZE)
+  out[0] = 0x1f; out[1] = 0x8b; out[2] = 0x08; out[3] = 0x04
+  out[9] = 0xff
+  out.writeUInt16LE(extra.length, 10)
+  extra.copy(out, 12)
+  let p = 12 + extra.length
+  // Empty final stored block; CRC32 and ISIZE of nothing stay zero.
+  out[p++] = 0x01; out[p++] = 0x00; out[p++] = 0x00; out[p++] = 0xff; out[p++] = 0xff
+  return out
+}
+
+/**
+ * Where a layer's external TOC comes from: its bytes (the gzip TOC member), or a function that
+ * fetches them. A function that throws makes the open fail with its reason (the fallback says why).
+ */
+export type ExternalTocSource = Buffer | (() => Promise<Buffer>)

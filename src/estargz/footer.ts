@@ -62,7 +62,7 @@ export function parseFooter(tail: Buffer, blobSize?: number): Footer {
   // the ones worth reporting.
   if (hasZstdFooter(tail)) return parseZstdFooter(tail, blobSize ?? Number.MAX_SAFE_INTEGER)
   if (hasExternalTocFooter(tail)) {
-    throw new FooterError('not an eStargz blob with its TOC inside: the footer says the TOC is external (STARGZEXTERNALTOC; it lives in a separate blob, by default in the image "<ref>-esgztoc"), which stargzd does not read yet')
+    throw new FooterError('not an eStargz blob with its TOC inside: the footer says the TOC is external (STARGZEXTERNALTOC): it is a separate blob (the reference puts it in the image "<ref>-esgztoc") and none was found or given')
   }
   const reasons: string[] = []
   const candidates: Array<Footer | string> = []

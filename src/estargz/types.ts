@@ -84,8 +84,8 @@ export interface Toc {
   entries: TocEntry[]
 }
 
-/** 'zstd': zstd:chunked (layout in zstd-format.ts). */
-export type FooterKind = 'estargz' | 'legacy' | 'zstd'
+/** 'zstd': zstd:chunked (layout in zstd-format.ts); 'external': TOC in its own blob (external-toc.ts). */
+export type FooterKind = 'estargz' | 'legacy' | 'zstd' | 'external'
 
 export interface Footer {
   kind: FooterKind

@@ -29,6 +29,8 @@ import { MemberSink } from './member-sink.js'
 import { Spool } from './spool.js'
 import { zstdCompressFrame } from './zstd-codec.js'
 import { skippableFrame, zstdFooterBytes, SKIPPABLE_HEADER_SIZE } from './zstd-format.js'
+import { externalTocFooterBytes } from './external-toc.js'
+import { gzipSync } from 'node:zlib'
 import { formatModtime, serializeToc } from './toc-json.js'
 import {
   LANDMARK_CONTENTS, NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, TOC_TAR_NAME, type TocEntry, type TocEntryType,
@@ -46,6 +48,12 @@ export interface ConvertOptions {
    * zstd-format.ts) instead of gzip eStargz. The blob is then a .tar.zst.
    */
   zstdChunked?: boolean
+  /**
+   * Leave the TOC out of the blob (the reference's external-TOC mode, external-toc.ts): the blob
+   * ends with the end-of-archive member and the external-TOC footer, and the TOC member is
+   * returned in `ConvertResult.externalToc` for the caller to store as its own blob.
+   */
+  externalToc?: boolean
   /** Write the 47-byte legacy stargz footer instead of the eStargz one. */
   legacyFooter?: boolean
   /** Compression worker threads; default min(2, available cores). */
@@ -73,6 +81,8 @@ export interface ConvertResult {
   missingPrioritizedFiles: string[]
   /** zstd:chunked only: the values of the two io.containers.zstd-chunked.* annotations. */
   zstdChunked?: { manifestChecksum: string; manifestPosition: string }
+  /** externalToc only: the TOC blob (gzip member holding the stargz.index.json tar entry). */
+  externalToc?: Buffer
 }
 
 export const DEFAULT_CHUNK_SIZE = 4 << 20
@@ -112,6 +122,7 @@ export async function convertLayer(input: ByteInput, output: NodeJS.WritableStre
   checkInt(opts.chunkSize, 'chunkSize', 1, 2 ** 31 - 1)
   checkInt(opts.compressionLevel, 'compressionLevel', opts.zstdChunked ? 1 : 0, opts.zstdChunked ? 22 : 9)
   checkInt(opts.concurrency, 'concurrency', 1, 64)
+  if (opts.zstdChunked && (opts.externalToc || opts.legacyFooter)) throw new InvalidArgumentError('convert: zstdChunked cannot be combined with externalToc or legacyFooter')
   const chunkSize = opts.chunkSize ?? DEFAULT_CHUNK_SIZE
   const level = opts.compressionLevel ?? (opts.zstdChunked ? 3 : 6)
   const workers = opts.concurrency ?? Math.max(1, Math.min(2, availableParallelism()))
@@ -233,6 +244,24 @@ export async function convertLayer(input: ByteInput, output: NodeJS.WritableStre
           manifestChecksum: 'sha256:' + createHash('sha256').update(frame).digest('hex'),
           manifestPosition: `${tocOffset}:${frame.length}:${tocJson.length}:1`,
         },
+      }
+    }
+    if (opts.externalToc) {
+      // The end-of-archive blocks in the blob, so the blob alone is a complete tar.gz; the TOC
+      // member goes to the caller. diffID covers the blob's tar stream, TOC excluded.
+      await sink.startMember(0, {})
+      sink.write(endOfArchive())
+      await sink.flushAll()
+      await sink.writeRaw(externalTocFooterBytes())
+      await endOutput(output)
+      const tocTar = emptyHeader(TOC_TAR_NAME, '0')
+      tocTar.mode = 0o644
+      tocTar.size = tocJson.length
+      const tocBlob = gzipSync(Buffer.concat([encodeHeader(tocTar), tocJson, Buffer.alloc(paddingFor(tocJson.length)), endOfArchive()]), { level })
+      tocBlob[9] = 0xff // OS unknown, as the members (Go's compress/gzip)
+      return {
+        digest: sink.digest, diffID: sink.diffID, tocDigest, size: sink.compressedSize, uncompressedSize: sink.uncompressedSize,
+        entries: toc.length, missingPrioritizedFiles: missing, externalToc: tocBlob,
       }
     }
     // The TOC member, then the footer.
