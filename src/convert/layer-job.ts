@@ -28,6 +28,8 @@ export interface LayerOutcome {
   tocDigest: string | undefined
   uncompressedSize: number | undefined
   missingPrioritizedFiles: string[]
+  /** External-TOC conversions: the TOC blob (in the cache) that goes into the `-esgztoc` image. */
+  externalToc?: { digest: string; size: number; path: string }
 }
 
 export interface LayerJobOptions {
@@ -64,8 +66,8 @@ export async function runLayerJob(input: ImageInput, layer: Descriptor, diffID: 
   if (isForeignLayer(layer)) return { ...base, desc: layer, diffID, action: 'foreign' }
   const prioritized = (opts.convert.prioritizedFiles?.length ?? 0) > 0
   const zstd = opts.convert.zstdChunked === true
-  // A gzip eStargz layer is kept only when the output is gzip eStargz too.
-  if ((opts.keepEstargz ?? true) && !prioritized && !zstd && await isEstargzLayer(input, layer)) {
+  // A gzip eStargz layer is kept only when the output is gzip eStargz with the TOC inside too.
+  if ((opts.keepEstargz ?? true) && !prioritized && !zstd && opts.convert.externalToc !== true && await isEstargzLayer(input, layer)) {
     const a = layer.annotations as Record<string, string>
     const desc: Descriptor = { ...layer, mediaType: gzipLayerMediaType(opts.format) }
     opts.progress?.task(short(layer.digest), layer.size).done('kept')
@@ -95,5 +97,6 @@ export async function runLayerJob(input: ImageInput, layer: Descriptor, diffID: 
   return {
     ...base, desc, diffID: r.diffID, action: fresh ? 'converted' : 'cached', path: r.path,
     tocDigest: r.tocDigest, uncompressedSize: r.uncompressedSize, missingPrioritizedFiles: r.missingPrioritizedFiles,
+    ...(r.externalTocBlob ? { externalToc: { ...r.externalTocBlob, path: opts.cache.blobPath(r.externalTocBlob.digest) } } : {}),
   }
 }

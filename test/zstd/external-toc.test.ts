@@ -83,13 +83,34 @@ t.test('external TOC under containerd: lazy with the -esgztoc image, fallback wi
   const proxy = await startFaultProxy(registry.url)
   t.teardown(() => proxy.close())
 
+  // `stargz convert --external-toc` from a plain gzip image: the image, plus `<tag>-esgztoc`.
   const rootfs = execFileSync('bash', [join(REPO, 'scripts/fixtures/busybox-rootfs.sh')], { encoding: 'utf8' }).trim()
-  const conv = await convertFile(rootfs, join(dir, 'bb.esgz'), { externalToc: true })
-  const blob = await readFile(join(dir, 'bb.esgz'))
-  const layerDigest = sha256(blob)
-  const image = buildImage({ layers: [{ data: blob, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', diffId: conv.diffID, annotations: { [TOC_DIGEST_ANNOTATION]: conv.tocDigest, [UNCOMPRESSED_SIZE_ANNOTATION]: String(conv.uncompressedSize) } }] })
-  await writeOciLayout(join(dir, 'img'), 'v1', [image])
-  await skopeoPush(join(dir, 'img'), 'v1', `${registry.host}/ext/busybox:v1`)
+  const rootTar = await readFile(rootfs)
+  await writeOciLayout(join(dir, 'src'), 'v1', [buildImage({ layers: [{ data: gzipSync(rootTar), mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', diffId: sha256(rootTar) }] })])
+  await skopeoPush(join(dir, 'src'), 'v1', `${registry.host}/ext/src:v1`)
+  const cv = await runStargz(['convert', `${registry.host}/ext/src:v1`, `${registry.host}/ext/busybox:v1`, '--external-toc', '--plain-http', '--cache-dir', join(dir, 'cache'), '--json'], { timeoutMs: 300_000 })
+  t.equal(cv.code, 0, `stargz convert --external-toc: ${cv.stderr}`)
+  const get = async (path: string): Promise<Buffer> => {
+    const r = await fetch(`${registry.url}/v2/ext/busybox/${path}`, { headers: { accept: 'application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json' } })
+    if (!r.ok) throw new Error(`GET ${path}: ${r.status}`)
+    return Buffer.from(await r.arrayBuffer())
+  }
+  type M = { layers: Array<{ digest: string; annotations?: Record<string, string> }> }
+  const man = JSON.parse((await get('manifests/v1')).toString()) as M
+  const layerDigest = man.layers[0]?.digest ?? ''
+  const blob = await get(`blobs/${layerDigest}`)
+  t.equal(blob.subarray(-46).toString('latin1', 16, 33), 'STARGZEXTERNALTOC', 'the converted layer has the external-TOC footer')
+  const listing = execFileSync('tar', ['-tzf', '-'], { input: blob, maxBuffer: 64 << 20, encoding: 'utf8' })
+  t.match(listing, /bin\/busybox/, 'the blob alone is a valid tar.gz (tar -tz lists the rootfs)')
+  t.notMatch(listing, /stargz\.index\.json/, 'and holds no TOC')
+  const tocMan = JSON.parse((await get('manifests/v1-esgztoc')).toString()) as M
+  const tocLayer = tocMan.layers.find((l) => l.annotations?.[EXTERNAL_TOC_LAYER_DIGEST_ANNOTATION] === layerDigest)
+  t.ok(tocLayer, 'the -esgztoc image names the layer')
+  if (tocLayer) {
+    const tocJson = execFileSync('sh', ['-c', 'gzip -dc | tar -xOf - stargz.index.json'], { input: await get(`blobs/${tocLayer.digest}`) })
+    t.equal(sha256(tocJson), man.layers[0]?.annotations?.[TOC_DIGEST_ANNOTATION], 'its TOC hashes to the layer\'s toc.digest annotation')
+  }
+
   // Another layer (one more file, so another diffID: containerd would reuse the first snapshot)
   // with no TOC image at all.
   const rootfs2 = join(dir, 'rootfs2.tar')
@@ -100,10 +121,6 @@ t.test('external TOC under containerd: lazy with the -esgztoc image, fallback wi
   const blob2 = await readFile(join(dir, 'bb2.esgz'))
   await writeOciLayout(join(dir, 'img2'), 'notoc', [buildImage({ layers: [{ data: blob2, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', diffId: conv2.diffID, annotations: { [TOC_DIGEST_ANNOTATION]: conv2.tocDigest, [UNCOMPRESSED_SIZE_ANNOTATION]: String(conv2.uncompressedSize) } }] })])
   await skopeoPush(join(dir, 'img2'), 'notoc', `${registry.host}/ext/busybox:notoc`)
-  // The TOC image, as the reference's converter writes it: one gzip layer per eStargz layer.
-  const tocImage = buildImage({ layers: [{ data: conv.externalToc as Buffer, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', diffId: sha256(Buffer.from('toc')), annotations: { [EXTERNAL_TOC_LAYER_DIGEST_ANNOTATION]: layerDigest } }] })
-  await writeOciLayout(join(dir, 'toc'), 'toc', [tocImage])
-  await skopeoPush(join(dir, 'toc'), 'toc', `${registry.host}/ext/busybox:v1-esgztoc`)
 
   const cfg = join(dir, 'config.toml')
   await writeFile(cfg, 'no_background_fetch = true\n')
