@@ -39,10 +39,13 @@ const { parentPort } = require('node:worker_threads')
 const zlib = require('node:zlib')
 const crypto = require('node:crypto')
 let zstd
+let cctx
 function zstdFrame(data, level) {
   zstd ??= require(${JSON.stringify(ZSTD_BINDING_PATH)})
+  // One context per worker, reused (a context per frame costs megabytes of native memory).
+  cctx ??= new zstd.CCtx()
   const out = Buffer.allocUnsafe(zstd.compressBound(data.length))
-  const n = new zstd.CCtx().compress(out, data, level)
+  const n = cctx.compress(out, data, level)
   return out.subarray(0, n)
 }
 parentPort.on('message', (m) => {
