@@ -8,7 +8,8 @@
  * then the footer.
  *
  * TOC entries follow the reference writer (containerd/stargz-snapshotter estargz.Writer):
- * names are the tar names as they are (not cleaned; readers clean them), userName/groupName only
+ * names are the tar names as they are ("./x", "/x", "/" for the root: not cleaned; readers clean
+ * them, see toc-validate.ts normaliseName), userName/groupName only
  * when they differ from the last name seen for that uid/gid, `chunkSize` on every chunk except a
  * file's last partial one, zero-size files carry the digest of no bytes and no offset.
  *
@@ -17,12 +18,12 @@
  */
 import { createHash } from 'node:crypto'
 import { availableParallelism } from 'node:os'
-import { InvalidArgumentError } from '../errors.js'
+import { InvalidArgumentError, TocError } from '../errors.js'
 import { decompressLayer, type ByteInput } from '../tar/decompress.js'
 import { emptyHeader, type TarHeader } from '../tar/header.js'
 import { readTar } from '../tar/reader.js'
 import { encodeHeader, endOfArchive, paddingFor } from '../tar/writer.js'
-import { cleanEntryName, orderEntries } from './entry-order.js'
+import { orderEntries } from './entry-order.js'
 import { writeFooter } from './footer-writer.js'
 import { GzipMemberPool } from './gzip-members.js'
 import { MemberSink } from './member-sink.js'
@@ -32,6 +33,7 @@ import { skippableFrame, zstdFooterBytes, SKIPPABLE_HEADER_SIZE } from './zstd-f
 import { externalTocFooterBytes } from './external-toc.js'
 import { gzipSync } from 'node:zlib'
 import { formatModtime, serializeToc } from './toc-json.js'
+import { normaliseName } from './toc-validate.js'
 import {
   LANDMARK_CONTENTS, NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, TOC_TAR_NAME, type TocEntry, type TocEntryType,
 } from './types.js'
@@ -108,6 +110,20 @@ function checkInt(v: number | undefined, name: string, min: number, max: number)
   if (!Number.isSafeInteger(v) || v < min || v > max) throw new InvalidArgumentError(`convert: ${name} must be an integer in [${min}, ${max}], got ${v}`)
 }
 
+/**
+ * The name every reader will use for a tar name, refusing what a reader would refuse (a ".." above
+ * the root, a NUL): the blob we write must open with our own reader, and dedupe and ordering must
+ * key on the same name the reader sees, so "./a" then "/a" is one file replaced, not two.
+ */
+function readerName(raw: string, what: string): string {
+  try {
+    return normaliseName(raw, Number.MAX_SAFE_INTEGER)
+  } catch (e) {
+    if (e instanceof TocError) throw new InvalidArgumentError(`convert: tar ${what} ${JSON.stringify(raw)} is not a safe layer path: ${e.message}`, { cause: e })
+    throw e
+  }
+}
+
 function landmark(name: string): LayerEntry {
   const header = emptyHeader(name, '0')
   header.size = 1
@@ -134,7 +150,8 @@ export async function convertLayer(input: ByteInput, output: NodeJS.WritableStre
     const entries: LayerEntry[] = []
     const byName = new Map<string, LayerEntry>()
     for await (const e of readTar(decompressLayer(input))) {
-      const cleanName = cleanEntryName(e.header.name)
+      const cleanName = readerName(e.header.name, 'entry')
+      if (e.header.typeflag === '1') readerName(e.header.linkname, `hardlink target of ${JSON.stringify(e.header.name)}:`)
       // A layer converted twice must not carry two TOCs or landmarks (as the reference).
       if (cleanName === TOC_TAR_NAME || cleanName === PREFETCH_LANDMARK || cleanName === NO_PREFETCH_LANDMARK) continue
       const spoolOffset = await spool.append(e.body, e.header.size, e.header.name)
