@@ -8,8 +8,8 @@
  *   layer without a TOC image falls back to a normal pull, with the reason logged, and runs.
  */
 import t from 'tap'
-import { execFileSync } from 'node:child_process'
-import { copyFile, readFile, writeFile } from 'node:fs/promises'
+import { execFileSync, spawn } from 'node:child_process'
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import { EstargzReader } from '../../src/estargz/reader.js'
@@ -110,6 +110,24 @@ t.test('external TOC under containerd: lazy with the -esgztoc image, fallback wi
     const tocJson = execFileSync('sh', ['-c', 'gzip -dc | tar -xOf - stargz.index.json'], { input: await get(`blobs/${tocLayer.digest}`) })
     t.equal(sha256(tocJson), man.layers[0]?.annotations?.[TOC_DIGEST_ANNOTATION], 'its TOC hashes to the layer\'s toc.digest annotation')
   }
+
+  // `stargz mount` (no containerd) finds the TOC image too.
+  const mnt = join(dir, 'mnt')
+  await mkdir(mnt)
+  const m = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'mount', `${registry.host}/ext/busybox:v1`, mnt, '--plain-http', '--state-dir', join(dir, 'mstate'), '--hosts-dir', join(dir, 'certs.d'), '--no-background-fetch'], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] })
+  let mlog = ''
+  m.stdout.on('data', (b: Buffer) => { mlog += b.toString() })
+  m.stderr.on('data', (b: Buffer) => { mlog += b.toString() })
+  const mExit = new Promise<number | null>((resolve) => m.on('exit', (c) => resolve(c)))
+  t.teardown(async () => { if (m.exitCode === null) { m.kill('SIGKILL'); await mExit } })
+  for (let i = 0; i < 600 && !mlog.includes('"msg":"mounted"') && m.exitCode === null; i++) await new Promise((r) => setTimeout(r, 100))
+  t.match(mlog, /"msg":"mounted"/, 'stargz mount of the external-TOC image is up', { log: mlog.slice(-2000) })
+  if (mlog.includes('"msg":"mounted"')) {
+    t.ok((await readFile(join(mnt, 'bin/busybox'))).equals(await readFile('/bin/busybox')), 'bin/busybox through the mount is byte-exact')
+  }
+  m.kill('SIGTERM')
+  t.equal(await mExit, 0, 'stargz mount exits 0')
+  t.same(await mountsUnder(mnt), [], 'nothing left mounted')
 
   // Another layer (one more file, so another diffID: containerd would reuse the first snapshot)
   // with no TOC image at all.
