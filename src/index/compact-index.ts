@@ -26,7 +26,7 @@
 import { createHash } from 'node:crypto'
 import { readFile, writeFile, rename, rm } from 'node:fs/promises'
 import { LimitError, TocError } from '../errors.js'
-import type { ChunkRef, TocIndex } from '../estargz/toc-index.js'
+import type { ChunkCodec, ChunkRef, TocIndex } from '../estargz/toc-index.js'
 import type { TocEntry } from '../estargz/types.js'
 import { S_IFDIR, S_IFMT, S_IFREG } from '../fuse/attr.js'
 import { FLAG_OPAQUE, FLAG_WHITEOUT, FLAG_XATTRS, InodeTable, type LayerTree } from '../fuse/inode-table.js'
@@ -42,6 +42,8 @@ const HEADER_BYTES = align8(8 + 4 + 4 + HEADER_FIELDS.length * 4)
 const DIGEST_SHA256 = 1
 const DIGEST_STRING = 2
 const SHA256_RE = /^sha256:([0-9a-f]{64})$/
+
+const CODECS: readonly ChunkCodec[] = ['gzip', 'zstd']
 
 function align8(n: number): number { return (n + 7) & ~7 }
 
@@ -163,10 +165,13 @@ export class CompactIndex implements LayerTree {
   private readonly digests: Uint8Array
   private reservation: { release(): void } | undefined
   private readonly byteOrdered: boolean
+  private readonly codec: ChunkCodec | undefined
 
   private constructor(buf: Buffer, k: Counts) {
     this.buf = buf
-    this.byteOrdered = (buf.readUInt32LE(12) & 1) === 1
+    const flags = buf.readUInt32LE(12)
+    this.byteOrdered = (flags & 1) === 1
+    this.codec = CODECS[((flags >> 1) & 3) - 1]
     const L = layout(k)
     const ab = buf.buffer
     const base = buf.byteOffset
@@ -288,7 +293,9 @@ export class CompactIndex implements LayerTree {
     try { buf = Buffer.alloc(L.total) } catch (e) { reservation?.release(); throw e }
     buf.write(INDEX_MAGIC, 0, 'latin1')
     buf.writeUInt32LE(INDEX_VERSION, 8)
-    buf.writeUInt32LE(byteOrdered, 12)
+    // flags: bit 0 byte-ordered paths; bits 1-2 the layer's chunk codec (0 none given, 1 gzip, 2 zstd).
+    const codec = payloads[0]?.codec
+    buf.writeUInt32LE(byteOrdered | ((codec === undefined ? 0 : CODECS.indexOf(codec) + 1) << 1), 12)
     HEADER_FIELDS.forEach((f, i) => buf.writeUInt32LE(k[f], 16 + 4 * i))
     const idx = new CompactIndex(buf, k)
     // Fill through the views of the new index (they alias `buf`).
@@ -448,7 +455,7 @@ export class CompactIndex implements LayerTree {
       const dv = new DataView(this.digests.buffer, this.digests.byteOffset + i * DIGEST_BYTES, 8)
       digest = this.str8(dv.getUint32(0, true), dv.getUint32(4, true))
     }
-    return {
+    const r: ChunkRef = {
       name: this.str8(this.ownerStr[2 * o] as number, this.ownerStr[2 * o + 1] as number),
       chunkOffset: this.chunkOff[i] as number,
       chunkSize: this.chunkSize[i] as number,
@@ -456,6 +463,8 @@ export class CompactIndex implements LayerTree {
       compressedEnd: this.compEnd[i] as number,
       digest,
     }
+    if (this.codec !== undefined) r.codec = this.codec
+    return r
   }
 
   /** Every payload member start in blob order (materialised: for prefetch planning). */

@@ -54,8 +54,8 @@ function tocOf(specs: Spec[]): TocEntry[] {
   return out
 }
 
-function objectIndex(entries: TocEntry[]): TocIndex {
-  return new TocIndex({ version: 1, entries }, 1 << 30, { prefetch: PREFETCH_LANDMARK, noPrefetch: NO_PREFETCH_LANDMARK })
+function objectIndex(entries: TocEntry[], codec: 'gzip' | 'zstd' = 'gzip'): TocIndex {
+  return new TocIndex({ version: 1, entries }, 1 << 30, { prefetch: PREFETCH_LANDMARK, noPrefetch: NO_PREFETCH_LANDMARK }, codec)
 }
 
 function compare(t: { same: (a: unknown, b: unknown, m: string) => unknown }, index: TocIndex, tab: InodeTable, c: CompactIndex, probes: string[]): void {
@@ -97,8 +97,8 @@ function compare(t: { same: (a: unknown, b: unknown, m: string) => unknown }, in
 
 t.test('random TOCs: compact index == object index + inode table, built and re-opened', async (t) => {
   let runs = 0
-  fc.assert(fc.property(fc.array(entryArb, { maxLength: 40 }), fc.array(pathArb, { maxLength: 5 }), (specs, probes) => {
-    const index = objectIndex(tocOf(specs))
+  fc.assert(fc.property(fc.array(entryArb, { maxLength: 40 }), fc.array(pathArb, { maxLength: 5 }), fc.constantFrom('gzip' as const, 'zstd' as const), (specs, probes, codec) => {
+    const index = objectIndex(tocOf(specs), codec)
     const tab = InodeTable.build(index)
     const built = CompactIndex.build(index, tab)
     const problems: unknown[] = []
