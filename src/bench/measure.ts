@@ -19,7 +19,7 @@ import type { WanLink } from './link/wan-link.js'
 import type { Workload } from './image/images.js'
 import { startBenchContainerd, type BenchContainerd } from './containerd.js'
 import { dropPageCache, onCleanup, runUntilLine, throwIfCancelled, timed } from './proc.js'
-import { startBenchStargzd, type BenchStargzd } from './stargzd.js'
+import { daemonCommandIn, startBenchStargzd, type BenchStargzd } from './stargzd.js'
 import { startBenchReference, type BenchReference } from './reference.js'
 
 /**
@@ -29,8 +29,11 @@ import { startBenchReference, type BenchReference } from './reference.js'
  */
 export const BENCH_MODES = ['legacy', 'estargz-noopt', 'estargz', 'ctr-remote-noopt', 'ctr-remote'] as const
 export type BenchMode = (typeof BENCH_MODES)[number]
-/** Which snapshotter serves the lazy modes: stargzd or the reference daemon (src/bench/reference.ts). */
-export const BENCH_DAEMONS = ['ours', 'reference'] as const
+/**
+ * Which snapshotter serves the lazy modes: stargzd, the reference daemon (src/bench/reference.ts),
+ * or stargzd from another source tree (`baselineDir`: the before of a change).
+ */
+export const BENCH_DAEMONS = ['ours', 'reference', 'baseline'] as const
 export type BenchDaemon = (typeof BENCH_DAEMONS)[number]
 
 export interface RunSample {
@@ -65,6 +68,8 @@ export interface MeasureOptions {
   link: WanLink
   /** Lazy modes: which snapshotter; default ours. */
   daemon?: BenchDaemon
+  /** daemon 'baseline': the source tree whose daemon/stargzd.ts runs. */
+  baselineDir?: string
   /** Registry access log (counted for blobRequests). */
   registryLog?: string
   /** Keep a timeline of this run in the sample. */
@@ -103,7 +108,7 @@ export async function measureOnce(o: MeasureOptions): Promise<RunSample> {
     if (useRef) {
       refd = await startBenchReference({ registryHost: o.link.address, noBackgroundFetch: o.backgroundFetch === false, ...(o.baseDir ? { baseDir: o.baseDir } : {}) })
     } else if (lazy) {
-      sgd = await startBenchStargzd({ ...(o.baseDir ? { baseDir: o.baseDir } : {}), ...(o.stargzdConfig ? { extraConfig: o.stargzdConfig } : {}), ...(o.timeline ? { logLevel: 'debug' as const } : {}) })
+      sgd = await startBenchStargzd({ ...(o.daemon === 'baseline' ? { command: daemonCommandIn(o.baselineDir) } : {}), ...(o.baseDir ? { baseDir: o.baseDir } : {}), ...(o.stargzdConfig ? { extraConfig: o.stargzdConfig } : {}), ...(o.timeline ? { logLevel: 'debug' as const } : {}) })
     }
     // A signal's cleanup may have run while a daemon was starting: it is ours to close then.
     throwIfCancelled()

@@ -24,7 +24,7 @@ export interface CellResult {
   median?: { pull: number; create: number; run: number; total: number; bytesFetched: number; stargzdFetchedBytes?: number; blobRequests?: number }
   /** Legacy's median total / this median total. */
   speedup?: number
-  /** Ours only: our median / the reference's median in the same run, per phase and total. */
+  /** Ours and baseline: this median / the reference's median in the same run, per phase and total. */
   vsReference?: { pull: number; create: number; run: number; total: number }
 }
 
@@ -59,7 +59,7 @@ export function summarize(cells: CellResult[]): void {
     c.median = { pull: f('pull'), create: f('create'), run: f('run'), total: f('total'), bytesFetched: f('bytesFetched'), ...(sf.length > 0 ? { stargzdFetchedBytes: median(sf) } : {}), ...(br.length > 0 ? { blobRequests: median(br) } : {}) }
   }
   for (const c of cells) {
-    const r = c.daemon === 'ours' ? cells.find((x) => x.image === c.image && x.mode === c.mode && x.daemon === 'reference') : undefined
+    const r = c.daemon === 'ours' || c.daemon === 'baseline' ? cells.find((x) => x.image === c.image && x.mode === c.mode && x.daemon === 'reference') : undefined
     if (r?.median && c.median && r.median.total > 0) {
       const q = (k: 'pull' | 'create' | 'run' | 'total'): number => (c.median as NonNullable<CellResult['median']>)[k] / (r.median as NonNullable<CellResult['median']>)[k]
       c.vsReference = { pull: q('pull'), create: q('create'), run: q('run'), total: q('total') }
@@ -84,7 +84,7 @@ export function markdownTable(r: BenchResults): string {
   ]
   for (const c of r.results) {
     const m = c.median
-    const who = c.daemon === 'reference' ? 'reference' : c.daemon === 'ours' ? 'stargzd' : 'overlayfs'
+    const who = c.daemon === 'reference' ? 'reference' : c.daemon === 'ours' ? 'stargzd' : c.daemon === 'baseline' ? 'stargzd (baseline)' : 'overlayfs'
     if (!m) {
       lines.push(`| ${c.image} | ${c.mode} | ${who} | — | — | — | failed | — | — | — | — |`)
       continue
@@ -114,11 +114,11 @@ export function chartSvg(r: BenchResults): string {
       title: image,
       bars: r.results.filter((c) => c.image === image).map((c) => c.median
         ? {
-            label: c.daemon === 'reference' ? `${c.mode} (ref)` : c.mode,
+            label: c.daemon === 'reference' ? `${c.mode} (ref)` : c.daemon === 'baseline' ? `${c.mode} (before)` : c.mode,
             segments: [{ label: 'pull', value: c.median.pull }, { label: 'create', value: c.median.create }, { label: 'run', value: c.median.run }],
             note: `(${mb(c.median.bytesFetched)} MB)`,
           }
-        : { label: c.daemon === 'reference' ? `${c.mode} (ref)` : c.mode, segments: [], missing: 'failed' }),
+        : { label: c.daemon === 'reference' ? `${c.mode} (ref)` : c.daemon === 'baseline' ? `${c.mode} (before)` : c.mode, segments: [], missing: 'failed' }),
     })),
   })
 }

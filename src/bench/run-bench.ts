@@ -35,6 +35,8 @@ export interface BenchOptions {
   modes: BenchMode[]
   /** Snapshotters for the lazy modes, interleaved in this order within each run; default ['ours']. */
   daemons?: BenchDaemon[]
+  /** Source tree for the 'baseline' daemon (stargzd before a change). */
+  baselineDir?: string
   /** Keep the registry/gRPC timeline of the first run of each lazy cell (timeline-*.txt in outDir). */
   timeline?: boolean
   runs: number
@@ -153,6 +155,7 @@ export async function runBench(o: BenchOptions): Promise<{ results: BenchResults
             const s = await measureOnce({
               mode, ref, workload: p.workload, link, dropCaches: o.dropCaches,
               ...(daemon ? { daemon } : {}),
+              ...(o.baselineDir ? { baselineDir: o.baselineDir } : {}),
               registryLog: registry.logPath,
               timeline,
               backgroundFetch: o.backgroundFetch,

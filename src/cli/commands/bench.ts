@@ -1,5 +1,5 @@
 /**
- * stargz bench [--images busybox,python3,huge] [--modes legacy,estargz-noopt,estargz,ctr-remote-noopt,ctr-remote] [--snapshotters ours,reference] [--timeline] [--runs N]
+ * stargz bench [--images busybox,python3,huge] [--modes legacy,estargz-noopt,estargz,ctr-remote-noopt,ctr-remote] [--snapshotters ours,reference,baseline] [--baseline-dir DIR] [--timeline] [--runs N]
  *   [--rate-mbit 200] [--rtt-ms 20] [--out DIR] [--workload NAME] [--fixture-dir DIR]
  *   [--no-drop-caches] [--no-background-fetch] [--base-dir DIR] [--step-timeout-sec S]
  *
@@ -19,7 +19,7 @@ import { flagBool, flagInt, flagString, parseArgs } from '../args.js'
 
 export const summary = 'start-up benchmark: full pull vs lazy eStargz (unoptimized, optimized) through containerd'
 
-const USAGE = 'usage: stargz bench [--images busybox,python3,huge] [--modes legacy,estargz-noopt,estargz,ctr-remote-noopt,ctr-remote] [--snapshotters ours,reference] [--timeline] [--runs 3] [--rate-mbit 200] [--rtt-ms 20] [--out DIR] [--workload NAME] [--fixture-dir DIR] [--no-drop-caches] [--no-background-fetch] [--base-dir DIR] [--step-timeout-sec S]'
+const USAGE = 'usage: stargz bench [--images busybox,python3,huge] [--modes legacy,estargz-noopt,estargz,ctr-remote-noopt,ctr-remote] [--snapshotters ours,reference,baseline] [--baseline-dir DIR] [--timeline] [--runs 3] [--rate-mbit 200] [--rtt-ms 20] [--out DIR] [--workload NAME] [--fixture-dir DIR] [--no-drop-caches] [--no-background-fetch] [--base-dir DIR] [--step-timeout-sec S]'
 
 function list<T extends string>(v: string | undefined, all: readonly T[], what: string): T[] {
   if (v === undefined) return [...all]
@@ -38,7 +38,7 @@ function positiveNumber(v: string | undefined, name: string, dflt: number, allow
 
 export async function run(argv: string[]): Promise<number> {
   const args = parseArgs(argv, {
-    values: ['images', 'modes', 'snapshotters', 'runs', 'rate-mbit', 'rtt-ms', 'out', 'workload', 'fixture-dir', 'base-dir', 'step-timeout-sec'],
+    values: ['images', 'modes', 'snapshotters', 'baseline-dir', 'runs', 'rate-mbit', 'rtt-ms', 'out', 'workload', 'fixture-dir', 'base-dir', 'step-timeout-sec'],
     booleans: ['timeline', 'no-drop-caches', 'no-background-fetch', 'help'],
   })
   if (flagBool(args, 'help')) { process.stdout.write(USAGE + '\n'); return 0 }
@@ -49,6 +49,7 @@ export async function run(argv: string[]): Promise<number> {
   // Reference first in each pair, so neither side always runs on the machine the other just warmed.
   const daemons = list<BenchDaemon>(flagString(args, 'snapshotters') ?? 'ours', BENCH_DAEMONS, 'snapshotters')
     .sort((a, b) => (a === 'reference' ? -1 : b === 'reference' ? 1 : 0))
+  if (daemons.includes('baseline') && !flagString(args, 'baseline-dir')) throw new InvalidArgumentError('--snapshotters baseline needs --baseline-dir (a source tree with daemon/stargzd.ts)')
   const outGiven = flagString(args, 'out')
   const outDir = resolve(outGiven ?? join('/var/tmp/stargzd-bench', new Date().toISOString().replace(/[:.]/g, '-')))
   const stepTimeout = flagString(args, 'step-timeout-sec')
@@ -63,6 +64,7 @@ export async function run(argv: string[]): Promise<number> {
       images,
       modes,
       daemons,
+      ...(flagString(args, 'baseline-dir') ? { baselineDir: resolve(flagString(args, 'baseline-dir') as string) } : {}),
       timeline: flagBool(args, 'timeline'),
       runs: flagInt(args, 'runs') ?? 3,
       rateMbit: positiveNumber(flagString(args, 'rate-mbit'), 'rate-mbit', 200),
