@@ -1,3 +1,4 @@
+import { checkDigestSizes } from './toc-digest-sizes.js'
 import type { Toc, TocEntry } from './types.js'
 
 /** Where one chunk of a file lives, compressed and uncompressed. */
@@ -71,6 +72,7 @@ export class TocIndex {
         r.chunkSize = next ? next.chunkOffset - r.chunkOffset : size - r.chunkOffset
       }
     }
+    checkDigestSizes(this.payloads)
     this.landmark = this.entries.get(landmarks.prefetch)
     this.noPrefetchLandmark = this.entries.has(landmarks.noPrefetch)
   }

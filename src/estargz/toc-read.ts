@@ -22,6 +22,11 @@ export interface LoadTocOptions {
   tocDigest?: string
   limits?: Partial<TocLimits>
   signal?: AbortSignal
+  /**
+   * Called with the TOC JSON's size once it is inflated, before it is parsed; throw to refuse
+   * the TOC (the daemon-wide metadata budget, src/estargz/metadata-budget.ts).
+   */
+  beforeParse?: (jsonBytes: number) => void
 }
 
 /** Read the tar header that starts the TOC member and return the JSON payload it carries. */
@@ -76,6 +81,7 @@ export async function loadToc(src: RangeSource, opts: LoadTocOptions = {}): Prom
   const json = extractTocJson(tarBytes)
   const tocDigest = sha256Digest(json)
   if (opts.tocDigest !== undefined && opts.tocDigest !== tocDigest) throw new TocDigestError(opts.tocDigest, tocDigest)
+  opts.beforeParse?.(json.length)
   let parsed: unknown
   try {
     parsed = JSON.parse(json.toString('utf8'))

@@ -1,0 +1,70 @@
+/**
+ * A daemon-wide budget for layer metadata (parsed TOCs and their indexes). Per-layer TOC limits
+ * alone let N layers each take the maximum; this bounds their sum. A layer whose TOC does not fit
+ * is refused with a LimitError naming the budget, so the daemon falls back to a full pull for
+ * that layer and its log says why, instead of the process growing until it is killed.
+ *
+ * The cost of a TOC is estimated from its JSON size before it is parsed (the parse is where the
+ * memory goes), and reserved until the reader that holds it is released.
+ */
+import { LimitError } from '../errors.js'
+
+/**
+ * Estimated resident bytes per byte of TOC JSON once parsed and indexed (the JSON string, the
+ * object graph, the index maps and chunk refs). Measured on writer-made TOCs of 10k-100k
+ * entries (see test/estargz/metadata-budget.test.ts and the bytepath note): 5-7 bytes.
+ */
+export const TOC_COST_PER_JSON_BYTE = 8
+
+/** Default daemon-wide budget: 1 GiB of estimated metadata (issue #12's "50 big layers < 1 GiB"). */
+export const DEFAULT_METADATA_BUDGET_BYTES = 1024 * 1024 * 1024
+
+export function estimateTocCost(jsonBytes: number): number {
+  return jsonBytes * TOC_COST_PER_JSON_BYTE
+}
+
+export interface MetadataReservation {
+  readonly bytes: number
+  /** Safe to call twice. */
+  release(): void
+}
+
+export class MetadataBudget {
+  private used = 0
+  private held = 0
+
+  constructor(private limit: number = DEFAULT_METADATA_BUDGET_BYTES) {}
+
+  get maxBytes(): number { return this.limit }
+  get usedBytes(): number { return this.used }
+  /** Reservations not yet released. */
+  get reservations(): number { return this.held }
+
+  /** Change the bound (config); reservations already made stay. */
+  setMaxBytes(n: number): void {
+    if (!Number.isFinite(n) || n < 0) throw new RangeError(`metadata budget must be a non-negative number of bytes, got ${n}`)
+    this.limit = n
+  }
+
+  /** Reserve `bytes` for `what`, or throw a LimitError that says how much is in use. */
+  reserve(bytes: number, what: string): MetadataReservation {
+    if (this.used + bytes > this.limit) {
+      throw new LimitError(`${what} needs an estimated ${bytes} bytes of metadata memory; ${this.used} of the daemon-wide metadata budget of ${this.limit} bytes are in use (metadata_budget_bytes)`)
+    }
+    this.used += bytes
+    this.held++
+    let released = false
+    return {
+      bytes,
+      release: () => {
+        if (released) return
+        released = true
+        this.used -= bytes
+        this.held--
+      },
+    }
+  }
+}
+
+/** The budget every EstargzReader draws from unless given another (one per process). */
+export const defaultMetadataBudget = new MetadataBudget()
