@@ -62,12 +62,20 @@ function copyOut(b: Buffer): Uint8Array {
 }
 
 /**
- * The worker's entry module, next to this one: decode-worker.ts when running from source (tsx
- * passes its loader to workers through execArgv), decode-worker.js in the compiled build.
+ * Start a decode worker. The compiled build (dist/, what the daemon runs) starts
+ * decode-worker.js next to this file. Running from source (tsx, tests), the entry is
+ * decode-worker.ts; tsx's `--import tsx` hooks are not active in worker threads on Node 20, so
+ * a two-line bootstrap registers tsx in the worker first (resolved from this file, so it is the
+ * same tsx the parent runs with; under tap's TypeScript loader the worker inherits that loader
+ * and the registration is harmless).
  */
-export function workerEntry(): URL {
+function startWorker(): Worker {
   const here = import.meta.url
-  return new URL(here.endsWith('.ts') ? './decode-worker.ts' : './decode-worker.js', here)
+  if (!here.endsWith('.ts')) return new Worker(new URL('./decode-worker.js', here))
+  const entry = new URL('./decode-worker.ts', here).href
+  const tsx = import.meta.resolve('tsx/esm/api')
+  const boot = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}) })`
+  return new Worker(boot, { eval: true })
 }
 
 export class WorkerChunkDecoder implements PriorityChunkDecoder {
@@ -148,7 +156,7 @@ export class WorkerChunkDecoder implements PriorityChunkDecoder {
   }
 
   private spawn(): Slot {
-    const worker = new Worker(workerEntry())
+    const worker = startWorker()
     // Idle workers must not keep the process alive (ref'd while they hold tasks); close() ends them.
     worker.unref()
     const slot: Slot = { worker, running: new Map() }
