@@ -39,6 +39,12 @@ import { WorkerChunkDecoder, type Priority, type PriorityChunkDecoder } from './
 
 export type { ByteRange, ChunkReaderOptions, FetchEvent, LoadMode, LoadOptions, MultiRangeSource, ReaderCounters, ReaderHooks } from './types.js'
 
+/** A read waiting for part of a big chunk that is being streamed without a cache to keep it. */
+interface Window { from: number; to: number; buf: Buffer }
+
+/** One stream of a big chunk; readers whose window it has not passed yet ride along. */
+interface WindowStream { pos: number; windows: Set<Window>; done: Promise<void> }
+
 interface Flight {
   promise: Promise<Buffer>
   /** Joiners should fetch for themselves if this flight fails (prefetch timeout, preemption). */
@@ -50,6 +56,7 @@ interface Pending {
   key: string
   resolve: (b: Buffer) => void
   reject: (e: unknown) => void
+  done?: boolean
 }
 
 let shared: WorkerChunkDecoder | undefined
@@ -84,6 +91,8 @@ export class ChunkReader {
   private readonly flights = new Map<string, Flight>()
   /** Big chunks being streamed into the cache, and legacy files being verified. */
   private readonly streams = new Map<string, Promise<boolean>>()
+  /** Big chunks streamed for windows (no cache to store them in), by flight key. */
+  private readonly windowStreams = new Map<string, WindowStream>()
   private readonly puts = new Set<Promise<void>>()
   private readonly counters: ReaderCounters = {
     bytesFetched: 0, fetchRequests: 0, cacheHits: 0, cacheMisses: 0, deduplicated: 0, chunksDecoded: 0, verifyFailures: 0, fetchFailures: 0,
@@ -114,7 +123,7 @@ export class ChunkReader {
 
   /** Chunk flights and streams in progress (tests, state). */
   get inFlight(): number {
-    return this.flights.size + this.streams.size
+    return this.flights.size + this.streams.size + this.windowStreams.size
   }
 
   /** Chunks that are never held whole in memory. */
@@ -229,7 +238,7 @@ export class ChunkReader {
     const small = refs.filter((r) => !this.isBig(r))
     const big = refs.filter((r) => this.isBig(r))
     const work: Array<Promise<unknown>> = []
-    if (small.length > 0 || opts.span) {
+    if (small.length > 0) {
       const o: LoadOptions & { skip?: readonly ChunkRef[] } = { ...opts, mode }
       if (big.length > 0) o.skip = big
       work.push(this.loadSmall(small, o))
@@ -281,9 +290,9 @@ export class ChunkReader {
       mine.push(pending)
       waits.push(promise.then((b) => { out[i] = b }))
     }
-    if (waits.length === 0 && !opts.span) return Promise.resolve(out)
+    if (waits.length === 0) return Promise.resolve(out)
     const end = mode === 'demand' ? this.gate?.beginPriority() : undefined
-    if (mine.length > 0 || opts.span) waits.push(this.resolvePending(mine, mode, opts))
+    if (mine.length > 0) void this.resolvePending(mine, mode, opts)
     const all = Promise.all(waits).then(async () => {
       if (retries.length === 0) return out
       // The failed flights are gone by now, so this starts new ones (merged into few requests).
@@ -296,11 +305,15 @@ export class ChunkReader {
   }
 
   private settle(p: Pending, data: Buffer): void {
+    if (p.done) return
+    p.done = true
     this.flights.delete(p.key)
     p.resolve(data)
   }
 
   private fail(p: Pending, e: unknown): void {
+    if (p.done) return
+    p.done = true
     this.flights.delete(p.key)
     p.reject(e)
   }
@@ -332,7 +345,7 @@ export class ChunkReader {
       for (const h of this.hooks) h.onCacheMiss?.({ key: p.key })
       misses.push(p)
     }))
-    if (misses.length === 0 && !opts.span) return
+    if (misses.length === 0) return
     const byRef = new Map<ChunkRef, Pending>(misses.map((p) => [p.ref, p]))
     const refs = misses.map((p) => p.ref)
     // A given span ([0, landmark) at prefetch, a background unit) is still cut at the span cap,
@@ -344,10 +357,11 @@ export class ChunkReader {
       await this.fetchSpans(spans, byRef, mode, opts.signal)
     } catch (e) {
       // fetchSpans settles what it can; anything left (a bug) must still not hang readers.
-      for (const p of misses) if (this.flights.get(p.key)) this.fail(p, chunkError(p.ref, e))
+      for (const p of misses) this.fail(p, chunkError(p.ref, e))
     }
-    const failed = misses.find((p) => this.flights.has(p.key))
-    if (failed) this.fail(failed, new ChunkFetchError(failed.ref, 'internal: chunk not covered by any fetched span'))
+    for (const p of misses) {
+      if (!p.done) this.fail(p, new ChunkFetchError(p.ref, 'internal: chunk not covered by any fetched span'))
+    }
   }
 
   private async fetchSpans(spans: Span[], byRef: Map<ChunkRef, Pending>, mode: LoadMode, signal: AbortSignal | undefined): Promise<void> {
@@ -413,7 +427,6 @@ export class ChunkReader {
         if (p === first) this.report(e, mode)
         this.fail(p, e)
       }
-      if (owned.length === 0 && mode !== 'demand') throw new ChunkFetchError({ name: '(span)', chunkOffset: 0, chunkSize: 0, compressedOffset: s.offset, compressedEnd: s.offset + s.length, digest: undefined }, reason, { cause: fetchErr })
       return
     }
     const priority: Priority = mode === 'background' ? 'low' : 'high'
@@ -506,12 +519,41 @@ export class ChunkReader {
     return p
   }
 
-  /** Stream a big chunk keeping only [from, to) (no cache to hold it). */
+  /**
+   * Bytes [from, to) of a big chunk with no cache to hold it: streamed, keeping only the
+   * windows asked for. Concurrent readers share one stream as long as it has not passed their
+   * window yet (kernel read-ahead turns one 4 KiB read into several FUSE reads at once: they
+   * must not each inflate the whole chunk); a reader that comes too late starts its own.
+   */
   private async streamWindow(ref: ChunkRef, from: number, to: number, signal?: AbortSignal): Promise<Buffer> {
-    const o: StreamDecodeOptions = { size: ref.chunkSize, digest: ref.digest, window: { from, to } }
-    if (signal !== undefined) o.signal = signal
-    const r = await this.streamChunk(ref, o, 'demand', signal)
-    return r
+    const key = keyOf(ref)
+    const w: Window = { from, to, buf: Buffer.alloc(Math.max(0, to - from)) }
+    const running = this.windowStreams.get(key)
+    if (running !== undefined && running.pos <= from) {
+      this.counters.deduplicated++
+      running.windows.add(w)
+      await raceAbort(running.done, signal)
+      return w.buf
+    }
+    const ws: WindowStream = { pos: 0, windows: new Set([w]), done: Promise.resolve() }
+    const o: StreamDecodeOptions = {
+      size: ref.chunkSize,
+      digest: ref.digest,
+      sink: (part, at) => {
+        ws.pos = at + part.length
+        for (const x of ws.windows) {
+          const a = Math.max(at, x.from)
+          const b = Math.min(at + part.length, x.to)
+          if (b > a) part.copy(x.buf, a - x.from, a - at, b - at)
+        }
+      },
+    }
+    // The stream belongs to every reader riding on it: one reader giving up does not stop it.
+    ws.done = this.streamChunk(ref, o, 'demand', undefined).then(() => undefined)
+    this.windowStreams.set(key, ws)
+    void ws.done.finally(() => { if (this.windowStreams.get(key) === ws) this.windowStreams.delete(key) }).catch(() => undefined)
+    await raceAbort(ws.done, signal)
+    return w.buf
   }
 
   /** Fetch a member in pieces and stream-decode it; typed errors, counters and hooks as for spans. */
@@ -648,6 +690,7 @@ export class ChunkReader {
   async settled(): Promise<void> {
     await Promise.allSettled([...this.flights.values()].map((f) => f.promise))
     await Promise.allSettled([...this.streams.values()])
+    await Promise.allSettled([...this.windowStreams.values()].map((w) => w.done))
     await this.flush()
   }
 

@@ -22,8 +22,11 @@ export interface StreamDecodeOptions {
   digest: string | undefined
   /** Keep chunk bytes [from, to) (zero-filled buffer, written as they stream by). */
   window?: { from: number; to: number }
-  /** Every chunk byte in order; awaited, so a slow sink slows the inflate instead of buffering. */
-  sink?: (part: Buffer) => Promise<void> | void
+  /**
+   * Every chunk byte in order, with its offset in the chunk; awaited, so a slow sink slows the
+   * inflate instead of buffering.
+   */
+  sink?: (part: Buffer, at: number) => Promise<void> | void
   signal?: AbortSignal
 }
 
@@ -69,7 +72,7 @@ export async function streamDecode(pieces: AsyncIterable<Buffer>, opts: StreamDe
         const to = Math.min(got + take, window.to)
         if (to > from) part.copy(keep, from - window.from, from - got, to - got)
       }
-      if (opts.sink) await opts.sink(part)
+      if (opts.sink) await opts.sink(part, got)
       got += take
       if (got >= size) break
     }

@@ -55,6 +55,16 @@ t.test('no cache: a 4 KiB read of a big chunk streams it in pieces and returns o
   t.equal(reader.inFlight, 0)
 })
 
+t.test('no cache: concurrent reads of one big chunk share one stream', async (t) => {
+  const { source, reader } = await setup(mini)
+  const offs = [0, 131072, 262144, 393216, 524288, 655360, 786432, 917504]
+  const got = await Promise.all(offs.map((o) => reader.read('big', o, 131072)))
+  got.forEach((b, i) => t.same(b, data.subarray(offs[i], offs[i]! + 131072)))
+  const member = reader.index.chunks('big')[0]!
+  t.equal(source.bytesRead, member.compressedEnd - member.compressedOffset, 'the member was streamed once for all eight')
+  t.equal(reader.inFlight, 0)
+})
+
 t.test('a big chunk whose digest lies is refused, and nothing is stored', async (t) => {
   const lying = buildMiniEstargz([{ name: 'big', data }], {
     mutateToc: (toc) => { toc.entries[0]!.chunkDigest = 'sha256:' + 'd'.repeat(64) },
