@@ -89,8 +89,10 @@ export class ChunkReader {
   /** Where the last read of each file ended, to spot sequential readers. */
   private readonly lastEnd = new Map<string, number>()
   private readonly flights = new Map<string, Flight>()
-  /** Big chunks being streamed into the cache, and legacy files being verified. */
+  /** Legacy files being verified. */
   private readonly streams = new Map<string, Promise<boolean>>()
+  /** Big chunks being streamed into the cache. */
+  private readonly bigStores = new Map<string, { p: Promise<boolean>; retryable: boolean }>()
   /** Big chunks streamed for windows (no cache to store them in), by flight key. */
   private readonly windowStreams = new Map<string, WindowStream>()
   private readonly puts = new Set<Promise<void>>()
@@ -123,7 +125,7 @@ export class ChunkReader {
 
   /** Chunk flights and streams in progress (tests, state). */
   get inFlight(): number {
-    return this.flights.size + this.streams.size + this.windowStreams.size
+    return this.flights.size + this.streams.size + this.bigStores.size + this.windowStreams.size
   }
 
   /** Chunks that are never held whole in memory. */
@@ -498,25 +500,37 @@ export class ChunkReader {
   private storeBig(ref: ChunkRef, mode: LoadMode, signal: AbortSignal | undefined): Promise<boolean> {
     if (ref.digest === undefined || this.cache.createWriter === undefined) return Promise.resolve(false)
     const key = `big:${keyOf(ref)}`
-    const running = this.streams.get(key)
-    if (running) { this.counters.deduplicated++; return running }
+    const running = this.bigStores.get(key)
+    if (running) {
+      this.counters.deduplicated++
+      // A background stream may be preempted or stopped: an on-demand reader that joined it
+      // then streams for itself instead of failing.
+      if (running.retryable && mode === 'demand') return running.p.catch(() => this.storeBig(ref, mode, undefined))
+      return running.p
+    }
     const digest = ref.digest
-    const p = (async (): Promise<boolean> => {
-      const have = await this.cache.readRange?.(digest, ref.chunkSize, 0, 0)
-      if (have !== undefined) return true
-      const writer = await (this.cache.createWriter as NonNullable<ChunkCache['createWriter']>)(digest, ref.chunkSize)
-      if (writer === undefined) return false
+    const entry = { retryable: mode !== 'demand', p: Promise.resolve(false) }
+    entry.p = (async (): Promise<boolean> => {
       try {
-        await this.streamChunk(ref, { size: ref.chunkSize, digest, sink: (b) => writer.write(b) }, mode, signal)
-        await writer.commit()
+        const have = await this.cache.readRange?.(digest, ref.chunkSize, 0, 0)
+        if (have !== undefined) return true
+        const writer = await (this.cache.createWriter as NonNullable<ChunkCache['createWriter']>)(digest, ref.chunkSize)
+        if (writer === undefined) return false
+        try {
+          await this.streamChunk(ref, { size: ref.chunkSize, digest, sink: (b) => writer.write(b) }, mode, signal)
+          await writer.commit()
+        } finally {
+          await writer.abort()
+        }
+        return true
       } finally {
-        await writer.abort()
+        // Removed before anyone sees the outcome, so a retry starts a new stream.
+        if (this.bigStores.get(key) === entry) this.bigStores.delete(key)
       }
-      return true
     })()
-    this.streams.set(key, p)
-    void p.finally(() => this.streams.delete(key)).catch(() => undefined)
-    return p
+    this.bigStores.set(key, entry)
+    entry.p.catch(() => undefined)
+    return entry.p
   }
 
   /**
@@ -690,6 +704,7 @@ export class ChunkReader {
   async settled(): Promise<void> {
     await Promise.allSettled([...this.flights.values()].map((f) => f.promise))
     await Promise.allSettled([...this.streams.values()])
+    await Promise.allSettled([...this.bigStores.values()].map((b) => b.p))
     await Promise.allSettled([...this.windowStreams.values()].map((w) => w.done))
     await this.flush()
   }

@@ -112,21 +112,19 @@ export async function* rangePieces(source: RangeSource, offset: number, length: 
     const n = Math.min(pieceBytes, end - off)
     const at = off
     off += n
-    return source.read(at, n, signal).then((b) => {
+    const p = source.read(at, n, signal).then((b) => {
       if (b.length !== n) throw new Error(`source returned ${b.length} bytes for blob range [${at}, ${at + n})`)
       return b
     })
+    // The read ahead may fail while the consumer is busy with the previous piece (abort,
+    // preemption); it is awaited later, but must not count as unhandled in between.
+    p.catch(() => undefined)
+    return p
   }
   let next = start()
-  try {
-    while (next) {
-      const cur = await next
-      next = start()
-      yield cur
-    }
-  } finally {
-    // The consumer stopped early (chunk complete, or an error): a read still in flight must not
-    // become an unhandled rejection.
-    next?.catch(() => undefined)
+  while (next) {
+    const cur = await next
+    next = start()
+    yield cur
   }
 }

@@ -95,6 +95,27 @@ t.test('with a disk cache: streamed into it once (concurrent readers share the s
   t.equal(cache.front.stats().entries, 0, 'never held in the memory tier')
 })
 
+t.test('an on-demand read that joined a background stream which is then stopped still gets its bytes', async (t) => {
+  const root = await tempDir(t)
+  const cache = await DirCache.open({ root, maxBytes: 256 << 20 })
+  t.teardown(() => cache.close())
+  const { source, reader } = await setup(mini, cache)
+  const big = reader.index.chunks('big')[0]!
+  source.hold()
+  const ac = new AbortController()
+  const bg = reader.loadChunks([big], { mode: 'background', signal: ac.signal })
+  const demand = reader.read('big', 2_000_000, 4096)
+  await new Promise((r) => setTimeout(r, 50))
+  ac.abort(new Error('preempted'))
+  source.release()
+  await t.rejects(bg)
+  // The on-demand reader streams for itself once the background stream failed.
+  await new Promise((r) => setTimeout(r, 10))
+  source.release()
+  t.same(await demand, data.subarray(2_000_000, 2_004_096))
+  t.equal(reader.inFlight, 0)
+})
+
 t.test('background fetch streams big chunks into the disk cache and skips them without one', async (t) => {
   const root = await tempDir(t)
   const cache = await DirCache.open({ root, maxBytes: 256 << 20 })
