@@ -54,7 +54,7 @@ export class MetadataBudget {
   /** Reserve `bytes` for `what`, or throw a LimitError that says how much is in use. */
   reserve(bytes: number, what: string): MetadataReservation {
     if (this.used + bytes > this.limit) {
-      throw new LimitError(`${what} needs an estimated ${bytes} bytes of metadata memory; ${this.used} of the daemon-wide metadata budget of ${this.limit} bytes are in use (metadata_budget_bytes)`)
+      throw new LimitError(`${what} needs an estimated ${bytes} bytes of metadata memory; ${this.used} of the daemon-wide metadata budget of ${this.limit} bytes are in use (config metadata_budget_mb)`)
     }
     this.used += bytes
     this.held++
