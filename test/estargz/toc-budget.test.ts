@@ -7,7 +7,7 @@ import t from 'tap'
 import { EstargzReader } from '../../src/estargz/reader.js'
 import { MetadataBudget, estimateTocCost } from '../../src/estargz/metadata-budget.js'
 import { ChunkReader } from '../../src/reader/chunk-reader.js'
-import { BufferSource, buildMiniEstargz } from '../helpers/mini-estargz.js'
+import { BufferSource, buildMiniEstargz } from '../../harness/mini-estargz.js'
 import { prng } from '../reader/fixtures.js'
 
 t.test('one digest, two sizes: refused when the index is built', async (t) => {

@@ -15,9 +15,9 @@ import { runInNewContext } from 'node:vm'
 import { MemoryCache } from '../../src/cache/memory-cache.js'
 import { LayerMount } from '../../src/fuse/layer-fs.js'
 import { openLayer } from '../../src/layer/layer.js'
-import { BufferSource, buildMiniEstargz } from '../helpers/mini-estargz.js'
+import { BufferSource, buildMiniEstargz } from '../../harness/mini-estargz.js'
 import { prng } from '../reader/fixtures.js'
-import { scratch } from './fixtures/helpers.js'
+import { scratch } from '../../harness/fuse-fixtures.js'
 
 setFlagsFromString('--expose-gc')
 const gc = runInNewContext('gc') as () => void

@@ -10,10 +10,10 @@ import { join } from 'node:path'
 import { MemoryCache } from '../../src/cache/memory-cache.js'
 import { LayerMount } from '../../src/fuse/layer-fs.js'
 import { openLayer } from '../../src/layer/layer.js'
-import { runStargz } from '../helpers/cli.js'
-import { BufferSource, buildMiniEstargz } from '../helpers/mini-estargz.js'
+import { runStargz } from '../../harness/cli.js'
+import { BufferSource, buildMiniEstargz } from '../../harness/mini-estargz.js'
 import { prng } from '../reader/fixtures.js'
-import { scratch } from './fixtures/helpers.js'
+import { scratch } from '../../harness/fuse-fixtures.js'
 
 function cat(path: string): Promise<{ code: number; out: Buffer; err: string }> {
   return new Promise((resolve) => {

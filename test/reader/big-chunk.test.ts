@@ -15,7 +15,7 @@ import type { ChunkCache } from '../../src/cache/types.js'
 import { EstargzReader } from '../../src/estargz/reader.js'
 import { ChunkReader } from '../../src/reader/chunk-reader.js'
 import { splitSpan } from '../../src/reader/span-plan.js'
-import { buildMiniEstargz, type MiniBlob } from '../helpers/mini-estargz.js'
+import { buildMiniEstargz, type MiniBlob } from '../../harness/mini-estargz.js'
 import { buildLandmarkBlob, CountingSource, prng } from './fixtures.js'
 
 const PIECE = 64 * 1024

@@ -10,7 +10,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { REPO } from '../helpers/cli.js'
+import { REPO } from '../../harness/cli.js'
 
 const run = promisify(execFile)
 
