@@ -7,7 +7,11 @@
  *   - --no-background-fetch,
  *   - --cache-dir (disk cache: the chunk is streamed into it once, then served by range).
  *
- *   npm run bench:bigchunk -- [--size-mb 1024] [--compare-repo DIR]
+ *   npm run bench:bigchunk -- [--size-mb 1024] [--compare-repo DIR] [--small-files N]
+ *
+ * --small-files N (issue #12, memory cache retention): the layer holds N 50-byte files in 1,000
+ * directories besides big.bin (then of --size-mb, in default 4 MiB chunks), so background fetch
+ * fills the memory cache with N tiny chunks; the same cases are measured.
  *
  * --compare-repo runs the same cases with the `stargz` CLI of another checkout (e.g. a worktree
  * of the commit before the fix) in the same run. Each checkout is compiled (tsc → dist/) and its
@@ -15,7 +19,7 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { createReadStream, createWriteStream } from 'node:fs'
-import { mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { hostname, cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
@@ -33,6 +37,7 @@ const argVal = (name: string): string | undefined => {
 }
 const SIZE = Number(argVal('size-mb') ?? 1024) * 1024 * 1024
 const COMPARE = argVal('compare-repo')
+const SMALL = Number(argVal('small-files') ?? 0)
 const REPO = new URL('..', import.meta.url).pathname
 const READ_AT = Math.floor(SIZE * 0.6) & ~4095
 
@@ -134,12 +139,16 @@ async function main(): Promise<void> {
     const src = join(dir, 'src')
     await mkdir(src)
     await writeBigFile(join(src, 'big.bin'))
+    for (let i = 0; i < SMALL; i++) {
+      if (i < 1000) await mkdir(join(src, `d${i % 1000}`), { recursive: true })
+      await writeFile(join(src, `d${i % 1000}`, `f${i}`), `small file number ${i} `.padEnd(50, '.'))
+    }
     const tar = join(dir, 'layer.tar')
-    await run('tar', ['-C', src, '-cf', tar, 'big.bin'])
+    await run('tar', ['-C', src, '-cf', tar, '.'], { maxBuffer: 1 << 24 })
     await rm(src, { recursive: true, force: true })
     const blobPath = join(dir, 'layer.estargz')
     // One chunk for the whole file: the writer's largest chunk size.
-    const conv = await convertLayer(createReadStream(tar), createWriteStream(blobPath), { chunkSize: 2 ** 31 - 1 })
+    const conv = await convertLayer(createReadStream(tar), createWriteStream(blobPath), SMALL > 0 ? {} : { chunkSize: 2 ** 31 - 1 })
     await rm(tar, { force: true })
     const blob = await readFile(blobPath)
     const img = buildImage({ layers: [{ data: blob, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', diffId: conv.diffID, annotations: { [TOC_DIGEST_ANNOTATION]: conv.tocDigest } }] })
@@ -173,7 +182,9 @@ async function main(): Promise<void> {
     }
     const head = (await run('git', ['-C', REPO, 'rev-parse', '--short', 'HEAD'])).stdout.trim()
     const cmp = COMPARE ? (await run('git', ['-C', COMPARE, 'rev-parse', '--short', 'HEAD']).then((r) => r.stdout.trim(), () => COMPARE)) : undefined
-    console.log(`### 4 KiB read of a ${SIZE >> 20} MiB single-chunk file through \`stargz mount\` (separate process, registry on loopback)`)
+    console.log(SMALL > 0
+      ? `### ${SMALL} small files + a ${SIZE >> 20} MiB file (4 MiB chunks) through \`stargz mount\` (separate process, registry on loopback), 4 KiB read, background fetch to the end`
+      : `### 4 KiB read of a ${SIZE >> 20} MiB single-chunk file through \`stargz mount\` (separate process, registry on loopback)`)
     console.log(`${new Date().toISOString().slice(0, 10)}, ${hostname()}, ${cpus().length} vCPU ${cpus()[0]?.model ?? ''}, Node ${process.version}; blob ${(blobBytes / 1e6).toFixed(0)} MB (one gzip member); load average at end ${(await readFile('/proc/loadavg', 'utf8')).split(' ').slice(0, 3).join(' ')}`)
     console.log(`builds: this = ${head}${cmp ? `, compare = ${cmp}` : ''}; peak = VmHWM of the stargz mount process, including background fetch until done`)
     console.log('')

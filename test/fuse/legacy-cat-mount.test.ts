@@ -5,7 +5,8 @@
  */
 import t from 'tap'
 import { execFile } from 'node:child_process'
-import { mkdir, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { MemoryCache } from '../../src/cache/memory-cache.js'
 import { LayerMount } from '../../src/fuse/layer-fs.js'
@@ -78,4 +79,17 @@ t.test('a legacy file whose content does not match its file digest fails the sam
   t.equal(viaMount.out.length, 0)
   const v = await runStargz(['verify', blob])
   t.not(v.code, 0)
+})
+
+t.test('stargz cat of a file in one chunk too big to hold: right bytes (spilled once to a private temp dir)', async (t) => {
+  const dir = await scratch(t)
+  const data = prng(40 << 20, 12)
+  const m = buildMiniEstargz([{ name: 'huge.bin', data }])
+  const blob = join(dir, 'huge.stargz')
+  await writeFile(blob, m.blob)
+  const before = (await readdir(tmpdir())).filter((n) => n.startsWith('stargz-cat-')).length
+  const viaCli = await runStargz(['cat', blob, 'huge.bin'])
+  t.equal(viaCli.code, 0, viaCli.stderr)
+  t.ok(viaCli.stdout.equals(data), 'byte-exact')
+  t.equal((await readdir(tmpdir())).filter((n) => n.startsWith('stargz-cat-')).length, before, 'the spill dir is gone')
 })
