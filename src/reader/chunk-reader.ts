@@ -66,6 +66,11 @@ export function sharedDecoder(): WorkerChunkDecoder {
   return shared
 }
 
+/** Decodes of one span in flight at once (2 workers × 2 tasks each). */
+const DECODE_LANES = 4
+/** Small (inline) decodes per lane between yields to the event loop (~20-50 µs each). */
+const YIELD_EVERY = 32
+
 /** Flight and cache-check key: a digest stands for one size only. */
 function keyOf(ref: ChunkRef): string {
   return ref.digest === undefined ? `@${ref.compressedOffset}` : `${ref.digest}/${ref.chunkSize}`
@@ -433,7 +438,7 @@ export class ChunkReader {
     }
     const priority: Priority = mode === 'background' ? 'low' : 'high'
     let allOk = true
-    await Promise.all(owned.map(async (p) => {
+    const one = async (p: Pending): Promise<void> => {
       const member = buf.subarray(p.ref.compressedOffset - s.offset, p.ref.compressedEnd - s.offset)
       let data: Buffer
       try {
@@ -452,7 +457,21 @@ export class ChunkReader {
       if (p.ref.digest !== undefined) this.putCache(p.ref.digest, data, mode)
       for (const h of this.hooks) h.onChunkReady?.(p.ref, 'fetch')
       this.settle(p, data)
-    }))
+    }
+    // A few decodes at a time, not all members of the span at once: a 4 MiB background unit of
+    // small files holds ~20k members, and starting every decode together kept every output alive
+    // at the same time (and inflated them all in one event-loop turn, since small members decode
+    // synchronously). DECODE_LANES keeps both workers fed; each lane yields to the event loop
+    // every YIELD_EVERY decodes so FUSE ops get through.
+    let next = 0
+    const lane = async (): Promise<void> => {
+      let n = 0
+      while (next < owned.length) {
+        await one(owned[next++] as Pending)
+        if (++n % YIELD_EVERY === 0) await new Promise<void>((r) => setImmediate(r))
+      }
+    }
+    await Promise.all(Array.from({ length: Math.min(DECODE_LANES, owned.length) }, lane))
     if (allOk) for (const h of this.hooks) h.onSpanVerified?.(s.offset, s.length)
   }
 

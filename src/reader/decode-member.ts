@@ -62,7 +62,11 @@ export function decodeMember(member: Uint8Array, size: number, digest: string | 
     if (isTooLarge(e)) return { kind: 'too-large' }
     return { kind: 'error', message: e instanceof Error ? e.message : String(e) }
   }
-  const data = out.length === size ? out : out.subarray(0, Math.min(size, out.length))
+  let data = out.length === size ? out : out.subarray(0, Math.min(size, out.length))
   const bad = checkChunk(out.length, size, digest === undefined ? undefined : sha256Of(data), digest)
-  return bad ?? { kind: 'ok', data }
+  if (bad) return bad
+  // A small chunk followed by its trailer (padding, the next entries' headers) is a small view of
+  // a larger output buffer: copy it out so holding the chunk does not hold the trailer's memory.
+  if (data.buffer.byteLength - data.length > Math.max(1024, data.length >> 3)) data = Buffer.from(data)
+  return { kind: 'ok', data }
 }
