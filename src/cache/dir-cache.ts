@@ -52,6 +52,12 @@ export interface DirCacheOptions {
 interface IndexEntry { size: number; touchedAt: number }
 
 const TOUCH_EVERY_MS = 60_000
+/**
+ * Writes in flight at once. Background fetch of a layer of many small files puts thousands of
+ * chunks within a second; unbounded, that ran the process out of file descriptors (EMFILE, seen
+ * with 100k files). Queued writes stay visible to get() through `writes`.
+ */
+const MAX_WRITES = 16
 const DIR_MODE = 0o700
 const FILE_MODE = 0o600
 
@@ -68,6 +74,8 @@ export class DirCache implements ChunkCache {
   /** Big files checked (or written verified) by this process; see readRange. */
   private readonly checked = new Set<string>()
   private readonly checking = new Map<string, Promise<boolean>>()
+  private writing = 0
+  private readonly writeQueue: Array<() => void> = []
   private closed = false
 
   private constructor(readonly root: string, private readonly opts: DirCacheOptions) {
@@ -210,6 +218,17 @@ export class DirCache implements ChunkCache {
   }
 
   private async write(hex: string, data: Buffer): Promise<void> {
+    if (this.writing >= MAX_WRITES) await new Promise<void>((r) => this.writeQueue.push(r))
+    this.writing++
+    try {
+      await this.writeNow(hex, data)
+    } finally {
+      this.writing--
+      this.writeQueue.shift()?.()
+    }
+  }
+
+  private async writeNow(hex: string, data: Buffer): Promise<void> {
     const dir = join(this.root, hex.slice(0, 2))
     const tmp = join(this.root, 'tmp', `${hex}.${process.pid}.${randomBytes(6).toString('hex')}`)
     try {

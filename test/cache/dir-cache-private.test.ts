@@ -90,3 +90,15 @@ t.test('big entries: streamed in, read by range, a damaged file is a miss and re
   t.same(await readdir(join(root, 'tmp')), [])
   await c2.close()
 })
+
+t.test('many puts at once are written a few at a time (no EMFILE), all readable meanwhile and after', async (t) => {
+  const root = await tempDir(t)
+  const c = await DirCache.open({ root, maxBytes: 64 << 20 })
+  const chunks = Array.from({ length: 3000 }, () => chunk(50))
+  const puts = chunks.map((x) => c.put(x.key, x.data))
+  t.same(await c.get(chunks[2999]!.key), chunks[2999]!.data, 'a queued write is served from memory')
+  await Promise.all(puts)
+  t.equal(c.stats().entries, 3000)
+  for (const x of chunks.slice(0, 50)) t.same(await c.get(x.key), x.data)
+  await c.close()
+})
