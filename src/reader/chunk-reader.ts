@@ -454,9 +454,12 @@ export class ChunkReader {
         return
       }
       this.counters.chunksDecoded++
-      if (p.ref.digest !== undefined) this.putCache(p.ref.digest, data, mode)
+      const put = p.ref.digest !== undefined ? this.putCache(p.ref.digest, data, mode) : undefined
       for (const h of this.hooks) h.onChunkReady?.(p.ref, 'fetch')
       this.settle(p, data)
+      // Background fetch waits for its writes: it can decode far faster than a disk cache writes,
+      // and every queued write holds its chunk (100k small files queued ~400 MB before this).
+      if (mode === 'background' && put !== undefined) await put
     }
     // A few decodes at a time, not all members of the span at once: a 4 MiB background unit of
     // small files holds ~20k members, and starting every decode together kept every output alive
@@ -706,12 +709,14 @@ export class ChunkReader {
     for (const h of this.hooks) h.onError?.(err)
   }
 
-  private putCache(key: string, data: Buffer, mode: LoadMode): void {
+  /** Start a cache write (tracked for flush); the promise never rejects. */
+  private putCache(key: string, data: Buffer, mode: LoadMode): Promise<void> {
     const p = this.cache.put(key, data, { background: mode === 'background' }).catch((e: unknown) => {
       this.log.warn({ key, err: (e as Error).message }, 'cache-put-failed')
     })
     this.puts.add(p)
     void p.finally(() => this.puts.delete(p))
+    return p
   }
 
   /** Wait until every cache write started so far has finished. */
