@@ -175,7 +175,9 @@ async function main(): Promise<void> {
         ['--no-background-fetch', ['--no-background-fetch']],
         ['--cache-dir (disk cache, background fetch on)', ['--cache-dir', '@CACHE']],
       ] as Array<[string, string[]]>) {
-        const r = await runCase({ label, flags, repo: b.repo, build: b.build }, ref, dir, hosts, expect)
+        // A case that fails (the mount dies) is a result too, not the end of the run.
+        const r = await runCase({ label, flags, repo: b.repo, build: b.build }, ref, dir, hosts, expect).catch((e: unknown): Result => (
+          { label, build: b.build, peakMiB: NaN, afterMountMiB: NaN, mountPeakMiB: NaN, readMs: NaN, ok: false, note: `failed: ${/E[A-Z]+: [^"\\]*/.exec(String(e))?.[0] ?? String(e).slice(0, 200)}` }))
         results.push(r)
         console.error(JSON.stringify(r))
       }

@@ -13,6 +13,12 @@ export class TieredCache implements ChunkCache {
 
   constructor(readonly front: MemoryCache, readonly back: ChunkCache) {}
 
+  /** Unknown (undefined) only when the back tier cannot say. */
+  has(key: string): boolean {
+    if (this.front.has(key)) return true
+    return this.back.has?.(key) ?? true
+  }
+
   peek(key: string): Buffer | undefined {
     const b = this.front.peek(key)
     if (b !== undefined) { this.hits++; this.back.touch?.(key) }

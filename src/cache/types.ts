@@ -41,6 +41,8 @@ export interface ChunkCache {
   get(key: string): Promise<Buffer | undefined>
   /** Synchronous lookup in memory only; undefined when the cache has no memory tier. */
   peek?(key: string): Buffer | undefined
+  /** Whether the cache holds the key, answered from memory (no I/O); absent: unknown. */
+  has?(key: string): boolean
   /** Mark a key as recently used without reading it (a tier in front served it). */
   touch?(key: string): void
   /** Store verified bytes. Resolves once stored (directory cache: once renamed into place). */

@@ -66,6 +66,8 @@ export function sharedDecoder(): WorkerChunkDecoder {
   return shared
 }
 
+/** Cache lookups (back tier: file reads) in flight at once for one load. */
+const LOOKUP_LANES = 16
 /** Decodes of one span in flight at once (2 workers × 2 tasks each). */
 const DECODE_LANES = 4
 /** Small (inline) decodes per lane between yields to the event loop (~20-50 µs each). */
@@ -333,9 +335,13 @@ export class ChunkReader {
   /** Owns the flights in `mine`: every one is settled or failed before this returns. */
   private async resolvePending(mine: Pending[], mode: LoadMode, opts: LoadOptions & { skip?: readonly ChunkRef[] }): Promise<void> {
     const misses: Pending[] = []
-    await Promise.all(mine.map(async (p) => {
+    const lookup = async (p: Pending): Promise<void> => {
       let data: Buffer | undefined
-      if (p.ref.digest !== undefined) {
+      // Background: known absent from the caches' indexes means no read at all (a unit of small
+      // files asks for ~20k chunks at once). On-demand reads still look on disk, where another
+      // process sharing the cache dir may have put the chunk since we started.
+      const absent = p.ref.digest === undefined || (mode === 'background' && this.cache.has?.(p.ref.digest) === false)
+      if (!absent && p.ref.digest !== undefined) {
         try {
           data = await this.cache.get(p.ref.digest)
         } catch (e) {
@@ -351,7 +357,10 @@ export class ChunkReader {
       this.counters.cacheMisses++
       for (const h of this.hooks) h.onCacheMiss?.({ key: p.key })
       misses.push(p)
-    }))
+    }
+    let next = 0
+    const lane = async (): Promise<void> => { while (next < mine.length) await lookup(mine[next++] as Pending) }
+    await Promise.all(Array.from({ length: Math.min(LOOKUP_LANES, mine.length) }, lane))
     if (misses.length === 0) return
     const byRef = new Map<ChunkRef, Pending>(misses.map((p) => [p.ref, p]))
     const refs = misses.map((p) => p.ref)
