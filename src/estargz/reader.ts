@@ -43,7 +43,8 @@ export class EstargzReader {
     }
     try {
       const loaded = await loadToc(source, loadOpts)
-      const index = new TocIndex(loaded.toc, loaded.footer.tocOffset, { prefetch: PREFETCH_LANDMARK, noPrefetch: NO_PREFETCH_LANDMARK })
+      const f = loaded.footer
+      const index = new TocIndex(loaded.toc, f.payloadEnd ?? f.tocOffset, { prefetch: PREFETCH_LANDMARK, noPrefetch: NO_PREFETCH_LANDMARK }, f.kind === 'zstd' ? 'zstd' : 'gzip')
       return new EstargzReader(source, loaded.footer, loaded.toc, loaded.tocDigest, index, opts.allowUnverified ?? false, reservation)
     } catch (e) {
       reservation?.release()

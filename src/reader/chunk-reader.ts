@@ -137,6 +137,9 @@ export class ChunkReader {
 
   /** Chunks that are never held whole in memory. */
   isBig(ref: ChunkRef): boolean {
+    // zstd:chunked chunks are decoded in memory (the streaming decoder is gzip's); zstd-codec
+    // grows its output only with bytes really decoded, but a real big zstd chunk is held whole.
+    if (ref.codec === 'zstd') return false
     return ref.chunkSize > this.maxChunkInMemory || ref.compressedEnd - ref.compressedOffset > this.maxSpanBytes
   }
 

@@ -8,6 +8,8 @@
  */
 import { createHash } from 'node:crypto'
 import { gunzipSync } from 'node:zlib'
+import type { ChunkCodec } from '../estargz/toc-index.js'
+import { zstdDecodePrefix } from '../estargz/zstd-codec.js'
 
 /**
  * A member may carry tar padding and the headers of following entries after the chunk; allow
@@ -52,8 +54,19 @@ function isTooLarge(e: unknown): boolean {
  * The returned buffer is exactly `size` bytes long; it may be a view of a larger allocation
  * (the cache copies what it keeps, see MemoryCache).
  */
-export function decodeMember(member: Uint8Array, size: number, digest: string | undefined): DecodeOutcome {
+export function decodeMember(member: Uint8Array, size: number, digest: string | undefined, codec: ChunkCodec = 'gzip'): DecodeOutcome {
   let out: Buffer
+  if (codec === 'zstd') {
+    // zstd:chunked frames decode to exactly the chunk (zstd-codec stops at `size`, growing its
+    // buffer with what really comes out), so there is no trailer and no streaming fallback.
+    try {
+      out = zstdDecodePrefix(member, size, `chunk of ${size} bytes`)
+    } catch (e) {
+      return { kind: 'error', message: e instanceof Error ? e.message : String(e) }
+    }
+    const bad = checkChunk(out.length, size, digest === undefined ? undefined : sha256Of(out), digest)
+    return bad ?? { kind: 'ok', data: out }
+  }
   try {
     // An output buffer sized to the chunk (plus room for the trailer) lets zlib write in one
     // piece instead of growing and concatenating.

@@ -19,7 +19,7 @@ port.on('message', (m: WorkerRequest) => {
     port.postMessage(reply)
     return
   }
-  const r = decodeMember(view(m.member), m.size, m.digest)
+  const r = decodeMember(view(m.member), m.size, m.digest, m.codec)
   if (r.kind !== 'ok') {
     const reply: WorkerReply = { id: m.id, op: 'decode', outcome: r }
     port.postMessage(reply)

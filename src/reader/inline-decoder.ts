@@ -10,7 +10,7 @@ import { decodeStreaming, outcomeBytes } from './decode-outcome.js'
 export const inlineDecoder: ChunkDecoder = {
   async decode(member, ref, signal) {
     signal?.throwIfAborted()
-    const o = decodeMember(member, ref.chunkSize, ref.digest)
+    const o = decodeMember(member, ref.chunkSize, ref.digest, ref.codec)
     if (o.kind === 'too-large') return decodeStreaming(member, ref, signal)
     return outcomeBytes(o, ref)
   },

@@ -100,13 +100,13 @@ export class WorkerChunkDecoder implements PriorityChunkDecoder {
     signal?.throwIfAborted()
     if (ref.chunkSize <= this.syncBelow && member.length <= this.syncBelow) {
       this.stats.syncDecodes++
-      const o = decodeMember(member, ref.chunkSize, ref.digest)
+      const o = decodeMember(member, ref.chunkSize, ref.digest, ref.codec)
       if (o.kind !== 'too-large') return outcomeBytes(o, ref)
       this.stats.fallbackDecodes++
       return decodeStreaming(member, ref, signal)
     }
     const u = copyOut(member)
-    const reply = await this.submit({ op: 'decode', member: u, size: ref.chunkSize, digest: ref.digest }, [u.buffer as ArrayBuffer], priority)
+    const reply = await this.submit({ op: 'decode', member: u, size: ref.chunkSize, digest: ref.digest, codec: ref.codec ?? 'gzip' }, [u.buffer as ArrayBuffer], priority)
     this.stats.workerDecodes++
     if (reply.op !== 'decode') throw new UnavailableError(`chunk decoder worker answered a decode with ${reply.op}`)
     const o = reply.outcome
@@ -193,6 +193,13 @@ export class WorkerChunkDecoder implements PriorityChunkDecoder {
     for (const t of [...this.high, ...this.low]) t.reject(e)
     this.high.length = 0
     this.low.length = 0
-    await Promise.all(this.slots.map((s) => s.worker.terminate()))
+    // terminate() of an idle (unref'd) worker does not hold the event loop by itself: without a
+    // ref'd handle the process can drain and exit with close() never settled (seen under tap).
+    const keepAlive = setInterval(() => {}, 60_000)
+    try {
+      await Promise.all(this.slots.map((s) => s.worker.terminate()))
+    } finally {
+      clearInterval(keepAlive)
+    }
   }
 }

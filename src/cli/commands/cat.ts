@@ -6,7 +6,7 @@ import { DirCache } from '../../cache/dir-cache.js'
 import { InvalidArgumentError } from '../../errors.js'
 import { BlobReader } from '../../reader/blob-reader.js'
 import { parseArgs } from '../args.js'
-import { blobFlagSpec, openBlob } from '../blob-args.js'
+import { blobFlagSpec, openBlob, readerOptionsFromArgs } from '../blob-args.js'
 
 export const summary = "write one file's bytes from an eStargz blob to stdout"
 
@@ -17,12 +17,13 @@ export async function run(argv: string[]): Promise<number> {
   const args = parseArgs(argv, blobFlagSpec)
   const [blob, path, ...extra] = args.positionals
   if (blob === undefined || path === undefined || extra.length > 0) {
-    throw new InvalidArgumentError('usage: stargz cat BLOB|REF PATH [--layer N|DIGEST] [--toc-digest sha256:...] [--plain-http] [--insecure] [--platform P] [--hosts-dir D] [--stats]')
+    throw new InvalidArgumentError('usage: stargz cat BLOB|REF PATH [--layer N|DIGEST] [--toc-digest sha256:...] [--external-toc FILE] [--plain-http] [--insecure] [--platform P] [--hosts-dir D] [--stats]')
   }
   const opened = await openBlob(blob, args)
   let spill: { dir: string; cache: DirCache } | undefined
   try {
-    const probe = await BlobReader.open(opened.source, opened.tocDigest === undefined ? {} : { tocDigest: opened.tocDigest })
+    const readerOpts = await readerOptionsFromArgs(args, opened.tocDigest)
+    const probe = await BlobReader.open(opened.source, readerOpts)
     let reader = probe
     const entry = reader.index.resolve(path.replace(/^\/+/, ''))
     if (!entry) throw new InvalidArgumentError(`no file ${JSON.stringify(path)} in ${blob}`)
@@ -34,7 +35,7 @@ export async function run(argv: string[]): Promise<number> {
       const dir = await mkdtemp(join(tmpdir(), 'stargz-cat-'))
       spill = { dir, cache: await DirCache.open({ root: dir, maxBytes: Number.MAX_SAFE_INTEGER }) }
       await probe.close()
-      reader = await BlobReader.open(opened.source, { ...(opened.tocDigest === undefined ? {} : { tocDigest: opened.tocDigest }), cache: spill.cache })
+      reader = await BlobReader.open(opened.source, { ...readerOpts, cache: spill.cache })
     }
     try {
       const size = entry.size ?? 0
