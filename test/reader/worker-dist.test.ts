@@ -6,8 +6,7 @@
  */
 import t from 'tap'
 import { execFile } from 'node:child_process'
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { REPO } from '../../harness/cli.js'
@@ -15,7 +14,10 @@ import { REPO } from '../../harness/cli.js'
 const run = promisify(execFile)
 
 t.test('compiled decoder pool: the worker starts from dist-style .js and verifies chunks', async (t) => {
-  const out = await mkdtemp(join(tmpdir(), 'stargzd-dist-'))
+  // Inside the repo (under the git-ignored .tap/), so the compiled modules find node_modules
+  // (zstd-napi's binding) the way dist/ does.
+  await mkdir(join(REPO, '.tap'), { recursive: true })
+  const out = await mkdtemp(join(REPO, '.tap', 'dist-'))
   t.teardown(() => rm(out, { recursive: true, force: true }))
   await run(process.execPath, [join(REPO, 'node_modules/typescript/bin/tsc'),
     '--outDir', out, '--rootDir', REPO, '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2022',
