@@ -14,6 +14,7 @@ import { MemoryCache } from '../../src/cache/memory-cache.js'
 import { convertLayer } from '../../src/estargz/writer.js'
 import { TOC_DIGEST_ANNOTATION, type RangeSource } from '../../src/estargz/types.js'
 import { stargzLayerOpener } from '../../src/mount/registry-source.js'
+import type { Layer } from '../../src/layer/types.js'
 
 const work = await mkdtemp(join(tmpdir(), 'stargz-gate-'))
 t.teardown(() => rm(work, { recursive: true, force: true }))
@@ -41,7 +42,7 @@ class CountingSource implements RangeSource {
 
 t.test('no background fetch right after the layers open', async (t) => {
   const open = stargzLayerOpener(new MemoryCache({ maxBytes: 64 << 20 }), pino({ level: 'silent' }))
-  const layers = []
+  const layers: Layer[] = []
   const sources: CountingSource[] = []
   for (const seed of [1, 2]) {
     const b = await layerBlob(seed)
