@@ -1,18 +1,30 @@
-import { InvalidArgumentError } from '../../errors.js'
 import { EstargzReader } from '../../estargz/reader.js'
-import { flagBool, parseArgs } from '../args.js'
-import { blobFlagSpec, openBlob } from '../blob-args.js'
+import { flagBool, positionals, type CommandSpec, type ParsedArgs } from '../args.js'
+import { BLOB_ARGS, BLOB_OPTIONS, openBlob } from '../blob-args.js'
+import { ttyProgress } from '../progress.js'
 
-export const summary = 'check the TOC and every chunk of an eStargz blob (exit 0 only if all verify)'
+export const spec: CommandSpec = {
+  name: 'stargz verify',
+  summary: 'check the TOC and every chunk of an eStargz blob (exit 0 only if all verify)',
+  args: BLOB_ARGS,
+  options: [
+    ...BLOB_OPTIONS,
+    { name: 'allow-unverified', type: 'boolean', help: 'exit 0 even when some chunks have no digest in the TOC' },
+  ],
+}
 
-export async function run(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, { values: [...blobFlagSpec.values], booleans: [...blobFlagSpec.booleans, 'allow-unverified'] })
-  const [blob, ...extra] = args.positionals
-  if (blob === undefined || extra.length > 0) throw new InvalidArgumentError('usage: stargz verify BLOB|REF [--layer N|DIGEST] [--toc-digest sha256:...] [--plain-http] [--insecure] [--platform P] [--hosts-dir D] [--stats]')
+export async function run(args: ParsedArgs): Promise<number> {
+  const [blob] = positionals(args, spec, 1) as [string]
   const opened = await openBlob(blob, args)
   try {
     const reader = await EstargzReader.open(opened.source, opened.tocDigest === undefined ? {} : { tocDigest: opened.tocDigest })
-    const r = await reader.verifyAll()
+    const progress = ttyProgress('stargz verify', opened.layer ? opened.source.size : 0, () => opened.stats().bytesFetched)
+    let r: Awaited<ReturnType<typeof reader.verifyAll>>
+    try {
+      r = await reader.verifyAll()
+    } finally {
+      progress.stop()
+    }
     const out = {
       tocDigest: reader.tocDigest,
       tocDigestVerified: opened.tocDigest !== undefined,
