@@ -6,22 +6,9 @@
  * command. Errors reach the user as one line on stderr: usage errors exit 2, others 1.
  */
 import { errorMessage, isStargzError } from '../errors.js'
-import { EXIT_USAGE, runCommand, type Command } from './dispatch.js'
+import { COMMANDS } from './command-table.js'
+import { EXIT_USAGE, runCommand } from './dispatch.js'
 import { VERSION } from './version.js'
-
-export const COMMANDS: Record<string, () => Promise<Command>> = {
-  'convert-layer': () => import('./commands/convert-layer.js'),
-  toc: () => import('./commands/toc.js'),
-  'get-toc-digest': () => import('./commands/get-toc-digest.js'),
-  cat: () => import('./commands/cat.js'),
-  verify: () => import('./commands/verify.js'),
-  inspect: () => import('./commands/inspect.js'),
-  mount: () => import('./commands/mount.js'),
-  rpull: () => import('./commands/rpull.js'),
-  convert: () => import('./commands/convert.js'),
-  optimize: () => import('./commands/optimize.js'),
-  bench: () => import('./commands/bench.js'),
-}
 
 async function usage(): Promise<string> {
   const lines = ['usage: stargz COMMAND [ARGS...] [flags]', '       stargz --version', '', 'commands:']
