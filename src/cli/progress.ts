@@ -20,6 +20,7 @@ export function ttyProgress(label: string, total: number, done: () => number, st
     const d = Math.min(done(), total)
     stream.write(`\r${label}: ${mib(d)} of ${mib(total)} MiB (${((100 * d) / total).toFixed(0)}%)\x1b[K`)
   }
+  draw()
   const timer = setInterval(draw, TICK_MS)
   timer.unref()
   let stopped = false
