@@ -39,8 +39,9 @@ export interface WorkloadOverrides {
   entrypoint?: string[]
   /** `--args`: replaces the image's cmd. */
   args?: string[]
-  /** `--mount` specs, `type=bind,src=/host,dst=/ctr[,options=ro]`, checked for a dst by the CLI. */
+  /** Host directories for the workload: "SRC:DST[:ro|rw]" (rw by default, as `docker -v`). */
   mounts?: string[]
+  netHost?: boolean
   /** `--wait-on-line`: stop recording when the workload prints a line containing this. */
   waitOnLine?: string
 }

@@ -85,10 +85,12 @@ t.test('aliases fold into the option they name; conflicting values are a usage e
 
 t.test('optimize: workload flags become OptimizeOptions overrides', async (t) => {
   const { overridesFromArgs, parseEnvFile, spec } = await import('../../src/cli/commands/optimize.js')
-  const o = await overridesFromArgs(parseCommand(['s', 'd', '--entrypoint', '["/bin/sh","-c"]', '--args', '["echo hi"]', '--env', 'A=1', '--wait-on-line', 'ready', '--cwd', '/srv', '--mount', 'type=bind,src=/x,dst=/y,options=ro'], spec))
-  t.same(o, { entrypoint: ['/bin/sh', '-c'], args: ['echo hi'], env: ['A=1'], workdir: '/srv', mounts: ['type=bind,src=/x,dst=/y,options=ro'], waitOnLine: 'ready' })
+  const o = await overridesFromArgs(parseCommand(['s', 'd', '--entrypoint', '["/bin/sh","-c"]', '--args', '["echo hi"]', '--env', 'A=1', '--wait-on-line', 'ready', '--cwd', '/srv', '--mount', 'type=bind,src=/x,dst=/y,options=ro', '--mount', '/a:/b', '--net-host'], spec))
+  t.same(o, { entrypoint: ['/bin/sh', '-c'], args: ['echo hi'], env: ['A=1'], workdir: '/srv', mounts: ['/x:/y:ro', '/a:/b'], waitOnLine: 'ready', netHost: true })
   await t.rejects(overridesFromArgs(parseCommand(['s', 'd', '--entrypoint', '/bin/sh'], spec)), UsageError, 'entrypoint must be a JSON array')
   await t.rejects(overridesFromArgs(parseCommand(['s', 'd', '--mount', 'type=bind,src=/x'], spec)), UsageError, 'a mount needs dst')
+  await t.rejects(overridesFromArgs(parseCommand(['s', 'd', '--mount', 'type=tmpfs,dst=/x'], spec)), UsageError, 'only bind mounts')
+  await t.rejects(overridesFromArgs(parseCommand(['s', 'd', '--mount', 'rel:/x'], spec)), UsageError, 'absolute source')
   await t.rejects(overridesFromArgs(parseCommand(['s', 'd', '--args', '["x"]', '--', 'y'], spec)), UsageError, '-- and --args exclude each other')
   t.same(parseEnvFile('# comment\nA=1\n\n  C=\nD=x=y\r\n', 'f'), ['A=1', 'C=', 'D=x=y'], 'K=V lines; blanks and comments skipped')
   t.throws(() => parseEnvFile('JUSTKEY\n', 'f'), UsageError)

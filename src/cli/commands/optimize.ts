@@ -37,7 +37,8 @@ export const spec: CommandSpec = {
     { name: 'user', type: 'string', value: 'U[:G]', help: 'user (and group) to run as instead of the image\'s' },
     { name: 'workdir', type: 'string', value: 'DIR', help: 'working directory instead of the image\'s' },
     { name: 'cwd', type: 'string', value: 'DIR', aliasOf: 'workdir', help: 'ctr-remote name' },
-    { name: 'mount', type: 'string', multiple: true, value: 'SPEC', help: 'extra mount, type=bind,src=/host,dst=/ctr[,options=ro]' },
+    { name: 'mount', type: 'string', multiple: true, value: 'SPEC', help: 'bind a host directory: SRC:DST[:ro], or ctr-remote\'s type=bind,src=/a,dst=/b[,options=ro]' },
+    { name: 'net-host', type: 'boolean', help: 'run the workload in the host network namespace (default: loopback only)' },
     { name: 'wait-on-line', type: 'string', value: 'TEXT', help: 'stop recording when the workload prints a line containing TEXT' },
     { name: 'state-dir', type: 'string', value: 'DIR', help: 'scratch dir for mounts (default: a temp dir)' },
   ],
@@ -81,12 +82,30 @@ async function readEnvFiles(paths: string[]): Promise<string[]> {
   return out
 }
 
-/** `type=bind,src=/a,dst=/b,options=ro:rbind` (also source=/destination=/target=): checked here, applied by the runner. */
-export function checkMountSpec(v: string): string {
-  const fields = new Map(v.split(',').map((kv) => { const i = kv.indexOf('='); return i < 0 ? [kv, ''] : [kv.slice(0, i), kv.slice(i + 1)] }))
-  const dst = fields.get('dst') ?? fields.get('destination') ?? fields.get('target')
-  if (!dst || !dst.startsWith('/')) throw new UsageError(`--mount ${JSON.stringify(v)}: needs dst=/absolute/path (or destination=, target=)`)
-  return v
+/**
+ * One `--mount` as the runner takes it, `SRC:DST[:ro|rw]` (docker -v). ctr-remote's form,
+ * `type=bind,src=/a,dst=/b[,options=ro:rbind]` (also source=, destination=, target=), is
+ * translated to it; only bind mounts are possible for a recording.
+ */
+export function normalizeMount(v: string): string {
+  let src: string | undefined
+  let dst: string | undefined
+  let ro = false
+  if (v.includes('=')) {
+    const fields = new Map(v.split(',').map((kv) => { const i = kv.indexOf('='); return i < 0 ? [kv, ''] as const : [kv.slice(0, i), kv.slice(i + 1)] as const }))
+    const type = fields.get('type') ?? 'bind'
+    if (type !== 'bind') throw new UsageError(`--mount ${JSON.stringify(v)}: only type=bind is supported`)
+    src = fields.get('src') ?? fields.get('source')
+    dst = fields.get('dst') ?? fields.get('destination') ?? fields.get('target')
+    ro = (fields.get('options') ?? '').split(/[:,]/).includes('ro') || fields.has('readonly') || fields.has('ro')
+  } else {
+    const parts = v.split(':')
+    if (parts.length > 3 || (parts[2] !== undefined && parts[2] !== 'ro' && parts[2] !== 'rw')) throw new UsageError(`--mount ${JSON.stringify(v)}: expected SRC:DST[:ro|rw]`)
+    ;[src, dst] = parts
+    ro = parts[2] === 'ro'
+  }
+  if (!src || !src.startsWith('/') || !dst || !dst.startsWith('/')) throw new UsageError(`--mount ${JSON.stringify(v)}: needs an absolute source and destination (SRC:DST[:ro] or type=bind,src=/a,dst=/b)`)
+  return `${src}:${dst}${ro ? ':ro' : ''}`
 }
 
 /** The workload overrides the flags ask for; the runner in src/optimize/ applies them. */
@@ -95,10 +114,11 @@ export async function overridesFromArgs(args: ParsedArgs): Promise<WorkloadOverr
   const cmdArgs = jsonArgv(flagString(args, 'args'), 'args')
   if (args.rest.length > 0 && (entrypoint !== undefined || cmdArgs !== undefined)) throw new UsageError('give the command either after -- or with --entrypoint/--args, not both')
   const env = [...(await readEnvFiles(flagList(args, 'env-file'))), ...flagList(args, 'env')]
-  const mounts = flagList(args, 'mount').map(checkMountSpec)
+  const mounts = flagList(args, 'mount').map(normalizeMount)
   const user = flagString(args, 'user')
   const workdir = flagString(args, 'workdir')
   const waitOnLine = flagString(args, 'wait-on-line')
+  const netHost = flagBool(args, 'net-host')
   return {
     ...(args.rest.length > 0 ? { command: args.rest } : {}),
     ...(entrypoint !== undefined ? { entrypoint } : {}),
@@ -108,6 +128,7 @@ export async function overridesFromArgs(args: ParsedArgs): Promise<WorkloadOverr
     ...(workdir !== undefined ? { workdir } : {}),
     ...(mounts.length > 0 ? { mounts } : {}),
     ...(waitOnLine !== undefined ? { waitOnLine } : {}),
+    ...(netHost ? { netHost } : {}),
   }
 }
 
