@@ -18,7 +18,7 @@ import { DEFAULT_HOSTS_DIR } from '../registry/hosts.js'
 import type { Descriptor } from '../registry/manifest.js'
 import { formatReference, parseReference, type Reference } from '../registry/reference.js'
 import { flagBool, flagString, type OptionSpec, type ParsedArgs } from './args.js'
-import { FileRangeSource } from './source.js'
+import { FileRangeSource } from '../estargz/file-source.js'
 
 /** Registry options, for commands that read from a registry. */
 export const REGISTRY_OPTIONS: readonly OptionSpec[] = [

@@ -19,7 +19,7 @@ import type { MultiRangeSource } from '../reader/types.js'
 import type { ImageInput } from '../convert/image-io.js'
 import type { SourceImage } from '../convert/image-plan.js'
 import type { LayerOutcome } from '../convert/layer-job.js'
-import { LocalBlob } from '../convert/local-blob.js'
+import { FileRangeSource } from '../estargz/file-source.js'
 import type { PrioritizedRecord } from '../convert/prioritized-list.js'
 import { runWorkload, workloadFor, type RunResult, type WorkloadOverrides } from './workload.js'
 
@@ -52,7 +52,7 @@ export async function recordAccesses(input: ImageInput, image: SourceImage, laye
     resolveLayers: async () => ({ name: `${input.name}@${image.doc.digest}`, layers: descs }),
     blob: async (_ref, desc): Promise<RangeSource> => {
       const l = layers[position.get(desc) as number] as LayerOutcome
-      return l.path !== undefined ? LocalBlob.open(l.path) : input.openBlob(l.source)
+      return l.path !== undefined ? FileRangeSource.open(l.path) : input.openBlob(l.source)
     },
   }
   const cache = new MemoryCache({ maxBytes: 256 << 20 })

@@ -5,7 +5,7 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { REPO, runStargz } from '../helpers/cli.js'
+import { REPO, runStargz } from '../../harness/cli.js'
 
 const dir = join(REPO, 'test/fixtures/ctr-remote')
 

@@ -13,7 +13,7 @@ import { flagSpecOf, parseCommand, UsageError } from '../../src/cli/args.js'
 import { runCommand, type Command } from '../../src/cli/dispatch.js'
 import { VERSION } from '../../src/cli/version.js'
 import { FLAGS as DAEMON_FLAGS, parseArgs as parseDaemonArgs } from '../../daemon/args.js'
-import { REPO, runStargz } from '../helpers/cli.js'
+import { REPO, runStargz } from '../../harness/cli.js'
 
 /** Run a command in-process, capturing what it writes. */
 async function capture(cmd: Command, argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {

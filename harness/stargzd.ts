@@ -9,9 +9,9 @@ import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { unmountUnder, type Containerd } from '../helpers/containerd.js'
+import { unmountUnder, type Containerd } from './containerd.js'
 
-export const REPO = fileURLToPath(new URL('../..', import.meta.url))
+export const REPO = fileURLToPath(new URL('..', import.meta.url))
 
 export interface LogLine { msg?: string; level?: number; [k: string]: unknown }
 

@@ -5,8 +5,8 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { header, writeTar, type TarEntry } from '../../bench/lib/tar-pack.js'
-import { binaryFile, textFile } from '../../bench/lib/seeded-data.js'
+import { header, writeTar, type TarEntry } from '../../src/bench/image/tar-pack.js'
+import { binaryFile, textFile } from '../../src/bench/image/seeded-data.js'
 
 const execFileP = promisify(execFile)
 

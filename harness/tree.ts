@@ -10,9 +10,9 @@ import { chmod, chown, lchown, link, lstat, lutimes, mkdir, mkdtemp, readdir, re
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { promisify } from 'node:util'
-import { emptyHeader } from '../../src/tar/header.js'
-import { readTar } from '../../src/tar/reader.js'
-import { encodeHeader, endOfArchive, paddingFor } from '../../src/tar/writer.js'
+import { emptyHeader } from '../src/tar/header.js'
+import { readTar } from '../src/tar/reader.js'
+import { encodeHeader, endOfArchive, paddingFor } from '../src/tar/writer.js'
 
 const execFileP = promisify(execFile)
 

@@ -14,12 +14,12 @@
  * carry their own builders' keys. A build writes to a sibling `.partial-*` dir and renames it into
  * place; two concurrent builders both build, one rename wins and the other's copy is dropped.
  */
-import { publishDir } from '../../src/bench/publish-dir.js'
+import { publishDir } from '../publish-dir.js'
 import { execFile } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
+import { dirname, extname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { buildOciLayout, gzipEncoder, layoutSizes, type BuiltLayout, type LayerEncoder, type RuntimeConfig } from './oci-image.js'
@@ -59,20 +59,33 @@ export interface BuildImageOptions {
 const PATH_ENV = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 const HELLO_PY: Workload = { args: ['python3', '-c', 'print("hello")'], expect: 'hello' }
 
-/** The repository's root: the nearest ancestor with scripts/fixtures/lib.sh (works from dist/ too). */
-function repoRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url))
-  for (;;) {
-    if (existsSync(join(dir, 'scripts', 'fixtures', 'lib.sh'))) return dir
-    const up = dirname(dir)
-    if (up === dir) throw new Error(`no scripts/fixtures/lib.sh above ${fileURLToPath(import.meta.url)}`)
-    dir = up
+const FIXTURE_SCRIPTS = ['busybox-rootfs.sh', 'python-rootfs.sh', 'rootfs.sh']
+
+/**
+ * Where the rootfs builders are: scripts/fixtures/ of a stargzd source tree. They are shell
+ * scripts around debootstrap and busybox-static and do not ship in the package, so an installed
+ * `stargz bench` finds them through STARGZD_SOURCE_DIR (a checkout) or, run from a checkout
+ * (source or dist/), in the nearest ancestor that has them.
+ */
+export function findFixtureScripts(from: string = dirname(fileURLToPath(import.meta.url)), env: NodeJS.ProcessEnv = process.env): string {
+  const has = (root: string): boolean => existsSync(join(root, 'scripts', 'fixtures', 'lib.sh'))
+  const given = env.STARGZD_SOURCE_DIR
+  if (given !== undefined && given !== '') {
+    if (has(given)) return join(given, 'scripts', 'fixtures')
+    throw new Error(`STARGZD_SOURCE_DIR=${given} has no scripts/fixtures/lib.sh: point it at a stargzd source checkout`)
   }
+  for (let dir = from; ; dir = dirname(dir)) {
+    if (has(dir)) return join(dir, 'scripts', 'fixtures')
+    if (dirname(dir) === dir) break
+  }
+  throw new Error(`stargz bench builds its images from rootfs tars made by ${FIXTURE_SCRIPTS.map((f) => `scripts/fixtures/${f}`).join(', ')} ` +
+    `of a stargzd source checkout (they need debootstrap and busybox-static), and none is above ${from}. ` +
+    'Set STARGZD_SOURCE_DIR to a checkout, or run `npm run stargz -- bench` in one.')
 }
 
 /** Run a fixture script; it prints the path of its cached tar on stdout. */
 async function fixtureTar(script: string, fixtureDir: string): Promise<string> {
-  const path = join(repoRoot(), 'scripts', 'fixtures', script)
+  const path = join(findFixtureScripts(), script)
   try {
     const { stdout } = await execFileP('bash', [path], {
       env: { ...process.env, STARGZD_FIXTURE_DIR: fixtureDir }, maxBuffer: 64 * 1024 * 1024,
@@ -86,10 +99,15 @@ async function fixtureTar(script: string, fixtureDir: string): Promise<string> {
   }
 }
 
+/**
+ * Hashes this folder's modules as they are loaded (.ts from a checkout, .js from dist/), so an edit
+ * rebuilds; a checkout and an installed tree therefore keep separate caches.
+ */
 function builderKey(encoder: LayerEncoder): string {
   const h = createHash('sha256')
-  for (const f of ['images.ts', 'oci-image.ts', 'seeded-data.ts', 'tar-pack.ts']) {
-    h.update(f).update(readFileSync(join(repoRoot(), 'bench', 'lib', f)))
+  const ext = extname(fileURLToPath(import.meta.url))
+  for (const f of ['images', 'oci-image', 'seeded-data', 'tar-pack']) {
+    h.update(f).update(readFileSync(fileURLToPath(new URL(`./${f}${ext}`, import.meta.url))))
   }
   return h.update(encoder.id).digest('hex').slice(0, 16)
 }

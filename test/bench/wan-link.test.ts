@@ -9,11 +9,11 @@ import { createServer, connect, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { createWanLink } from '../../bench/lib/wan-link.js'
-import { HOST_IF_PREFIX, NETNS_PREFIX, sweepStaleNamespaces, tbfArgs } from '../../bench/lib/netns.js'
-import { buildOciLayout, gzipEncoder, pushOciLayout } from '../../bench/lib/oci-image.js'
-import { writeTar } from '../../bench/lib/tar-pack.js'
-import { startRegistry } from '../helpers/registry.js'
+import { createWanLink } from '../../src/bench/link/wan-link.js'
+import { HOST_IF_PREFIX, NETNS_PREFIX, sweepStaleNamespaces, tbfArgs } from '../../src/bench/link/netns.js'
+import { buildOciLayout, gzipEncoder, pushOciLayout } from '../../src/bench/image/oci-image.js'
+import { writeTar } from '../../src/bench/image/tar-pack.js'
+import { startRegistry } from '../../harness/registry.js'
 
 const execFileP = promisify(execFile)
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
@@ -147,7 +147,7 @@ for (const how of ['exit', 'SIGTERM'] as const) {
   t.test(`a process that ends by ${how} without close() leaves nothing behind`, { skip }, async (t) => {
     // The link's 'exit' handler (and installSignalCleanup's handler, which then re-raises) must clean up.
     const code = `
-      import { createWanLink, installSignalCleanup } from ${JSON.stringify(new URL('../../bench/lib/wan-link.ts', import.meta.url).href)}
+      import { createWanLink, installSignalCleanup } from ${JSON.stringify(new URL('../../src/bench/link/wan-link.ts', import.meta.url).href)}
       installSignalCleanup()
       const l = await createWanLink({ rttMs: 1, upstream: { host: '127.0.0.1', port: 9 } })
       console.log(JSON.stringify(l.resources))

@@ -1,8 +1,11 @@
 import { open, type FileHandle } from 'node:fs/promises'
 import { InvalidArgumentError, NotFoundError, StargzError } from '../errors.js'
-import type { RangeSource } from '../estargz/types.js'
+import type { RangeSource } from './types.js'
 
-/** A RangeSource over a local file. */
+/**
+ * A RangeSource over a local file: a blob given on the command line, in an OCI layout or in the
+ * conversion cache. The only file-backed one, so every caller gets the same checks and messages.
+ */
 export class FileRangeSource implements RangeSource {
   private closed = false
   private constructor(private readonly fh: FileHandle, readonly size: number, readonly path: string) {}

@@ -7,10 +7,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { gunzipSync } from 'node:zlib'
-import { buildOciLayout, gzipEncoder, pushOciLayout, type BuildOptions } from '../../bench/lib/oci-image.js'
-import { writeTar } from '../../bench/lib/tar-pack.js'
-import { textFile } from '../../bench/lib/seeded-data.js'
-import { startRegistry } from '../helpers/registry.js'
+import { buildOciLayout, gzipEncoder, pushOciLayout, type BuildOptions } from '../../src/bench/image/oci-image.js'
+import { writeTar } from '../../src/bench/image/tar-pack.js'
+import { textFile } from '../../src/bench/image/seeded-data.js'
+import { startRegistry } from '../../harness/registry.js'
 
 const execFileP = promisify(execFile)
 const sha = (b: Buffer): string => 'sha256:' + createHash('sha256').update(b).digest('hex')

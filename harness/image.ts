@@ -8,7 +8,7 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { gzipSync } from 'node:zlib'
-import { writeFooter } from '../../src/estargz/footer-writer.js'
+import { writeFooter } from '../src/estargz/footer-writer.js'
 
 const execFileP = promisify(execFile)
 

@@ -4,9 +4,9 @@
  * optionally with `[proxy_plugins.stargz]` pointing at a stargzd socket. `close()` kills its tasks
  * and shims, unmounts what is left under its dir and removes it; safe to call twice.
  */
-import { startBenchContainerd, type BenchContainerd } from '../../src/bench/containerd.js'
+import { startBenchContainerd, type BenchContainerd } from '../src/bench/containerd.js'
 
-export { mountsUnder, unmountUnder } from '../../src/bench/proc.js'
+export { mountsUnder, unmountUnder } from '../src/bench/proc.js'
 
 export interface ProxyPlugin {
   address: string

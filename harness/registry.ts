@@ -1,18 +1,17 @@
 /**
- * Start the real `docker-registry` (distribution 2.8) on 127.0.0.1 for a test, in a temp dir with
- * filesystem storage. Optional: htpasswd basic auth (bcrypt hashes made with perl's crypt(), which
- * on Debian goes through libxcrypt and knows $2b$), token auth against a token server started
- * here (JWTs signed RS256 with a key whose self-signed certificate is the registry's
- * rootcertbundle, per the Docker token spec), and TLS with a throwaway certificate.
+ * The real `docker-registry` (distribution 2.8) on 127.0.0.1 for a test: the product's launcher
+ * (src/bench/registry.ts: temp dir, filesystem storage, port read back from the registry).
+ * Optional: htpasswd basic auth (bcrypt hashes made with perl's crypt(), which on Debian goes
+ * through libxcrypt and knows $2b$), token auth against a token server started here (JWTs signed
+ * RS256 with a key whose self-signed certificate is the registry's rootcertbundle, per the Docker
+ * token spec), and TLS with a throwaway certificate.
  */
-import { freePort } from '../../src/bench/registry.js'
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
+import { startBenchRegistry, type BenchRegistry } from '../src/bench/registry.js'
+import { execFileSync } from 'node:child_process'
 import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http'
 import { createPrivateKey, randomBytes, sign } from 'node:crypto'
-import { mkdtemp, rm, writeFile, readFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { writeFile, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
 
 export interface User { username: string; password: string }
 
@@ -32,8 +31,6 @@ export interface TestRegistry {
   tokenServer?: TokenServer
   close(): Promise<void>
 }
-
-export { freePort }
 
 function bcryptHash(password: string): string {
   const alphabet = './ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789'
@@ -149,84 +146,46 @@ export async function startTokenServer(dir: string, options: TokenServerOptions 
   return state
 }
 
-// ---- registry --------------------------------------------------------------------------------
+// ---- registry ----------------------------------------------------------------------------
 
+/** The product's launcher (src/bench/registry.ts) with the test-only config: auth and TLS. */
 export async function startRegistry(opts: RegistryOptions = {}): Promise<TestRegistry> {
-  const dir = await mkdtemp(join(tmpdir(), 'stargz-registry-'))
-  let child: ChildProcess | undefined
   let tokenServer: TokenServer | undefined
-  const cleanup = async (): Promise<void> => {
-    if (child && child.exitCode === null && child.signalCode === null) {
-      const exited = new Promise((r) => child?.once('exit', r))
-      child.kill('SIGTERM')
-      await Promise.race([exited, sleep(5000)])
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-    }
-    await tokenServer?.close()
-    await rm(dir, { recursive: true, force: true })
-  }
+  let caPem: Buffer | undefined
+  let reg: BenchRegistry
   try {
-    const port = await freePort()
-    const host = `127.0.0.1:${port}`
-    const lines = [
-      'version: 0.1',
-      'log:',
-      '  level: error',
-      '  accesslog:',
-      '    disabled: true',
-      'storage:',
-      '  filesystem:',
-      `    rootdirectory: ${join(dir, 'data')}`,
-      '  delete:',
-      '    enabled: true',
-      'http:',
-      `  addr: ${host}`,
-      `  secret: ${randomBytes(16).toString('hex')}`,
-    ]
-    let caPem: Buffer | undefined
-    if (opts.tls) {
-      const { certPath, keyPath } = makeCert(dir, 'registry')
-      caPem = await readFile(certPath)
-      lines.push('  tls:', `    certificate: ${certPath}`, `    key: ${keyPath}`)
-    }
-    if (opts.htpasswd) {
-      const file = join(dir, 'htpasswd')
-      await writeFile(file, opts.htpasswd.map((u) => `${u.username}:${bcryptHash(u.password)}`).join('\n') + '\n')
-      lines.push('auth:', '  htpasswd:', '    realm: basic-realm', `    path: ${file}`)
-    } else if (opts.token) {
-      tokenServer = await startTokenServer(dir, opts.token)
-      lines.push('auth:', '  token:', `    realm: ${tokenServer.realm}`, `    service: ${tokenServer.service}`,
-        `    issuer: ${tokenServer.issuer}`, `    rootcertbundle: ${tokenServer.certPath}`)
-    }
-    const configPath = join(dir, 'config.yml')
-    await writeFile(configPath, lines.join('\n') + '\n')
-    const logPath = join(dir, 'registry.log')
-    const { openSync } = await import('node:fs')
-    const logFd = openSync(logPath, 'a')
-    child = spawn('docker-registry', ['serve', configPath], { stdio: ['ignore', logFd, logFd] })
-    const url = `${opts.tls ? 'https' : 'http'}://${host}`
-    await waitReady(host, child, logPath)
-    const out: TestRegistry = { host, url, dir, close: cleanup }
-    if (caPem) out.caPem = caPem
-    if (tokenServer) out.tokenServer = tokenServer
-    return out
+    reg = await startBenchRegistry({
+      prefix: 'stargz-registry-',
+      configure: async (dir) => {
+        const http: string[] = []
+        const top: string[] = []
+        if (opts.tls) {
+          const { certPath, keyPath } = makeCert(dir, 'registry')
+          caPem = await readFile(certPath)
+          http.push('  tls:', `    certificate: ${certPath}`, `    key: ${keyPath}`)
+        }
+        if (opts.htpasswd) {
+          const file = join(dir, 'htpasswd')
+          await writeFile(file, opts.htpasswd.map((u) => `${u.username}:${bcryptHash(u.password)}`).join('\n') + '\n')
+          top.push('auth:', '  htpasswd:', '    realm: basic-realm', `    path: ${file}`)
+        } else if (opts.token) {
+          tokenServer = await startTokenServer(dir, opts.token)
+          top.push('auth:', '  token:', `    realm: ${tokenServer.realm}`, `    service: ${tokenServer.service}`,
+            `    issuer: ${tokenServer.issuer}`, `    rootcertbundle: ${tokenServer.certPath}`)
+        }
+        return { http, top }
+      },
+    })
   } catch (e) {
-    await cleanup()
+    await tokenServer?.close()
     throw e
   }
-}
-
-async function waitReady(host: string, child: ChildProcess, logPath: string): Promise<void> {
-  const [h, p] = host.split(':')
-  const { connect } = await import('node:net')
-  for (let i = 0; i < 200; i++) {
-    if (child.exitCode !== null) throw new Error(`docker-registry exited with ${child.exitCode}: ${await readFile(logPath, 'utf8').catch(() => '')}`)
-    const ok = await new Promise<boolean>((r) => {
-      const s = connect(Number(p), h as string, () => { s.destroy(); r(true) })
-      s.on('error', () => r(false))
-    })
-    if (ok) return
-    await sleep(50)
+  const close = async (): Promise<void> => {
+    await reg.close()
+    await tokenServer?.close()
   }
-  throw new Error(`docker-registry did not start listening on ${host}: ${await readFile(logPath, 'utf8').catch(() => '')}`)
+  const out: TestRegistry = { host: reg.address, url: `${opts.tls ? 'https' : 'http'}://${reg.address}`, dir: reg.dir, close }
+  if (caPem) out.caPem = caPem
+  if (tokenServer) out.tokenServer = tokenServer
+  return out
 }

@@ -2,7 +2,7 @@ import t, { type Test } from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
 import { createServer, connect, type Socket, type Server } from 'node:net'
 import { once } from 'node:events'
-import { DelayLine } from '../../bench/lib/delay-line.js'
+import { DelayLine } from '../../src/bench/link/delay-line.js'
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
 

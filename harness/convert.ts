@@ -2,8 +2,8 @@
 import { createReadStream, createWriteStream } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { inflateRawSync } from 'node:zlib'
-import { convertLayer, type ConvertOptions, type ConvertResult } from '../../src/estargz/writer.js'
-import type { Toc } from '../../src/estargz/types.js'
+import { convertLayer, type ConvertOptions, type ConvertResult } from '../src/estargz/writer.js'
+import type { Toc } from '../src/estargz/types.js'
 
 export async function convertFile(inFile: string, outFile: string, opts: ConvertOptions = {}): Promise<ConvertResult> {
   return convertLayer(createReadStream(inFile), createWriteStream(outFile), opts)

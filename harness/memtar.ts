@@ -1,8 +1,8 @@
 /** In-memory tars built with our header writer, and an in-memory eStargz conversion. */
 import { Writable } from 'node:stream'
-import { emptyHeader, type EntryType, type TarHeader } from '../../src/tar/header.js'
-import { encodeHeader, endOfArchive, paddingFor } from '../../src/tar/writer.js'
-import { convertLayer, type ConvertOptions, type ConvertResult } from '../../src/estargz/writer.js'
+import { emptyHeader, type EntryType, type TarHeader } from '../src/tar/header.js'
+import { encodeHeader, endOfArchive, paddingFor } from '../src/tar/writer.js'
+import { convertLayer, type ConvertOptions, type ConvertResult } from '../src/estargz/writer.js'
 
 export interface MemEntry extends Partial<Omit<TarHeader, 'xattrs'>> {
   name: string

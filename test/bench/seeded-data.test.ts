@@ -1,6 +1,6 @@
 import t from 'tap'
 import { gzipSync } from 'node:zlib'
-import { Keystream, Prng, binaryFile, textFile } from '../../bench/lib/seeded-data.js'
+import { Keystream, Prng, binaryFile, textFile } from '../../src/bench/image/seeded-data.js'
 
 t.test('Prng and Keystream are pure functions of the seed', async (t) => {
   const a = new Prng('seed')
