@@ -67,12 +67,21 @@ t.test('stargz rpull pulls lazily into containerd; ctr run starts from it', asyn
   t.equal(again.code, 0, `second rpull: ${again.stderr}`)
   t.match(again.stderr, /already present/, 'a second rpull reuses the snapshot')
 
+  // containerd keeps the snapshot through the config's gc label once the lease is gone.
+  const content = await ctr(['content', 'ls'])
+  t.match(content, new RegExp(`containerd\\.io/gc\\.ref\\.snapshot\\.stargz=${conv.diffID}`), 'config labelled with the top snapshot (gc root)')
+
+  // An image already in the store from a plain `ctr pull` (overlayfs): rpull adds the stargz gc
+  // label to the existing config instead of leaving the new snapshots unreferenced.
   const pref = `${proxy.host}/rpull/plain:v1`
+  await ctr(['images', 'pull', '--plain-http', pref])
   const p = await rpull(pref)
   t.equal(p.code, 0, `rpull plain: ${p.stderr}`)
   t.match(p.stderr, /downloaded and unpacked/, 'a plain gzip layer is downloaded and applied')
   const out2 = await ctr(['run', '--rm', '--snapshotter', 'stargz', ...ctrd.runArgs(), pref, 'rpull2', '/bin/busybox', 'echo', 'hello plain'])
   t.match(out2, /hello plain/, 'the unpacked image runs')
+  const both = (await ctr(['content', 'ls'])).split('\n').filter((l) => l.includes('containerd.io/gc.ref.snapshot.overlayfs=') && l.includes('containerd.io/gc.ref.snapshot.stargz='))
+  t.equal(both.length, 1, 'the existing config keeps its overlayfs label and gains the stargz one')
 
   const bad = await runStargz(['rpull', '--address', join(dir, 'nope.sock'), '--plain-http', ref])
   t.equal(bad.code, 1, 'an unreachable containerd is a runtime error, not a usage error')

@@ -103,9 +103,17 @@ export class ContainerdClient {
     }
   }
 
+  /** Set these labels on a blob in the content store, leaving its other labels alone. */
+  async labelContent(digest: string, labels: Record<string, string>): Promise<void> {
+    const keys = Object.keys(labels)
+    if (keys.length === 0) return
+    await this.call('content', 'Update', { info: { digest, labels }, update_mask: { paths: keys.map((k) => `labels.${k}`) } })
+  }
+
   /**
    * Write one blob: the pieces from `chunks` in order, then commit with the expected digest,
-   * size and labels. A blob already in the store is not an error (containerd says AlreadyExists).
+   * size and labels. A blob already in the store is not an error (containerd says AlreadyExists):
+   * it gets the labels added instead, since they are what keeps our snapshots from gc.
    */
   async writeContent(ref: string, desc: Descriptor, chunks: AsyncIterable<Buffer> | Iterable<Buffer>, labels: Record<string, string> = {}): Promise<void> {
     const c = this.client('content') as unknown as { Write(md: grpc.Metadata): grpc.ClientDuplexStream<object, { action: string; offset: number }> }
@@ -121,7 +129,8 @@ export class ContainerdClient {
       let offset = 0
       for await (const data of chunks) {
         if (data.length === 0) continue
-        if (!stream.write({ action: 'WRITE', ref, total: desc.size, expected: desc.digest, offset, data })) await once(stream, 'drain')
+        // If the stream fails while we wait for drain, `done` rejects: never wait on a dead stream.
+        if (!stream.write({ action: 'WRITE', ref, total: desc.size, expected: desc.digest, offset, data })) await Promise.race([once(stream, 'drain'), done])
         offset += data.length
       }
       stream.write({ action: 'COMMIT', ref, total: desc.size, expected: desc.digest, offset, labels })
@@ -130,8 +139,8 @@ export class ContainerdClient {
     } catch (e) {
       stream.cancel()
       const t = e instanceof StargzError ? e : translate(e, `content.Write ${desc.digest}`)
-      if (t instanceof AlreadyExistsError) return
-      throw t
+      if (!(t instanceof AlreadyExistsError)) throw t
+      await this.labelContent(desc.digest, labels)
     }
   }
 
