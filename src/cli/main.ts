@@ -7,7 +7,7 @@
  */
 import { errorMessage, isStargzError } from '../errors.js'
 import { COMMANDS } from './command-table.js'
-import { EXIT_USAGE, runCommand } from './dispatch.js'
+import { EXIT_USAGE, runCommand, type Command } from './dispatch.js'
 import { VERSION } from './version.js'
 
 async function usage(): Promise<string> {
@@ -27,6 +27,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(`stargz ${VERSION}\n`)
     return 0
   }
+  // `stargz help CMD` is `stargz CMD --help`.
+  if (name === 'help' && rest[0] !== undefined && COMMANDS[rest[0]]) return runCommand(await (COMMANDS[rest[0]] as () => Promise<Command>)(), ['--help'])
   if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
     const out = (await usage()) + '\n'
     if (name === undefined) { process.stderr.write(out); return EXIT_USAGE }
