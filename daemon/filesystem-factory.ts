@@ -13,6 +13,7 @@ import { LazyFileSystem } from '../src/fs/lazy-filesystem.js'
 import type { Logger } from '../src/log/logger.js'
 import type { MetricsHooks } from '../src/metrics/hooks.js'
 import { RegistryClient } from '../src/registry/client.js'
+import type { CredentialProvider } from '../src/registry/credentials.js'
 import type { FileSystem, RemoteLayerInfo } from '../src/snapshot/filesystem.js'
 
 export interface FileSystemHandle {
@@ -36,7 +37,8 @@ export class UnavailableFileSystem implements FileSystem {
   }
 }
 
-export async function createFileSystem(cfg: Readonly<Config>, log: Logger, metrics: MetricsHooks): Promise<FileSystemHandle> {
+/** `credentials`: where registry credentials come from (default: the Docker config). */
+export async function createFileSystem(cfg: Readonly<Config>, log: Logger, metrics: MetricsHooks, credentials?: CredentialProvider): Promise<FileSystemHandle> {
   try {
     await access('/dev/fuse', constants.R_OK | constants.W_OK)
   } catch {
@@ -45,11 +47,14 @@ export async function createFileSystem(cfg: Readonly<Config>, log: Logger, metri
   const client = new RegistryClient({
     hostsDir: cfg.hosts_dir,
     plainHttpLocalhost: true,
+    ...(credentials ? { credentials } : {}),
     transport: {
       maxRetries: cfg.blob.max_retries,
       backoffBaseMs: cfg.blob.min_wait_msec,
       backoffMaxMs: cfg.blob.max_wait_msec,
       bodyTimeoutMs: cfg.blob.fetching_timeout_sec * 1000,
+      // The reference's fetching_timeout_sec bounds a whole fetch, not only the gaps in its body.
+      requestDeadlineMs: cfg.blob.fetching_timeout_sec * 1000,
     },
     blob: cfg.blob.force_single_range_mode ? { maxRangesPerRequest: 1 } : {},
   })

@@ -8,6 +8,9 @@
  */
 import './threadpool.js'
 import { loadConfig } from '../src/config/load.js'
+import { startImageServiceProxy, type ImageServiceProxy } from '../src/cri/image-proxy.js'
+import { ChainedCredentials, CriKeychain } from '../src/cri/keychain.js'
+import { DockerConfigCredentials, type CredentialProvider } from '../src/registry/credentials.js'
 import { errorMessage } from '../src/errors.js'
 import { startSnapshotServer, type SnapshotServer } from '../src/grpc/server.js'
 import { createRootLogger } from '../src/log/logger.js'
@@ -51,7 +54,9 @@ async function main(argv: readonly string[]): Promise<number> {
   let fsHandle: FileSystemHandle | undefined
   let snapshotter: Snapshotter | undefined
   let server: SnapshotServer | undefined
+  let criProxy: ImageServiceProxy | undefined
   const release = async (): Promise<void> => {
+    await criProxy?.close().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing CRI image service proxy'))
     await server?.close({ graceMs: cfg.shutdown_timeout_sec * 1000 }).catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing gRPC server'))
     await snapshotter?.close().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing snapshotter'))
     await fsHandle?.close().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing filesystem'))
@@ -81,7 +86,10 @@ async function main(argv: readonly string[]): Promise<number> {
         log.info({ address: metricsServer.address }, 'metrics endpoint listening')
       }
     }
-    fsHandle = await createFileSystem(cfg, root.child({ component: 'fs' }), hooks)
+    // [cri_keychain]: credentials from kubelet's PullImage calls first, then the Docker config.
+    const keychain = cfg.cri_keychain.enable_keychain ? new CriKeychain({ ttlMs: cfg.cri_keychain.credential_ttl_sec * 1000 }) : undefined
+    const credentials: CredentialProvider | undefined = keychain ? new ChainedCredentials([keychain, new DockerConfigCredentials()]) : undefined
+    fsHandle = await createFileSystem(cfg, root.child({ component: 'fs' }), hooks, credentials)
     if (!fsHandle.lazy) log.warn('lazy mounts are unavailable: every layer falls back to a normal snapshot (download + unpack)')
     snapshotter = await Snapshotter.open({
       root: cfg.root,
@@ -94,6 +102,14 @@ async function main(argv: readonly string[]): Promise<number> {
     log.info({ restored: report.restored.length, failed: report.failed.length, staleMounts: report.staleMounts }, 'restored remote snapshots')
     if (stopping) return 0
     server = await startSnapshotServer({ address: cfg.address, snapshotter, log: root.child({ component: 'grpc' }) })
+    if (keychain) {
+      criProxy = await startImageServiceProxy({
+        address: cfg.cri_keychain.proxy_path,
+        backend: cfg.cri_keychain.image_service_path,
+        keychain,
+        log: root.child({ component: 'cri' }),
+      })
+    }
     const how = await notifyReady().catch((e: unknown) => {
       log.warn({ err: errorMessage(e) }, 'systemd readiness notification failed')
       return 'failed'

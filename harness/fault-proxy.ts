@@ -2,7 +2,9 @@
  * An HTTP proxy on 127.0.0.1 in front of a test registry that injects faults on demand:
  * connection resets mid-body, bursts of 5xx/429 (with Retry-After), stalled bodies, redirects
  * of blob GETs to a temporary "storage" URL it serves itself (403 once expired), and refusal of
- * multi-range requests in several styles. Every request is logged for assertions.
+ * multi-range requests in several styles, and hostile bodies (Range ignored, a Content-Length that
+ * lies, endless error bodies, bodies trickled a byte at a time). Every request is logged for
+ * assertions, including whether the client hung up before the answer was complete.
  */
 import { createServer, request as httpRequest, type IncomingMessage, type ServerResponse, type IncomingHttpHeaders } from 'node:http'
 import type { Socket } from 'node:net'
@@ -20,9 +22,23 @@ export interface Faults {
   refuseMultiRange: MultiRangeRefusal
   /** Blob GETs are answered with a 307 to /_storage/<id>/…; `expiresParam` adds ?Expires=. */
   redirect: { expiresParam?: number } | false
+  /** Next N blob GETs have their Range header dropped (the registry answers 200, whole blob). */
+  ignoreRange: number
+  /** Next N blob GETs claim this Content-Length, send the real body, then reset. */
+  claimLength: { value: string; count: number } | undefined
+  /** Next N blob GETs are answered 400 with a body that never ends. */
+  endlessErrorBody: number
+  /** Next N blob GETs send their body one byte every 20 ms. */
+  trickleBody: number
 }
 
-export interface LoggedRequest { method: string; path: string; query: string; range: string | undefined; status: number; headers: IncomingHttpHeaders; fault?: string }
+export interface LoggedRequest {
+  method: string; path: string; query: string; range: string | undefined; status: number; headers: IncomingHttpHeaders; fault?: string
+  /** The client closed the connection before the answer was complete. */
+  clientClosed?: boolean
+  /** Body bytes written (for the endless and trickled faults). */
+  bytesSent?: number
+}
 
 export interface FaultProxy {
   host: string
@@ -70,7 +86,7 @@ export async function startFaultProxy(upstreamUrl: string): Promise<FaultProxy> 
   const storage = new Map<string, { path: string; auth: string | undefined; expired: boolean }>()
   const proxy: FaultProxy = {
     host: '', url: '', log: [], redirectsIssued: 0,
-    faults: { resetMidBody: 0, statusBurst: undefined, stallBody: 0, refuseMultiRange: false, redirect: false },
+    faults: { resetMidBody: 0, statusBurst: undefined, stallBody: 0, refuseMultiRange: false, redirect: false, ignoreRange: 0, claimLength: undefined, endlessErrorBody: 0, trickleBody: 0 },
     expireRedirects: () => { for (const s of storage.values()) s.expired = true },
     clearLog: () => { proxy.log.length = 0 },
     close: () => new Promise((r) => {
@@ -84,13 +100,35 @@ export async function startFaultProxy(upstreamUrl: string): Promise<FaultProxy> 
     const entry: LoggedRequest = { method: req.method ?? '', path: p ?? '', query: q ?? '', range: req.headers.range, status, headers: req.headers }
     if (fault) entry.fault = fault
     proxy.log.push(entry)
+    res.on('close', () => { if (!res.writableFinished) entry.clientClosed = true })
     const h = { ...headers }
     delete h['transfer-encoding']
     delete h.connection
     if (req.method !== 'HEAD' && status !== 304) h['content-length'] = String(body.length)
-    res.writeHead(status, h as Record<string, string | string[]>)
     const f = proxy.faults
     const isBlobGet = req.method === 'GET' && (BLOB_GET.test(entry.path) || entry.path.startsWith('/_storage/'))
+    if (isBlobGet && status < 300 && f.claimLength && f.claimLength.count > 0) {
+      f.claimLength.count--
+      entry.fault = 'claim-length'
+      h['content-length'] = f.claimLength.value
+      res.writeHead(status, h as Record<string, string | string[]>)
+      res.write(body, () => res.socket?.destroy())
+      return
+    }
+    res.writeHead(status, h as Record<string, string | string[]>)
+    if (isBlobGet && status < 300 && body.length > 1 && f.trickleBody > 0) {
+      f.trickleBody--
+      entry.fault = 'trickle'
+      entry.bytesSent = 0
+      const timer = setInterval(() => {
+        const i = entry.bytesSent ?? 0
+        if (res.destroyed || i >= body.length) { clearInterval(timer); if (!res.destroyed) res.end(); return }
+        res.write(body.subarray(i, i + 1))
+        entry.bytesSent = i + 1
+      }, 20)
+      res.on('close', () => clearInterval(timer))
+      return
+    }
     if (isBlobGet && status < 300 && body.length > 1 && f.resetMidBody > 0) {
       f.resetMidBody--
       entry.fault = 'reset'
@@ -119,7 +157,27 @@ export async function startFaultProxy(upstreamUrl: string): Promise<FaultProxy> 
         send(req, res, burst.status, h, Buffer.from('{"errors":[{"code":"UNAVAILABLE","message":"injected"}]}'), `status-${burst.status}`)
         return
       }
+      if (f.endlessErrorBody > 0 && req.method === 'GET' && BLOB_GET.test(path)) {
+        f.endlessErrorBody--
+        const entry: LoggedRequest = { method: 'GET', path, query: '', range: req.headers.range, status: 400, headers: req.headers, fault: 'endless-error', bytesSent: 0 }
+        proxy.log.push(entry)
+        res.on('close', () => { entry.clientClosed = true })
+        res.writeHead(400, { 'content-type': 'text/plain' })
+        const block = Buffer.alloc(64 * 1024, 0x78)
+        const pump = (): void => {
+          while (!res.destroyed) {
+            entry.bytesSent = (entry.bytesSent ?? 0) + block.length
+            if (!res.write(block)) { res.once('drain', pump); return }
+          }
+        }
+        pump()
+        return
+      }
       const headers = { ...req.headers }
+      if (f.ignoreRange > 0 && req.method === 'GET' && BLOB_GET.test(path) && headers.range !== undefined) {
+        f.ignoreRange--
+        delete headers.range
+      }
       if (path.startsWith('/_storage/')) {
         const id = path.split('/')[2] ?? ''
         const s = storage.get(id)

@@ -31,6 +31,17 @@ export interface FuseConfig {
   entry_timeout: number
 }
 
+/** The reference's [cri_keychain] (src/cri): credentials from kubelet's PullImage calls. */
+export interface CriKeychainConfig {
+  enable_keychain: boolean
+  /** The backing CRI image service (containerd's socket), as in the reference. */
+  image_service_path: string
+  /** Where stargzd serves the ImageService proxy (kubelet --image-service-endpoint). Ours. */
+  proxy_path: string
+  /** How long credentials are kept after the last PullImage that carried them. Ours. */
+  credential_ttl_sec: number
+}
+
 export interface Config {
   address: string
   root: string
@@ -50,9 +61,10 @@ export interface Config {
   blob: BlobConfig
   cache: CacheConfig
   fuse: FuseConfig
+  cri_keychain: CriKeychainConfig
 }
 
-export type Section = 'blob' | 'cache' | 'fuse'
+export type Section = 'blob' | 'cache' | 'fuse' | 'cri_keychain'
 
 export type KeySpec =
   | { type: 'string'; absolute?: boolean; allowEmpty?: boolean }
@@ -98,6 +110,12 @@ export const DEFAULTS: Readonly<Config> = Object.freeze({
     attr_timeout: 3600,
     entry_timeout: 3600,
   }),
+  cri_keychain: Object.freeze({
+    enable_keychain: false,
+    image_service_path: '/run/containerd/containerd.sock',
+    proxy_path: '/run/stargzd/cri-image.sock',
+    credential_ttl_sec: 86_400,
+  }),
 }) as Readonly<Config>
 
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const
@@ -141,5 +159,11 @@ export const SECTION_KEYS: { readonly [S in Section]: Readonly<Record<keyof Conf
   fuse: {
     attr_timeout: { type: 'int', min: 0, max: 86_400 },
     entry_timeout: { type: 'int', min: 0, max: 86_400 },
+  },
+  cri_keychain: {
+    enable_keychain: { type: 'bool' },
+    image_service_path: { type: 'string', absolute: true },
+    proxy_path: { type: 'string', absolute: true },
+    credential_ttl_sec: { type: 'int', min: 1, max: 30 * 86_400 },
   },
 }
