@@ -73,6 +73,7 @@ export async function createFileSystem(cfg: Readonly<Config>, log: Logger, metri
     requireTocDigest: !cfg.disable_verification,
     allowUnverified: cfg.disable_verification,
     attrTimeoutSec: cfg.fuse.attr_timeout,
+    entryTimeoutSec: cfg.fuse.entry_timeout,
     checkIntervalMs: cfg.blob.check_always ? 0 : cfg.blob.valid_interval * 1000,
   })
   let closed = false

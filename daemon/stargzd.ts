@@ -7,7 +7,7 @@
  * SIGTERM/SIGINT: stop accepting calls, let in-flight ones finish, unmount, close the store, exit 0.
  */
 import './threadpool.js'
-import { loadConfig } from '../src/config/load.js'
+import { configWarnings, loadConfig } from '../src/config/load.js'
 import { startImageServiceProxy, type ImageServiceProxy } from '../src/cri/image-proxy.js'
 import { ChainedCredentials, CriKeychain } from '../src/cri/keychain.js'
 import { DockerConfigCredentials, type CredentialProvider } from '../src/registry/credentials.js'
@@ -46,8 +46,10 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stderr.write(`stargzd: ${errorMessage(e)}\n`)
     return 2
   }
-  const root = createRootLogger({ level: cfg.log_level })
+  const root = createRootLogger({ level: cfg.log_level, format: cfg.log_format })
   const log = root.child({ component: 'daemon' })
+  // Reference config keys we accept but do not implement: once each, at start.
+  for (const w of configWarnings(cfg)) log.warn({ key: w.key, instead: w.instead }, 'config-key-not-implemented')
 
   // Owned resources, released in reverse order of acquisition.
   let metricsServer: MetricsServer | undefined
