@@ -2,7 +2,7 @@ import { once } from 'node:events'
 import { InvalidArgumentError } from '../../errors.js'
 import { EstargzReader } from '../../estargz/reader.js'
 import { positionals, type CommandSpec, type ParsedArgs } from '../args.js'
-import { BLOB_ARGS, BLOB_OPTIONS, openBlob } from '../blob-args.js'
+import { BLOB_ARGS, BLOB_OPTIONS, openBlob, readerOptionsFromArgs } from '../blob-args.js'
 import { ttyProgress } from '../progress.js'
 
 export const spec: CommandSpec = {
@@ -19,7 +19,7 @@ export async function run(args: ParsedArgs): Promise<number> {
   const [blob, path] = positionals(args, spec, 2) as [string, string]
   const opened = await openBlob(blob, args)
   try {
-    const reader = await EstargzReader.open(opened.source, opened.tocDigest === undefined ? {} : { tocDigest: opened.tocDigest })
+    const reader = await EstargzReader.open(opened.source, await readerOptionsFromArgs(args, opened.tocDigest))
     const entry = reader.index.resolve(path.replace(/^\/+/, ''))
     if (!entry) throw new InvalidArgumentError(`no file ${JSON.stringify(path)} in ${blob}`)
     if (entry.type !== 'reg') throw new InvalidArgumentError(`${JSON.stringify(path)} is a ${entry.type}, not a regular file`)

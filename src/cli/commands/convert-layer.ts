@@ -6,11 +6,11 @@
  * Prints {"digest","diffID","tocDigest","size"} as JSON on stdout.
  */
 import { createReadStream, createWriteStream } from 'node:fs'
-import { readFile, rename, stat, unlink } from 'node:fs/promises'
+import { readFile, rename, stat, unlink, writeFile } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { InvalidArgumentError, NotFoundError } from '../../errors.js'
 import { convertLayer } from '../../estargz/writer.js'
-import { flagBool, flagInt, flagString, positionals, type CommandSpec, type ParsedArgs } from '../args.js'
+import { flagBool, flagInt, flagString, positionals, UsageError, type CommandSpec, type ParsedArgs } from '../args.js'
 
 export const spec: CommandSpec = {
   name: 'stargz convert-layer',
@@ -20,6 +20,8 @@ export const spec: CommandSpec = {
     { name: 'chunk-size', type: 'string', value: 'N', help: 'bytes of file data per chunk (default 4 MiB)' },
     { name: 'prioritized', type: 'string', value: 'FILE', help: 'file listing paths (one per line) to put first, before the prefetch landmark' },
     { name: 'legacy', type: 'boolean', help: 'write the legacy stargz footer instead of the eStargz one' },
+    { name: 'zstdchunked', type: 'boolean', help: 'write zstd:chunked instead of gzip eStargz' },
+    { name: 'external-toc', type: 'string', value: 'TOC-OUT', help: 'write the TOC to this file instead of into the layer (gzip eStargz only)' },
   ],
   notes: 'Prints {"digest","diffID","tocDigest","size"} as JSON on stdout.',
 }
@@ -49,6 +51,9 @@ export async function run(args: ParsedArgs): Promise<number> {
   const [inPath, outPath] = positionals(args, spec, 2) as [string, string]
   const chunkSize = flagInt(args, 'chunk-size')
   const prioritizedPath = flagString(args, 'prioritized')
+  const externalTocPath = flagString(args, 'external-toc')
+  const zstd = flagBool(args, 'zstdchunked')
+  if (externalTocPath !== undefined && (zstd || flagBool(args, 'legacy'))) throw new UsageError('--external-toc writes gzip eStargz; it cannot be combined with --zstdchunked or --legacy')
   const prioritizedFiles = prioritizedPath === undefined ? undefined : await readPrioritized(prioritizedPath)
   await checkInput(inPath)
 
@@ -60,9 +65,13 @@ export async function run(args: ParsedArgs): Promise<number> {
       ...(chunkSize !== undefined ? { chunkSize } : {}),
       ...(prioritizedFiles !== undefined ? { prioritizedFiles } : {}),
       legacyFooter: flagBool(args, 'legacy'),
+      ...(zstd ? { zstdChunked: true } : {}),
+      ...(externalTocPath !== undefined ? { externalToc: true } : {}),
       onWarning: (m) => process.stderr.write(`stargz: warning: ${m}\n`),
     })
     if (!out.closed) await new Promise<void>((resolve, reject) => { out.once('close', resolve); out.once('error', reject) })
+    // The TOC blob first: a layer without its TOC next to it is not readable.
+    if (externalTocPath !== undefined && result.externalToc) await writeFile(externalTocPath, result.externalToc, { mode: 0o644 })
     await rename(tmp, outPath)
     renamed = true
     const { digest, diffID, tocDigest, size } = result

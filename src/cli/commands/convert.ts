@@ -14,6 +14,7 @@ import { convertImage, type ConvertImageOptions, type ConvertSummary } from '../
 import type { ImageInput, ImageOutput } from '../../convert/image-io.js'
 import { parseLocation, type ImageLocation } from '../../convert/location.js'
 import { OciLayoutInput, OciLayoutOutput } from '../../convert/oci-layout.js'
+import { tocImageLocation, writeTocImage } from '../../convert/external-toc-image.js'
 import { pathsForLayer, readPrioritizedList, type PrioritizedRecord } from '../../convert/prioritized-list.js'
 import { Progress } from '../../convert/progress.js'
 import { RegistryInput, RegistryOutput } from '../../convert/registry-io.js'
@@ -34,6 +35,8 @@ export const CONVERT_OPTIONS: readonly OptionSpec[] = [
   { name: 'prioritized-from', type: 'string', value: 'FILE', help: 'files to put first in their layers (paths or JSON records, one per line)' },
   { name: 'jobs', type: 'string', value: 'N', help: 'layers converted at once (default min(2, cores))' },
   { name: 'no-keep-estargz', type: 'boolean', help: 'convert layers that already are eStargz again' },
+  { name: 'zstdchunked', type: 'boolean', help: 'write zstd:chunked layers instead of gzip eStargz (implies OCI media types)' },
+  { name: 'external-toc', type: 'boolean', help: 'keep each TOC out of its layer and push the reference\'s <tag>-esgztoc TOC image beside' },
   { name: 'json', type: 'boolean', help: 'print a JSON summary on stdout' },
   { name: 'cache-dir', type: 'string', value: 'DIR', help: 'converted-layer cache (default /var/cache/stargz/convert as root, else $XDG_CACHE_HOME/stargz/convert)' },
   ...REGISTRY_OPTIONS,
@@ -42,6 +45,7 @@ export const CONVERT_OPTIONS: readonly OptionSpec[] = [
   { name: 'estargz-compression-level', type: 'string', value: '0-9', aliasOf: 'compression-level', help: 'ctr-remote name' },
   { name: 'estargz-chunk-size', type: 'string', value: 'N', aliasOf: 'chunk-size', help: 'ctr-remote name' },
   { name: 'estargz-record-in', type: 'string', value: 'FILE', aliasOf: 'prioritized-from', help: 'ctr-remote name' },
+  { name: 'estargz-external-toc', type: 'boolean', aliasOf: 'external-toc', help: 'ctr-remote name' },
   { name: 'estargz-min-chunk-size', type: 'string', value: 'N', help: 'ctr-remote: pack small files into shared gzip members; not implemented, only 0 is honoured (a warning otherwise)' },
 ]
 
@@ -78,8 +82,12 @@ export async function convertOptionsFromArgs(args: ParsedArgs): Promise<ConvertI
   const allPlatforms = flagBool(args, 'all-platforms')
   if (platformFlag !== undefined && allPlatforms) throw new UsageError('--platform and --all-platforms exclude each other')
   const chunkSize = flagInt(args, 'chunk-size')
-  const level = flagInt(args, 'compression-level', 0)
-  if (level !== undefined && level > 9) throw new UsageError(`--compression-level must be 0..9, got ${level}`)
+  const zstd = flagBool(args, 'zstdchunked')
+  if (zstd && flagBool(args, 'external-toc')) throw new UsageError('--external-toc writes gzip eStargz; it cannot be combined with --zstdchunked')
+  // zstd:chunked layers have an OCI media type only (as the reference: --zstdchunked needs --oci).
+  if (zstd && flagBool(args, 'docker')) throw new UsageError('--zstdchunked writes OCI images; it cannot be used with --docker')
+  const level = flagInt(args, 'compression-level', zstd ? 1 : 0)
+  if (level !== undefined && level > (zstd ? 22 : 9)) throw new UsageError(`--compression-level must be ${zstd ? '1..22 with --zstdchunked' : '0..9'}, got ${level}`)
   const minChunk = flagInt(args, 'estargz-min-chunk-size', 0)
   if (minChunk !== undefined && minChunk > 0) process.stderr.write(`stargz: warning: --estargz-min-chunk-size ${minChunk} is not implemented; every file starts its own gzip member (as with 0)\n`)
   let platform
@@ -94,7 +102,9 @@ export async function convertOptionsFromArgs(args: ParsedArgs): Promise<ConvertI
   return {
     cache,
     json,
-    ...(flagBool(args, 'oci') ? { format: 'oci' as const } : flagBool(args, 'docker') ? { format: 'docker' as const } : {}),
+    ...(flagBool(args, 'oci') || zstd ? { format: 'oci' as const } : flagBool(args, 'docker') ? { format: 'docker' as const } : {}),
+    ...(zstd ? { zstdChunked: true } : {}),
+    ...(flagBool(args, 'external-toc') ? { externalToc: true } : {}),
     ...(platform !== undefined ? { platform } : {}),
     ...(chunkSize !== undefined ? { chunkSize } : {}),
     ...(level !== undefined ? { compressionLevel: level } : {}),
@@ -146,6 +156,16 @@ export async function run(args: ParsedArgs): Promise<number> {
   const ends = openEnds(src, dst, args)
   try {
     const s = await convertImage(ends.input, ends.output, opts)
+    if (opts.externalToc) {
+      // The TOC image beside the image, where readers look for it (<tag>-esgztoc).
+      const tocEnds = openEnds(src, tocImageLocation(dst), args)
+      try {
+        const toc = await writeTocImage(tocEnds.output, s)
+        process.stderr.write(`stargz: TOC image ${tocEnds.output.name} → ${toc.digest} (${toc.layers} TOCs)\n`)
+      } finally {
+        await tocEnds.close()
+      }
+    }
     opts.progress?.close()
     if (records.length > 0) reportMissing(s, records)
     printSummary(s, opts.json)

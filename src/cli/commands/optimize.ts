@@ -1,6 +1,9 @@
 /**
  * stargz optimize SRC DST [flags] [-- CMD [ARGS...]]
  *
+ * The workload runs as a runc container (src/optimize/oci-spec.ts): its own network namespace
+ * with loopback only unless --net-host, a minimal /dev, default capabilities, no_new_privs.
+ *
  * Runs the workload (CMD, or the image's entrypoint + cmd) once on a lazy mount of SRC, records
  * the files each layer served first, and converts SRC to DST with those files at the front of
  * their layers. --prioritized-from skips the run and uses a recorded list.

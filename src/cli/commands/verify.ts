@@ -1,6 +1,6 @@
 import { EstargzReader } from '../../estargz/reader.js'
 import { flagBool, positionals, type CommandSpec, type ParsedArgs } from '../args.js'
-import { BLOB_ARGS, BLOB_OPTIONS, openBlob } from '../blob-args.js'
+import { BLOB_ARGS, BLOB_OPTIONS, openBlob, readerOptionsFromArgs } from '../blob-args.js'
 import { ttyProgress } from '../progress.js'
 
 export const spec: CommandSpec = {
@@ -17,7 +17,7 @@ export async function run(args: ParsedArgs): Promise<number> {
   const [blob] = positionals(args, spec, 1) as [string]
   const opened = await openBlob(blob, args)
   try {
-    const reader = await EstargzReader.open(opened.source, opened.tocDigest === undefined ? {} : { tocDigest: opened.tocDigest })
+    const reader = await EstargzReader.open(opened.source, await readerOptionsFromArgs(args, opened.tocDigest))
     const progress = ttyProgress('stargz verify', opened.layer ? opened.source.size : 0, () => opened.stats().bytesFetched)
     let r: Awaited<ReturnType<typeof reader.verifyAll>>
     try {
