@@ -1,4 +1,4 @@
-import { EstargzReader } from '../../estargz/reader.js'
+import { BlobReader } from '../../reader/blob-reader.js'
 import { flagBool, positionals, type CommandSpec, type ParsedArgs } from '../args.js'
 import { BLOB_ARGS, BLOB_OPTIONS, openBlob, readerOptionsFromArgs } from '../blob-args.js'
 import { ttyProgress } from '../progress.js'
@@ -17,30 +17,35 @@ export async function run(args: ParsedArgs): Promise<number> {
   const [blob] = positionals(args, spec, 1) as [string]
   const opened = await openBlob(blob, args)
   try {
-    const reader = await EstargzReader.open(opened.source, await readerOptionsFromArgs(args, opened.tocDigest))
-    const progress = ttyProgress('stargz verify', opened.layer ? opened.source.size : 0, () => opened.stats().bytesFetched)
-    let r: Awaited<ReturnType<typeof reader.verifyAll>>
+    // Every chunk goes through ChunkReader, the path a mount reads through (no cache).
+    const reader = await BlobReader.open(opened.source, await readerOptionsFromArgs(args, opened.tocDigest))
     try {
-      r = await reader.verifyAll()
+      const progress = ttyProgress('stargz verify', opened.layer ? opened.source.size : 0, () => opened.stats().bytesFetched)
+      let r: Awaited<ReturnType<typeof reader.verifyAll>>
+      try {
+        r = await reader.verifyAll()
+      } finally {
+        progress.stop()
+      }
+      const out = {
+        tocDigest: reader.tocDigest,
+        tocDigestVerified: opened.tocDigest !== undefined,
+        footer: reader.footer.kind,
+        entries: reader.toc.entries.length,
+        files: r.files,
+        chunks: r.chunks,
+        bytes: r.bytes,
+        unverifiedChunks: r.unverified,
+      }
+      process.stdout.write(JSON.stringify(out) + '\n')
+      if (r.unverified > 0 && !flagBool(args, 'allow-unverified')) {
+        process.stderr.write(`stargz: ${r.unverified} chunk(s) have no digest in the TOC and could not be verified\n`)
+        return 1
+      }
+      return 0
     } finally {
-      progress.stop()
+      await reader.close()
     }
-    const out = {
-      tocDigest: reader.tocDigest,
-      tocDigestVerified: opened.tocDigest !== undefined,
-      footer: reader.footer.kind,
-      entries: reader.toc.entries.length,
-      files: r.files,
-      chunks: r.chunks,
-      bytes: r.bytes,
-      unverifiedChunks: r.unverified,
-    }
-    process.stdout.write(JSON.stringify(out) + '\n')
-    if (r.unverified > 0 && !flagBool(args, 'allow-unverified')) {
-      process.stderr.write(`stargz: ${r.unverified} chunk(s) have no digest in the TOC and could not be verified\n`)
-      return 1
-    }
-    return 0
   } finally {
     await opened.close()
   }
