@@ -1,5 +1,5 @@
 /**
- * stargz bench [--images busybox,python3,huge] [--modes legacy,estargz-noopt,estargz] [--runs N]
+ * stargz bench [--images busybox,python3,huge] [--modes legacy,estargz-noopt,estargz,ctr-remote-noopt,ctr-remote] [--snapshotters ours,reference,baseline] [--baseline-dir DIR] [--timeline] [--runs N]
  *   [--rate-mbit 200] [--rtt-ms 20] [--out DIR] [--workload NAME] [--fixture-dir DIR]
  *   [--no-drop-caches] [--no-background-fetch] [--base-dir DIR] [--step-timeout-sec S]
  *
@@ -12,7 +12,7 @@ import { join, resolve } from 'node:path'
 import { InvalidArgumentError } from '../../errors.js'
 import { BENCH_IMAGES, type BenchImageName } from '../../bench/image/images.js'
 import { installSignalCleanup } from '../../bench/link/wan-link.js'
-import { BENCH_MODES, type BenchMode } from '../../bench/measure.js'
+import { BENCH_DAEMONS, BENCH_MODES, type BenchDaemon, type BenchMode } from '../../bench/measure.js'
 import { CancelledError, installBenchSignalHandlers } from '../../bench/proc.js'
 import { runBench } from '../../bench/run-bench.js'
 import { flagBool, flagInt, flagString, positionals, UsageError, type CommandSpec, type ParsedArgs } from '../args.js'
@@ -23,7 +23,10 @@ export const spec: CommandSpec = {
   args: '',
   options: [
     { name: 'images', type: 'string', value: 'LIST', help: `comma-separated images (default ${BENCH_IMAGES.join(',')})` },
-    { name: 'modes', type: 'string', value: 'LIST', help: `comma-separated modes (default ${BENCH_MODES.join(',')})` },
+    { name: 'modes', type: 'string', value: 'LIST', help: `comma-separated modes of ${BENCH_MODES.join(',')} (default legacy,estargz-noopt,estargz)` },
+    { name: 'snapshotters', type: 'string', value: 'LIST', help: `comma-separated daemons of ${BENCH_DAEMONS.join(',')} (default ours)` },
+    { name: 'baseline-dir', type: 'string', value: 'DIR', help: 'source tree with daemon/stargzd.ts for --snapshotters baseline' },
+    { name: 'timeline', type: 'boolean', help: 'record a per-run timeline' },
     { name: 'runs', type: 'string', value: 'N', help: 'runs per image and mode (default 3)' },
     { name: 'rate-mbit', type: 'string', value: 'MBIT', help: 'emulated link rate (default 200)' },
     { name: 'rtt-ms', type: 'string', value: 'MS', help: 'emulated round-trip time (default 20)' },
@@ -57,7 +60,11 @@ export async function run(args: ParsedArgs): Promise<number> {
   positionals(args, spec, 0)
   if (process.getuid?.() !== 0) throw new InvalidArgumentError('stargz bench needs root (network namespace, tc, containerd, FUSE, drop_caches)')
   const images = list<BenchImageName>(flagString(args, 'images'), BENCH_IMAGES, 'images')
-  const modes = list<BenchMode>(flagString(args, 'modes'), BENCH_MODES, 'modes')
+  const modes = list<BenchMode>(flagString(args, 'modes') ?? 'legacy,estargz-noopt,estargz', BENCH_MODES, 'modes')
+  // Reference first in each pair, so neither side always runs on the machine the other just warmed.
+  const daemons = list<BenchDaemon>(flagString(args, 'snapshotters') ?? 'ours', BENCH_DAEMONS, 'snapshotters')
+    .sort((a, b) => (a === 'reference' ? -1 : b === 'reference' ? 1 : 0))
+  if (daemons.includes('baseline') && !flagString(args, 'baseline-dir')) throw new InvalidArgumentError('--snapshotters baseline needs --baseline-dir (a source tree with daemon/stargzd.ts)')
   const outGiven = flagString(args, 'out')
   const outDir = resolve(outGiven ?? join('/var/tmp/stargzd-bench', new Date().toISOString().replace(/[:.]/g, '-')))
   const stepTimeout = flagString(args, 'step-timeout-sec')
@@ -71,6 +78,9 @@ export async function run(args: ParsedArgs): Promise<number> {
     outcome = await runBench({
       images,
       modes,
+      daemons,
+      ...(flagString(args, 'baseline-dir') ? { baselineDir: resolve(flagString(args, 'baseline-dir') as string) } : {}),
+      timeline: flagBool(args, 'timeline'),
       runs: flagInt(args, 'runs') ?? 3,
       rateMbit: positiveNumber(flagString(args, 'rate-mbit'), 'rate-mbit', 200),
       rttMs: positiveNumber(flagString(args, 'rtt-ms'), 'rtt-ms', 20, true),
