@@ -6,7 +6,7 @@
  */
 import { access, constants } from 'node:fs/promises'
 import { join } from 'node:path'
-import { openChunkCache } from '../src/mount/registry-source.js'
+import { openChunkCache } from '../src/cache/chunk-cache.js'
 import type { Config } from '../src/config/schema.js'
 import { UnavailableError } from '../src/errors.js'
 import { LazyFileSystem } from '../src/fs/lazy-filesystem.js'
@@ -54,7 +54,8 @@ export async function createFileSystem(cfg: Readonly<Config>, log: Logger, metri
     blob: cfg.blob.force_single_range_mode ? { maxRangesPerRequest: 1 } : {},
   })
   const cacheDir = cfg.cache.dir === '' ? join(cfg.root, 'cache') : cfg.cache.dir
-  const cache = await openChunkCache(cacheDir, { diskBytes: cfg.cache.max_size_mb * 1024 * 1024 })
+  // Owned by the filesystem from here on (its resolver closes it after the last layer).
+  const cache = await openChunkCache(cacheDir, { diskBytes: cfg.cache.max_size_mb * 1024 * 1024, observer: metrics })
   const fs = new LazyFileSystem({
     client,
     cache,
@@ -77,7 +78,7 @@ export async function createFileSystem(cfg: Readonly<Config>, log: Logger, metri
     close: async () => {
       if (closed) return
       closed = true
-      await fs.close()
+      await fs.close() // mounts, then layers, blobs, decode pool, chunk cache
       await client.close()
     },
   }

@@ -85,6 +85,11 @@ export class LimitError extends StargzError {
   constructor(message: string) { super('ERR_LIMIT_EXCEEDED', message) }
 }
 
+/** THE answer to "is this blob not eStargz?" (convert keeps it as is, mount may fetch it whole). */
+export function isNotEstargz(e: unknown): e is FooterError {
+  return e instanceof FooterError
+}
+
 export function isStargzError(e: unknown): e is StargzError {
   return e instanceof StargzError
 }

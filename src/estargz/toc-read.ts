@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { promisify } from 'node:util'
 import { gunzip } from 'node:zlib'
-import { LimitError, StargzError, TocDigestError, TocError } from '../errors.js'
+import { FooterError, LimitError, StargzError, TocDigestError, TocError } from '../errors.js'
 import { parseFooter } from './footer.js'
 import { validateToc } from './toc-validate.js'
 import { DEFAULT_TOC_LIMITS, FOOTER_SIZE, TOC_TAR_NAME, type Footer, type RangeSource, type Toc, type TocLimits } from './types.js'
@@ -49,7 +49,7 @@ export function sha256Digest(buf: Uint8Array): string {
 export async function loadToc(src: RangeSource, opts: LoadTocOptions = {}): Promise<LoadedToc> {
   const limits: TocLimits = { ...DEFAULT_TOC_LIMITS, ...opts.limits }
   const size = src.size
-  if (size < 47) throw new StargzError('ERR_FOOTER_INVALID', `blob is ${size} bytes, too small to be eStargz`)
+  if (size < 47) throw new FooterError(`blob is ${size} bytes, too small to be eStargz`)
   // Guess that the TOC is within the last 64 KiB so small layers cost a single request.
   const guess = Math.min(size, 64 * 1024)
   let tail = await src.read(size - guess, guess, opts.signal)

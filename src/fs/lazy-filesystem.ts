@@ -3,23 +3,25 @@
  * its registry (footer + TOC only, TOC verified against the layer's toc.digest label), mounted
  * read-only with FUSE at the snapshot's fs dir, and served lazily through the chunk cache.
  *
- * Owns: one RegistryClient, one chunk cache, one priority gate shared by every layer (so any
- * on-demand read pauses all background fetching), and the LayerMounts it made.
+ * Owns: one LayerResolver (layers, blobs, the chunk cache, the decode pool), one priority gate
+ * shared by every layer (so any on-demand read pauses all background fetching), and the mounts
+ * it made. The RegistryClient stays its creator's (daemon/filesystem-factory.ts).
  */
 import type { Logger } from 'pino'
 import type { ChunkCache } from '../cache/types.js'
-import { FailedPreconditionError, UnavailableError } from '../errors.js'
-import { LayerMount } from '../fuse/layer-fs.js'
+import { FailedPreconditionError, UnavailableError, errorMessage } from '../errors.js'
 import { isMounted, unmountPath } from '../fuse/unmount.js'
-import { openLayer } from '../layer/layer.js'
+import { LayerResolver, type ResolverStats } from '../layer/resolver.js'
+import type { StargzLayer } from '../layer/layer.js'
 import type { MetricsHooks } from '../metrics/hooks.js'
 import type { RegistryClient } from '../registry/client.js'
-import type { RegistryBlob } from '../registry/blob.js'
 import type { FileSystem, RemoteLayerInfo } from '../snapshot/filesystem.js'
 import { PriorityGate } from '../task/priority-gate.js'
+import { mountLayer, type MountedLayer } from './mount-layer.js'
 
 export interface LazyFileSystemOptions {
   client: RegistryClient
+  /** Owned from here on (through the resolver): closed by close(). */
   cache: ChunkCache
   log: Logger
   metrics: MetricsHooks
@@ -34,13 +36,14 @@ export interface LazyFileSystemOptions {
   attrTimeoutSec: number
   /** How long a successful health check is trusted ([blob] valid_interval; 0 = always check). */
   checkIntervalMs: number
+  /** Keep a layer this long after its last unmount (default: the resolver's, 120 s). */
+  layerTtlMs?: number
 }
 
 const BACKGROUND_GRACE_MS = 2000
 
 interface Mounted {
-  mount: LayerMount
-  blob: RegistryBlob
+  mounted: MountedLayer<StargzLayer>
   info: RemoteLayerInfo
   checkedAt: number
 }
@@ -48,7 +51,8 @@ interface Mounted {
 export class LazyFileSystem implements FileSystem {
   private readonly mounts = new Map<string, Mounted>()
   private readonly gate: PriorityGate
-  private closed = false
+  private readonly resolver: LayerResolver
+  private closing: Promise<void> | undefined
 
   constructor(private readonly o: LazyFileSystemOptions) {
     // Background fetching yields to start-up: a mount counts as on-demand work, and background
@@ -56,6 +60,26 @@ export class LazyFileSystem implements FileSystem {
     // container (gaps of a few hundred ms between the steps) is not slowed by it. Measured with
     // `stargz bench`: background fetch running during start-up cost python3 ~0.2 s (1.26 vs 1.06 s).
     this.gate = new PriorityGate({ backgroundConcurrency: o.backgroundConcurrency, graceMs: BACKGROUND_GRACE_MS })
+    const metrics = o.metrics
+    this.resolver = new LayerResolver({
+      cache: o.cache,
+      gate: this.gate,
+      logger: o.log,
+      noPrefetch: o.noPrefetch,
+      prefetchTimeoutSec: o.prefetchTimeoutSec,
+      noBackgroundFetch: o.noBackgroundFetch,
+      backgroundUnitBytes: o.backgroundUnitBytes,
+      allowUnverified: o.allowUnverified,
+      ...(o.layerTtlMs === undefined ? {} : { ttlMs: o.layerTtlMs }),
+      hooksFor: (digest) => ({
+        onFetch: (ev) => { if (ev.ok) { metrics.fetchedBytes(ev.length, digest); metrics.fetchLatency(ev.durationMs / 1000) } },
+      }),
+    })
+  }
+
+  /** What the resolver holds (tests: a failed mount leaves nothing behind). */
+  resolverStats(): ResolverStats {
+    return this.resolver.stats()
   }
 
   mount(mountpoint: string, info: RemoteLayerInfo, signal?: AbortSignal): Promise<void> {
@@ -63,51 +87,38 @@ export class LazyFileSystem implements FileSystem {
   }
 
   private async mountNow(mountpoint: string, info: RemoteLayerInfo, signal?: AbortSignal): Promise<void> {
-    if (this.closed) throw new UnavailableError('filesystem is shutting down')
+    if (this.closing) throw new UnavailableError(`filesystem is shutting down; not mounting ${info.layerDigest} at ${mountpoint}`)
     if (this.mounts.has(mountpoint)) throw new FailedPreconditionError(`${mountpoint} is already a lazy mount`)
     if (info.tocDigest === undefined && this.o.requireTocDigest) {
       throw new FailedPreconditionError(`layer ${info.layerDigest} has no containerd.io/snapshot/stargz/toc.digest annotation; refusing an unverifiable TOC`)
     }
     const log = this.o.log.child({ digest: info.layerDigest, mountpoint })
     const started = performance.now()
-    const blob = await this.o.client.blob(info.imageRef, info.layerDigest)
-    let mount: LayerMount | undefined
     try {
-      const metrics = this.o.metrics
-      const layer = await openLayer({
+      const lease = await this.resolver.resolve({
         digest: info.layerDigest,
-        source: blob,
-        cache: this.o.cache,
-        gate: this.gate,
-        logger: log,
-        noPrefetch: this.o.noPrefetch,
-        prefetchTimeoutSec: this.o.prefetchTimeoutSec,
-        noBackgroundFetch: this.o.noBackgroundFetch,
-        backgroundUnitBytes: this.o.backgroundUnitBytes,
-        allowUnverified: this.o.allowUnverified,
-        hooks: {
-          onFetch: (ev) => { if (ev.ok) { metrics.fetchedBytes(ev.length, info.layerDigest); metrics.fetchLatency(ev.durationMs / 1000) } },
-          onCacheHit: () => metrics.cacheHit('memory'),
-          onCacheMiss: () => metrics.cacheMiss(),
-        },
         ...(info.tocDigest === undefined ? {} : { tocDigest: info.tocDigest }),
-        ...(signal === undefined ? {} : { signal }),
-      })
-      signal?.throwIfAborted()
-      mount = await LayerMount.mount(layer, mountpoint, {
+        open: () => this.o.client.blob(info.imageRef, info.layerDigest),
+      }, signal)
+      const metrics = this.o.metrics
+      const mounted = await mountLayer(lease, mountpoint, {
         logger: log,
-        closeLayer: true,
         attrTimeoutSec: this.o.attrTimeoutSec,
         onOp: (op, seconds) => metrics.fuseOp(op, seconds),
+        ...(signal === undefined ? {} : { signal }),
       })
-      if (signal?.aborted) throw signal.reason ?? new UnavailableError('mount cancelled')
-      this.mounts.set(mountpoint, { mount, blob, info, checkedAt: Date.now() })
-      log.info({ ms: Math.round(performance.now() - started), tocDigest: layer.tocDigest }, 'lazy-layer-mounted')
+      if (this.closing) {
+        await mounted.close()
+        throw new UnavailableError(`filesystem is shutting down; mount of ${info.layerDigest} at ${mountpoint} undone`)
+      }
+      this.mounts.set(mountpoint, { mounted, info, checkedAt: Date.now() })
+      // The gauge moves where the mount table changes, never around calls that may not mount.
+      metrics.mountedLayers(1)
+      log.info({ ms: Math.round(performance.now() - started), tocDigest: lease.layer.tocDigest }, 'lazy-layer-mounted')
     } catch (e) {
-      // Leave the mountpoint empty and unmounted, as the snapshotter expects on failure.
-      if (mount) await mount.close().catch(() => undefined)
-      else if (await isMounted(mountpoint).catch(() => false)) await unmountPath(mountpoint, { lazyFallback: true }).catch(() => undefined)
-      await blob.close().catch(() => undefined)
+      // Leave the mountpoint empty and unmounted, as the snapshotter expects on failure
+      // (mountLayer undid its own steps; this catches a mount left by an earlier process).
+      if (await isMounted(mountpoint).catch(() => false)) await unmountPath(mountpoint, { lazyFallback: true }).catch(() => undefined)
       throw e
     }
   }
@@ -136,16 +147,23 @@ export class LazyFileSystem implements FileSystem {
       if (await isMounted(mountpoint).catch(() => false)) await unmountPath(mountpoint, { lazyFallback: true })
       return
     }
+    await m.mounted.close()
     this.mounts.delete(mountpoint)
-    await m.mount.close()
-    await m.blob.close().catch(() => undefined)
+    this.o.metrics.mountedLayers(-1)
   }
 
-  /** Unmount everything this filesystem mounted; safe to call twice. */
-  async close(): Promise<void> {
-    this.closed = true
-    for (const mp of [...this.mounts.keys()]) {
-      await this.unmount(mp).catch((e: unknown) => this.o.log.warn({ mountpoint: mp, err: (e as Error).message }, 'unmount failed at shutdown'))
-    }
+  /**
+   * Unmount everything this filesystem mounted, then release the layers, the decode pool and
+   * the chunk cache (the resolver owns them). Safe to call twice.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      for (const mp of [...this.mounts.keys()]) {
+        await this.unmount(mp).catch((e: unknown) => this.o.log.warn({ mountpoint: mp, err: errorMessage(e) }, 'unmount failed at shutdown'))
+      }
+      await this.resolver.close()
+      this.gate.close()
+    })()
+    return this.closing
   }
 }

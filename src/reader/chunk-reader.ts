@@ -131,7 +131,7 @@ export class ChunkReader {
     this.lastEnd.set(name, end)
     if (!sequential || end >= size) return
     const ahead = this.index.chunksInRange(name, end, this.readaheadBytes).filter((r) =>
-      r.digest === undefined ? false : this.cache.peek?.(r.digest) === undefined && !this.flights.has(r.digest))
+      r.digest === undefined ? false : !(this.cache.has?.(r.digest) ?? this.cache.peek?.(r.digest) !== undefined) && !this.flights.has(r.digest))
     if (ahead.length === 0) return
     // 'prefetch' mode: decoded at high priority, and a reader that joins a failed read-ahead
     // fetches for itself. Failures are already logged by the load itself.
