@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { promisify } from 'node:util'
 import { gunzip } from 'node:zlib'
-import { FooterError, LimitError, StargzError, TocDigestError, TocError } from '../errors.js'
+import { FooterError, LimitError, TocDigestError, TocError } from '../errors.js'
 import { parseFooter } from './footer.js'
 import { validateToc } from './toc-validate.js'
 import { DEFAULT_TOC_LIMITS, FOOTER_SIZE, TOC_TAR_NAME, type Footer, type RangeSource, type Toc, type TocLimits } from './types.js'
