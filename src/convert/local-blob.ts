@@ -1,6 +1,6 @@
 /** A RangeSource over a local file (a blob in an OCI layout or in the conversion cache). */
 import { open, type FileHandle } from 'node:fs/promises'
-import { NotFoundError, StargzError } from '../errors.js'
+import { FetchError, InvalidArgumentError, NotFoundError } from '../errors.js'
 import type { RangeSource } from '../estargz/types.js'
 
 export class LocalBlob implements RangeSource {
@@ -20,12 +20,12 @@ export class LocalBlob implements RangeSource {
 
   async read(offset: number, length: number): Promise<Buffer> {
     if (offset < 0 || length < 0 || offset + length > this.size) {
-      throw new StargzError('ERR_INVALID_ARGUMENT', `read of ${length} bytes at ${offset} is outside ${this.path} (size ${this.size})`)
+      throw new InvalidArgumentError(`read of ${length} bytes at ${offset} is outside ${this.path} (size ${this.size})`)
     }
     const buf = Buffer.allocUnsafe(length)
     for (let done = 0; done < length;) {
       const { bytesRead } = await this.fh.read(buf, done, length - done, offset + done)
-      if (bytesRead === 0) throw new StargzError('ERR_FETCH', `${this.path} ends at ${offset + done}, before ${offset + length}`)
+      if (bytesRead === 0) throw new FetchError(`${this.path} ends at ${offset + done}, before ${offset + length}`)
       done += bytesRead
     }
     return buf

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto'
 import { createGunzip, gunzip, gunzipSync } from 'node:zlib'
-import { ChunkDigestError, StargzError } from '../errors.js'
+import { ChunkDigestError, FetchError } from '../errors.js'
 import type { ChunkRef } from './toc-index.js'
 
 /**
@@ -60,12 +60,12 @@ export async function inflateChunk(member: Buffer, ref: ChunkRef): Promise<Buffe
     out = member.length < SYNC_BELOW ? gunzipSync(member, { maxOutputLength: cap }) : await inflateAsync(member, cap)
   } catch (e) {
     if (!isTooLarge(e)) {
-      throw new StargzError('ERR_FETCH', `gzip member of ${JSON.stringify(ref.name)} at blob offset ${ref.compressedOffset} does not inflate: ${(e as Error).message}`, { cause: e })
+      throw new FetchError(`gzip member of ${JSON.stringify(ref.name)} at blob offset ${ref.compressedOffset} does not inflate: ${(e as Error).message}`, { file: ref.name, blobOffset: ref.compressedOffset }, undefined, { cause: e })
     }
     out = await inflatePrefixStreaming(member, ref.chunkSize)
   }
   if (out.length < ref.chunkSize) {
-    throw new StargzError('ERR_FETCH', `gzip member of ${JSON.stringify(ref.name)} at blob offset ${ref.compressedOffset} holds ${out.length} bytes, chunk needs ${ref.chunkSize}`)
+    throw new FetchError(`gzip member of ${JSON.stringify(ref.name)} at blob offset ${ref.compressedOffset} holds ${out.length} bytes, chunk needs ${ref.chunkSize}`, { file: ref.name, blobOffset: ref.compressedOffset })
   }
   return out.length === ref.chunkSize ? out : out.subarray(0, ref.chunkSize)
 }

@@ -20,7 +20,7 @@ import { EstargzReader } from '../estargz/reader.js'
 import type { ChunkDecoder } from '../estargz/chunk-decoder.js'
 import type { ChunkRef } from '../estargz/toc-index.js'
 import type { TocEntry, TocLimits } from '../estargz/types.js'
-import { FailedPreconditionError, isStargzError, StargzError } from '../errors.js'
+import { FailedPreconditionError, isStargzError, TimeoutError } from '../errors.js'
 import type { ChunkCache } from '../cache/types.js'
 import { ChunkReader, type MultiRangeSource, type ReaderCounters, type ReaderHooks } from '../reader/chunk-reader.js'
 import { childLogger, silentLogger, type Logger } from '../reader/logger.js'
@@ -254,7 +254,7 @@ export class StargzLayer implements Layer {
     // Our own timer rather than AbortSignal.timeout: that one is unref'd, so a process with
     // nothing else to do would exit instead of timing out; this one is cleared when done.
     const timeout = new AbortController()
-    const timer = setTimeout(() => timeout.abort(new StargzError('ERR_TIMEOUT', `prefetch of ${end} bytes of layer ${this.digest} took longer than ${timeoutSec} s (prefetch_timeout_sec)`)), timeoutSec * 1000)
+    const timer = setTimeout(() => timeout.abort(new TimeoutError(`prefetch of ${end} bytes of layer ${this.digest} took longer than ${timeoutSec} s (prefetch_timeout_sec)`)), timeoutSec * 1000)
     const signal = AbortSignal.any([this.stop.signal, timeout.signal])
     const started = performance.now()
     const before = this.chunkReader.stats().bytesFetched

@@ -18,7 +18,7 @@ import { Worker } from 'node:worker_threads'
 import { gunzipSync } from 'node:zlib'
 import { inflateChunk, verifyChunk, type ChunkDecoder } from '../estargz/chunk-decoder.js'
 import type { ChunkRef } from '../estargz/toc-index.js'
-import { ChunkDigestError, StargzError, UnavailableError } from '../errors.js'
+import { ChunkDigestError, FetchError, UnavailableError } from '../errors.js'
 import { sha256Sync } from '../cache/hash.js'
 import { WORKER_SOURCE } from './worker-script.js'
 
@@ -108,9 +108,9 @@ export class WorkerChunkDecoder implements PriorityChunkDecoder {
       return data
     }
     if (reply.short !== undefined) {
-      throw new StargzError('ERR_FETCH', `gzip member of ${JSON.stringify(ref.name)} at blob offset ${ref.compressedOffset} holds ${reply.short} bytes, chunk needs ${ref.chunkSize}`)
+      throw new FetchError(`gzip member of ${JSON.stringify(ref.name)} at blob offset ${ref.compressedOffset} holds ${reply.short} bytes, chunk needs ${ref.chunkSize}`, { file: ref.name, blobOffset: ref.compressedOffset })
     }
-    throw new StargzError('ERR_FETCH', `gzip member of ${JSON.stringify(ref.name)} at blob offset ${ref.compressedOffset} does not inflate: ${reply.error ?? 'unknown error'}`)
+    throw new FetchError(`gzip member of ${JSON.stringify(ref.name)} at blob offset ${ref.compressedOffset} does not inflate: ${reply.error ?? 'unknown error'}`, { file: ref.name, blobOffset: ref.compressedOffset })
   }
 
   private decodeSync(member: Buffer, ref: ChunkRef): Buffer {
@@ -119,10 +119,10 @@ export class WorkerChunkDecoder implements PriorityChunkDecoder {
     try {
       out = gunzipSync(member, { maxOutputLength: ref.chunkSize + TRAILER_SLACK })
     } catch (e) {
-      throw new StargzError('ERR_FETCH', `gzip member of ${JSON.stringify(ref.name)} at blob offset ${ref.compressedOffset} does not inflate: ${(e as Error).message}`, { cause: e })
+      throw new FetchError(`gzip member of ${JSON.stringify(ref.name)} at blob offset ${ref.compressedOffset} does not inflate: ${(e as Error).message}`, { file: ref.name, blobOffset: ref.compressedOffset }, undefined, { cause: e })
     }
     if (out.length < ref.chunkSize) {
-      throw new StargzError('ERR_FETCH', `gzip member of ${JSON.stringify(ref.name)} at blob offset ${ref.compressedOffset} holds ${out.length} bytes, chunk needs ${ref.chunkSize}`)
+      throw new FetchError(`gzip member of ${JSON.stringify(ref.name)} at blob offset ${ref.compressedOffset} holds ${out.length} bytes, chunk needs ${ref.chunkSize}`, { file: ref.name, blobOffset: ref.compressedOffset })
     }
     const data = out.subarray(0, ref.chunkSize)
     if (ref.digest !== undefined) {

@@ -3,7 +3,7 @@ import { writeFile, rm, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { pino, type Logger } from 'pino'
-import { StargzError, UnavailableError } from '../../src/errors.js'
+import { FooterError, UnavailableError } from '../../src/errors.js'
 import type { FileSystem, RemoteLayerInfo } from '../../src/snapshot/filesystem.js'
 
 export class FakeFileSystem implements FileSystem {
@@ -21,7 +21,7 @@ export class FakeFileSystem implements FileSystem {
     if (this.hang) {
       await new Promise<void>((_, reject) => signal?.addEventListener('abort', () => reject(signal.reason)))
     }
-    if (this.failDigests.has(layer.layerDigest)) throw new StargzError('ERR_FOOTER_INVALID', `layer ${layer.layerDigest} is not eStargz`)
+    if (this.failDigests.has(layer.layerDigest)) throw new FooterError(`layer ${layer.layerDigest} is not eStargz`)
     await writeFile(join(mountpoint, '.fake-mounted'), layer.layerDigest)
     this.mounted.set(mountpoint, layer)
   }
