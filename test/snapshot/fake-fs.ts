@@ -15,11 +15,18 @@ export class FakeFileSystem implements FileSystem {
   unhealthy = new Set<string>()
   /** When set, mount waits for the abort signal (to test deadlines). */
   hang = false
+  /** When set, mount waits for the abort signal and then lands anyway (a mount that is late). */
+  landLate = false
+  /** Unmount throws (the mount stays). */
+  failUnmount = false
 
   async mount(mountpoint: string, layer: RemoteLayerInfo, signal?: AbortSignal): Promise<void> {
     this.mountCalls.push({ mountpoint, layer })
     if (this.hang) {
       await new Promise<void>((_, reject) => signal?.addEventListener('abort', () => reject(signal.reason)))
+    }
+    if (this.landLate) {
+      await new Promise<void>((resolve) => signal?.addEventListener('abort', () => resolve()))
     }
     if (this.failDigests.has(layer.layerDigest)) throw new FooterError(`layer ${layer.layerDigest} is not eStargz`)
     await writeFile(join(mountpoint, '.fake-mounted'), layer.layerDigest)
@@ -33,6 +40,7 @@ export class FakeFileSystem implements FileSystem {
 
   async unmount(mountpoint: string): Promise<void> {
     this.unmounts.push(mountpoint)
+    if (this.failUnmount && this.mounted.has(mountpoint)) throw new UnavailableError(`${mountpoint} is busy`)
     if (this.mounted.delete(mountpoint)) {
       await rm(join(mountpoint, '.fake-mounted'), { force: true })
       if ((await readdir(mountpoint).catch(() => [])).length > 0) throw new Error('left files behind')
