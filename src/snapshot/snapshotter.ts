@@ -230,15 +230,17 @@ export class Snapshotter {
    * At start-up, before serving: detach mounts a previous process left under snapshots/ (a dead
    * FUSE server's mounts answer ENOTCONN), mount every remote snapshot again, sweep orphans.
    * Failures are reported, not fatal: Mounts() on a layer that did not come back says Unavailable.
+   * `signal` (shutdown) stops starting new mounts; the ones in progress finish (each under its
+   * deadline) before this resolves, so close() afterwards sees every mount that was made.
    */
-  async restore(): Promise<RestoreReport> {
+  async restore(signal?: AbortSignal): Promise<RestoreReport> {
     const before = await detachAllUnder(this.paths.snapshots)
     if (before.length > 0) this.log.warn({ mounts: before }, 'stale mounts could not be detached')
     const remotes = this.store.read((db) => listRecords(db, undefined)).filter((r) => isRemote(r.labels))
     const report: RestoreReport = { restored: [], failed: [], staleMounts: before.length }
     const queue = [...remotes]
     const worker = async (): Promise<void> => {
-      for (let rec = queue.shift(); rec; rec = queue.shift()) {
+      for (let rec = queue.shift(); rec && !signal?.aborted; rec = queue.shift()) {
         const mp = this.paths.fs(rec.id)
         try {
           await mkdir(mp, { recursive: true })
@@ -252,6 +254,10 @@ export class Snapshotter {
       }
     }
     await Promise.all([worker(), worker(), worker(), worker()])
+    if (signal?.aborted) {
+      this.log.info({ restored: report.restored.length, skipped: remotes.length - report.restored.length - report.failed.length }, 'restore stopped by shutdown')
+      return report
+    }
     const orphans = await this.cleanup()
     if (orphans.length > 0) this.log.info({ dirs: orphans }, 'removed orphan snapshot directories')
     return report
