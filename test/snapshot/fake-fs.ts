@@ -3,7 +3,7 @@ import { writeFile, rm, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { pino, type Logger } from 'pino'
-import { FooterError, UnavailableError } from '../../src/errors.js'
+import { FailedPreconditionError, FooterError, UnavailableError } from '../../src/errors.js'
 import type { FileSystem, RemoteLayerInfo } from '../../src/snapshot/filesystem.js'
 
 export class FakeFileSystem implements FileSystem {
@@ -22,6 +22,8 @@ export class FakeFileSystem implements FileSystem {
 
   async mount(mountpoint: string, layer: RemoteLayerInfo, signal?: AbortSignal): Promise<void> {
     this.mountCalls.push({ mountpoint, layer })
+    signal?.throwIfAborted()
+    if (this.mounted.has(mountpoint)) throw new FailedPreconditionError(`${mountpoint} is already mounted`)
     if (this.hang) {
       await new Promise<void>((_, reject) => signal?.addEventListener('abort', () => reject(signal.reason)))
     }

@@ -36,6 +36,7 @@ t.test('mountWithDeadline: a late mount that cannot be undone is a TimeoutError 
 
   // Landed late but undone: a plain timeout, nothing left on the directory.
   fs.failUnmount = false
+  await fs.unmount(dir)
   const undone = await mountWithDeadline(fs, dir, { imageRef: 'r', layerDigest: 'sha256:late', labels: {} }, 20, 10_000).then(() => undefined, (e: unknown) => e)
   t.ok(undone instanceof TimeoutError)
   t.equal((undone as TimeoutError).mayHoldMount, false)
