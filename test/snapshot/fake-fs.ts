@@ -17,6 +17,8 @@ export class FakeFileSystem implements FileSystem {
   hang = false
   /** When set, mount waits for the abort signal and then lands anyway (a mount that is late). */
   landLate = false
+  /** When set, every mount waits for it (to hold mounts in progress). */
+  gate: Promise<void> | undefined
   /** Unmount throws (the mount stays). */
   failUnmount = false
 
@@ -27,6 +29,7 @@ export class FakeFileSystem implements FileSystem {
     if (this.hang) {
       await new Promise<void>((_, reject) => signal?.addEventListener('abort', () => reject(signal.reason)))
     }
+    if (this.gate) await this.gate
     if (this.landLate) {
       await new Promise<void>((resolve) => signal?.addEventListener('abort', () => resolve()))
     }
