@@ -164,7 +164,17 @@ export class LayerResolver {
     const abort = new AbortController()
     const entry: Entry = { digest: spec.digest, refs: 0, ready: Promise.resolve(undefined as unknown as StargzLayer), layer: undefined, abort, timer: undefined }
     entry.ready = (async () => {
-      const blob = this.counted(await spec.open(abort.signal))
+      // Stop waiting for the blob on abort (close, abandoned): an open that lands later is
+      // closed at once instead of leaking.
+      const opening = spec.open(abort.signal)
+      let raw: MultiRangeSource
+      try {
+        raw = await raceAbort(opening, abort.signal)
+      } catch (err) {
+        void opening.then((b) => b.close?.(), () => undefined).catch(() => undefined)
+        throw err
+      }
+      const blob = this.counted(raw)
       try {
         const hooks = this.o.hooksFor?.(spec.digest)
         const opts: OpenLayerOptions = {
