@@ -17,8 +17,8 @@ import { LayerMount, type LayerMountOptions } from '../src/fuse/layer-fs.js'
 import { InodeTable } from '../src/fuse/inode-table.js'
 import { unmountPath } from '../src/fuse/unmount.js'
 import { openLayer } from '../src/layer/layer.js'
-import { buildMiniEstargz, type MiniFile } from '../test/helpers/mini-estargz.js'
-import { FileRangeSource } from '../src/cli/source.js'
+import { buildMiniEstargz, type MiniFile } from '../harness/mini-estargz.js'
+import { FileRangeSource } from '../src/estargz/file-source.js'
 
 const run = promisify(execFile)
 const arg = (name: string, dflt: number): number => {

@@ -15,12 +15,12 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { convertLayer } from '../src/estargz/writer.js'
 import { EstargzReader } from '../src/estargz/reader.js'
-import { FileRangeSource } from '../src/cli/source.js'
+import { FileRangeSource } from '../src/estargz/file-source.js'
 import { RegistryClient } from '../src/registry/client.js'
 import { TOC_DIGEST_ANNOTATION } from '../src/estargz/types.js'
-import { startRegistry } from '../test/helpers/registry.js'
-import { buildImage } from '../test/helpers/image.js'
-import { unmountUnder } from '../test/helpers/containerd.js'
+import { startRegistry } from '../harness/registry.js'
+import { buildImage } from '../harness/image.js'
+import { unmountUnder } from '../harness/containerd.js'
 
 const run = promisify(execFile)
 const argNum = (name: string, d: number): number => {

@@ -23,14 +23,14 @@ import { DirCache } from '../src/cache/dir-cache.js'
 import { MemoryCache } from '../src/cache/memory-cache.js'
 import { TieredCache } from '../src/cache/tiered-cache.js'
 import type { ChunkCache } from '../src/cache/types.js'
-import { FileRangeSource } from '../src/cli/source.js'
+import { FileRangeSource } from '../src/estargz/file-source.js'
 import { ChunkDigestError, FetchError } from '../src/errors.js'
 import type { ChunkDecoder } from '../src/estargz/chunk-decoder.js'
 import { EstargzReader } from '../src/estargz/reader.js'
 import type { ChunkRef } from '../src/estargz/toc-index.js'
 import { ChunkReader } from '../src/reader/chunk-reader.js'
 import { WorkerChunkDecoder } from '../src/reader/worker-decoder.js'
-import { buildMiniEstargz } from '../test/helpers/mini-estargz.js'
+import { buildMiniEstargz } from '../harness/mini-estargz.js'
 
 const MB = Number(process.env.BENCH_MB ?? 256)
 const CHUNK = Number(process.env.BENCH_CHUNK_KB ?? 1024) * 1024

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { promisify } from 'node:util'
-import { startRegistry } from '../test/helpers/registry.js'
+import { startRegistry } from '../harness/registry.js'
 import { RegistryClient } from '../src/registry/client.js'
 import { StaticCredentials } from '../src/registry/credentials.js'
 

@@ -50,6 +50,8 @@ export async function createFileSystem(cfg: Readonly<Config>, log: Logger, metri
       backoffBaseMs: cfg.blob.min_wait_msec,
       backoffMaxMs: cfg.blob.max_wait_msec,
       bodyTimeoutMs: cfg.blob.fetching_timeout_sec * 1000,
+      // The reference's fetching_timeout_sec bounds a whole fetch, not only the gaps in its body.
+      requestDeadlineMs: cfg.blob.fetching_timeout_sec * 1000,
     },
     blob: cfg.blob.force_single_range_mode ? { maxRangesPerRequest: 1 } : {},
   })

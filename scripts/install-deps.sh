@@ -13,7 +13,7 @@ if ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.
 fi
 
 # Debian packages:
-#   containerd runc .............. real containerd + runtime (test/helpers/containerd.ts)
+#   containerd runc .............. real containerd + runtime (harness/containerd.ts)
 #   stargz-snapshotter ........... ctr-remote (rpull, and the reference converter to compare)
 #   docker-registry skopeo ....... a real registry, pushing OCI layouts into it
 #   fuse3 libfuse2 ............... FUSE mounts (fuse-native links libfuse.so.2; fusermount3)

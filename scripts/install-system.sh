@@ -8,8 +8,11 @@ PREFIX=${PREFIX:-/opt/stargzd}
 
 bash scripts/install-deps.sh
 install -d "$PREFIX"
-# The runtime needs dist/, proto/ (loaded at run time), node_modules/ and package.json.
-tar -cf - dist proto node_modules package.json config | tar -xf - -C "$PREFIX"
+# The runtime needs the build of src/ and daemon/ (npm run build: tsconfig.build.json), proto/
+# (loaded at run time), node_modules/ and package.json; never tests, harness or benchmarks.
+[[ -f dist/daemon/stargzd.js && -f dist/src/cli/main.js ]] || { echo "run 'npm run build' first" >&2; exit 1; }
+rm -rf "$PREFIX/dist"
+tar -cf - dist/src dist/daemon proto node_modules package.json config | tar -xf - -C "$PREFIX"
 for bin in stargzd:dist/daemon/stargzd.js stargz:dist/src/cli/main.js; do
   name=${bin%%:*}; target=${bin#*:}
   printf '#!/bin/sh\nexec node %s/%s "$@"\n' "$PREFIX" "$target" > "/usr/local/bin/$name"

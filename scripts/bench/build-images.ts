@@ -4,8 +4,8 @@
  *
  *   node --import tsx scripts/bench/build-images.ts [busybox|python3|huge ...] [--push 127.0.0.1:5000] [--json]
  */
-import { BENCH_IMAGES, buildBenchImage, type BenchImage, type BenchImageName } from '../../bench/lib/images.js'
-import { pushOciLayout } from '../../bench/lib/oci-image.js'
+import { BENCH_IMAGES, buildBenchImage, type BenchImage, type BenchImageName } from '../../src/bench/image/images.js'
+import { pushOciLayout } from '../../src/bench/image/oci-image.js'
 
 function parse(argv: string[]): { names: BenchImageName[]; push?: string; json: boolean } {
   const names: BenchImageName[] = []

@@ -1,5 +1,5 @@
 /**
- * Measure what the emulated WAN link (bench/lib/wan-link.ts) really gives, with a real
+ * Measure what the emulated WAN link (src/bench/link/wan-link.ts) really gives, with a real
  * docker-registry behind it and curl in front:
  *   - throughput: GET of a 50 MB blob (5 runs);
  *   - latency: a small GET (/v2/) on a new connection and on a kept-alive one (10 runs each).
@@ -9,8 +9,8 @@
 import { execFile } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { promisify } from 'node:util'
-import { createWanLink, installSignalCleanup } from '../../bench/lib/wan-link.js'
-import { startRegistry } from '../../test/helpers/registry.js'
+import { createWanLink, installSignalCleanup } from '../../src/bench/link/wan-link.js'
+import { startRegistry } from '../../harness/registry.js'
 
 const execFileP = promisify(execFile)
 

@@ -4,7 +4,7 @@
  * digest + uncompressed size annotations on each layer descriptor (what stargzd needs to mount a
  * layer lazily).
  *
- * (bench/lib/oci-image.ts's LayerEncoder hook cannot do this: the config's diff_ids there are the
+ * (image/oci-image.ts's LayerEncoder hook cannot do this: the config's diff_ids there are the
  * sha256 of the input tars, while an eStargz blob decompresses to a different tar — entries
  * reordered, landmark and TOC entries added — so containerd's unpack would reject them.)
  *
@@ -23,7 +23,7 @@ import { convertLayer } from '../estargz/writer.js'
 import { TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from '../estargz/types.js'
 import {
   MEDIA_TYPE_INDEX, MEDIA_TYPE_LAYER_GZIP, MEDIA_TYPE_MANIFEST, type BuiltLayer, type BuiltLayout, type Descriptor,
-} from '../../bench/lib/oci-image.js'
+} from './image/oci-image.js'
 
 export interface EstargzLayoutOptions {
   /** Per layer (0 = bottom): paths to put first, in order. Missing or empty: none. */

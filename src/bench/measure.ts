@@ -14,8 +14,8 @@
  * fetched by the time the first output line arrived counts too.
  */
 import { randomBytes } from 'node:crypto'
-import type { WanLink } from '../../bench/lib/wan-link.js'
-import type { Workload } from '../../bench/lib/images.js'
+import type { WanLink } from './link/wan-link.js'
+import type { Workload } from './image/images.js'
 import { startBenchContainerd, type BenchContainerd } from './containerd.js'
 import { dropPageCache, onCleanup, runUntilLine, throwIfCancelled, timed } from './proc.js'
 import { startBenchStargzd, type BenchStargzd } from './stargzd.js'

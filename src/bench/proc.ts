@@ -215,7 +215,7 @@ async function runAllCleanups(): Promise<void> {
 function onSignal(sig: NodeJS.Signals): void {
   const now = performance.now()
   if (signalledAt !== undefined) {
-    // bench/lib/wan-link's handler re-raises the first signal at once; a later one is the user's
+    // link/wan-link's handler re-raises the first signal at once; a later one is the user's
     // second ^C: stop waiting.
     if (now - signalledAt > 1000) {
       process.stderr.write(`stargz bench: second ${sig}, exiting without waiting for cleanup\n`)

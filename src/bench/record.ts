@@ -12,17 +12,18 @@
  */
 import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { mkdir, mkdtemp, open, readFile, rename, rm, rmdir, writeFile, type FileHandle } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
 import { openChunkCache } from '../cache/chunk-cache.js'
 import { cleanEntryName } from '../estargz/entry-order.js'
-import type { RangeSource, TocEntry } from '../estargz/types.js'
+import { FileRangeSource } from '../estargz/file-source.js'
+import type { TocEntry } from '../estargz/types.js'
 import { LayerResolver } from '../layer/resolver.js'
 import { silentLogger } from '../log/logger.js'
 import { ImageMount, type ImageSource, type LayerDescriptor } from '../mount/image-mount.js'
 import { runWorkload, workloadFor } from '../optimize/workload.js'
-import type { BuiltLayout } from '../../bench/lib/oci-image.js'
+import type { BuiltLayout } from './image/oci-image.js'
 import { mountsUnder, onCleanup } from './proc.js'
 
 export interface RecordResult {
@@ -35,27 +36,6 @@ export interface RecordResult {
 }
 
 const FORMAT = 1
-
-/** A RangeSource over a blob file of the layout. */
-class FileSource implements RangeSource {
-  private constructor(private readonly fh: FileHandle, readonly size: number) {}
-  static async open(path: string): Promise<FileSource> {
-    const fh = await open(path, 'r')
-    return new FileSource(fh, (await fh.stat()).size)
-  }
-  async read(offset: number, length: number): Promise<Buffer> {
-    const buf = Buffer.allocUnsafe(length)
-    for (let done = 0; done < length;) {
-      const { bytesRead } = await this.fh.read(buf, done, length - done, offset + done)
-      if (bytesRead === 0) throw new Error(`blob ends at ${offset + done}, before ${offset + length}`)
-      done += bytesRead
-    }
-    return buf
-  }
-  async close(): Promise<void> {
-    await this.fh.close().catch(() => undefined)
-  }
-}
 
 export interface RecordOptions {
   /** Workload argv (replaces the image's entrypoint + cmd). */
@@ -91,7 +71,7 @@ export async function recordAccessedFiles(layout: BuiltLayout, opts: RecordOptio
   const descs: LayerDescriptor[] = layout.layers.map((l) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType, ...(l.annotations ? { annotations: l.annotations } : {}) }))
   const source: ImageSource = {
     resolveLayers: async () => ({ name: layout.tag, layers: descs }),
-    blob: (_ref, desc) => FileSource.open(join(layout.dir, 'blobs', 'sha256', desc.digest.slice(7))),
+    blob: (_ref, desc) => FileRangeSource.open(join(layout.dir, 'blobs', 'sha256', desc.digest.slice(7))),
   }
   const logger = silentLogger()
   // Owns the cache, the decode pool and the layers; no prefetch, so the record is the workload's.

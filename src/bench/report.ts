@@ -2,7 +2,7 @@
  * Results of `stargz bench`: medians per image × mode, the Markdown table, the JSON document and
  * the chart.
  */
-import { renderStackedBarChart } from '../../bench/lib/chart.js'
+import { renderStackedBarChart } from './chart.js'
 import type { BenchMode, RunSample } from './measure.js'
 
 export interface ImageInfo {

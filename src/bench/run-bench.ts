@@ -1,12 +1,12 @@
 /**
  * `stargz bench`: HelloBench-style start-up benchmark on this machine.
  *
- *  1. Images (cached under the fixture dir): each bench image as built by bench/lib/images.ts
+ *  1. Images (cached under the fixture dir): each bench image as built by src/bench/image/images.ts
  *     (gzip, for `legacy`), converted to eStargz without priorities (`estargz-noopt`), and
  *     converted with the files its workload opened first (`estargz`; recorded by running the
  *     workload once on a lazy mount of the unoptimized image).
  *  2. A docker-registry on 127.0.0.1 (temp dir); every form pushed to it directly.
- *  3. The WAN link (tbf + delay, bench/lib/wan-link.ts) in front of it: containerd and stargzd
+ *  3. The WAN link (tbf + delay, src/bench/link/wan-link.ts) in front of it: containerd and stargzd
  *     only ever see the link's address.
  *  4. For each run, image and mode (interleaved, so drift spreads over all modes): a cold
  *     measurement (measure.ts): fresh containerd, fresh stargzd, dropped page cache.
@@ -17,9 +17,9 @@ import { mkdir, writeFile } from 'node:fs/promises'
 import { cpus, release } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { buildBenchImage, type BenchImageName } from '../../bench/lib/images.js'
-import { layoutSizes, pushOciLayout, type BuiltLayout } from '../../bench/lib/oci-image.js'
-import { createWanLink, type WanLink } from '../../bench/lib/wan-link.js'
+import { buildBenchImage, type BenchImageName } from './image/images.js'
+import { layoutSizes, pushOciLayout, type BuiltLayout } from './image/oci-image.js'
+import { createWanLink, type WanLink } from './link/wan-link.js'
 import { estargzLayout } from './estargz-image.js'
 import { measureOnce, type BenchMode } from './measure.js'
 import { CancelledError, onCleanup, throwIfCancelled } from './proc.js'
@@ -37,7 +37,7 @@ export interface BenchOptions {
   rttMs: number
   /** Where results.json, results.md and chart.svg go; undefined: nowhere. */
   outDir?: string
-  /** Workload name in bench/lib/images.ts; default "hello". */
+  /** Workload name in src/bench/image/images.ts; default "hello". */
   workload?: string
   fixtureDir: string
   dropCaches: boolean

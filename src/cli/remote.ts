@@ -18,7 +18,7 @@ import { DEFAULT_HOSTS_DIR } from '../registry/hosts.js'
 import type { Descriptor } from '../registry/manifest.js'
 import { formatReference, parseReference, type Reference } from '../registry/reference.js'
 import { flagBool, flagString, type ParsedArgs } from './args.js'
-import { FileRangeSource } from './source.js'
+import { FileRangeSource } from '../estargz/file-source.js'
 
 export const remoteFlagSpec = {
   values: ['platform', 'hosts-dir', 'layer'],

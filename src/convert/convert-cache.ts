@@ -9,15 +9,20 @@
  * Blobs and result files are written to a temp file and renamed, results after their blob, so a
  * crash leaves at worst an orphan blob. A hit is trusted only if its blob has the recorded size;
  * readers of the blob re-verify its digest (RegistryOutput, the copy into a layout).
+ *
+ * The cache holds converted private images: files are 0600 in 0700 directories (whatever the
+ * umask), so a local user cannot read a layer they could not pull.
  */
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdir, open, readFile, rename, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises'
+import { chmod, mkdir, open, readFile, rename, stat, unlink, writeFile, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { convertLayer, type ConvertResult } from '../estargz/writer.js'
 
 /** Bump when the writer's output for the same input and options changes. */
 const CACHE_FORMAT = 1
+const DIR_MODE = 0o700
+const FILE_MODE = 0o600
 
 /** A layer's bytes; `finish` reads what the converter left and checks the digest. */
 export interface LayerInput extends AsyncIterable<Buffer> {
@@ -70,7 +75,14 @@ export class ConvertCache {
   private constructor(readonly dir: string) {}
 
   static async open(dir: string): Promise<ConvertCache> {
-    await Promise.all(['blobs/sha256', 'results', 'tmp'].map((d) => mkdir(join(dir, d), { recursive: true })))
+    // New directories (the default's parents too) are 0700. A --cache-dir that exists already is
+    // the user's to set; the directories inside it are ours, and are tightened even when an older
+    // version made them 0755 (mkdir's mode applies only to what it creates).
+    await mkdir(dir, { recursive: true, mode: DIR_MODE })
+    for (const d of ['blobs', 'blobs/sha256', 'results', 'tmp']) {
+      await mkdir(join(dir, d), { recursive: true, mode: DIR_MODE })
+      await chmod(join(dir, d), DIR_MODE)
+    }
     return new ConvertCache(dir)
   }
 
@@ -109,7 +121,7 @@ export class ConvertCache {
     const dest = this.blobPath(digest)
     try { await stat(dest); return dest } catch { /* not here yet */ }
     const tmp = join(this.tmpDir, `${digest.replace(/^sha256:/, '')}.${randomBytes(6).toString('hex')}.partial`)
-    const fh = await open(tmp, 'wx', 0o644)
+    const fh = await open(tmp, 'wx', FILE_MODE)
     const src = input()
     try {
       for await (const b of src) await fh.write(b)
@@ -129,7 +141,7 @@ export class ConvertCache {
     const hit = await this.get(key)
     if (hit) return hit
     const tmp = join(this.tmpDir, `${key}.${randomBytes(6).toString('hex')}.partial`)
-    const out = new CountingFile(await open(tmp, 'wx', 0o644), hooks.onWritten)
+    const out = new CountingFile(await open(tmp, 'wx', FILE_MODE), hooks.onWritten)
     let result: ConvertResult
     const src = input()
     try {
@@ -151,9 +163,9 @@ export class ConvertCache {
     }
     const record: Omit<CachedConversion, 'path' | 'cached'> = { ...result, inputDigest }
     const rp = this.resultPath(key)
-    await mkdir(join(rp, '..'), { recursive: true })
+    await mkdir(join(rp, '..'), { recursive: true, mode: DIR_MODE })
     const rtmp = `${rp}.${randomBytes(6).toString('hex')}.tmp`
-    await writeFile(rtmp, JSON.stringify(record))
+    await writeFile(rtmp, JSON.stringify(record), { mode: FILE_MODE, flag: 'wx' })
     await rename(rtmp, rp)
     return { ...record, path: this.blobPath(result.digest), cached: false }
   }

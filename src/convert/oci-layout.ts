@@ -16,7 +16,7 @@ import { parseDescriptor, parseManifest, sha256Digest, verifyDigest, type Descri
 import { OCI_INDEX } from '../registry/media-types.js'
 import { fileStream } from './blob-stream.js'
 import type { BlobPlacement, FetchedDocument, ImageInput, ImageOutput } from './image-io.js'
-import { LocalBlob } from './local-blob.js'
+import { FileRangeSource } from '../estargz/file-source.js'
 
 export const REF_NAME_ANNOTATION = 'org.opencontainers.image.ref.name'
 const MAX_DOC_BYTES = 16 << 20
@@ -84,7 +84,7 @@ export class OciLayoutInput implements ImageInput {
 
   readBlob(desc: Descriptor): Promise<Buffer> { return readVerified(this.dir, desc, MAX_DOC_BYTES) }
 
-  openBlob(desc: Descriptor): Promise<RangeSource> { return LocalBlob.open(blobPath(this.dir, desc.digest)) }
+  openBlob(desc: Descriptor): Promise<RangeSource> { return FileRangeSource.open(blobPath(this.dir, desc.digest)) }
 
   streamBlob(desc: Descriptor, onBytes?: (n: number) => void): AsyncIterable<Buffer> {
     return fileStream(blobPath(this.dir, desc.digest), desc.digest, desc.size, onBytes)

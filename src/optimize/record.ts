@@ -17,7 +17,7 @@ import { ImageMount, type ImageSource, type LayerDescriptor } from '../mount/ima
 import type { ImageInput } from '../convert/image-io.js'
 import type { SourceImage } from '../convert/image-plan.js'
 import type { LayerOutcome } from '../convert/layer-job.js'
-import { LocalBlob } from '../convert/local-blob.js'
+import { FileRangeSource } from '../estargz/file-source.js'
 import type { PrioritizedRecord } from '../convert/prioritized-list.js'
 import { runWorkload, workloadFor, type RunResult, type WorkloadOverrides } from './workload.js'
 
@@ -50,7 +50,7 @@ export async function recordAccesses(input: ImageInput, image: SourceImage, laye
     resolveLayers: async () => ({ name: `${input.name}@${image.doc.digest}`, layers: descs }),
     blob: async (_ref, desc): Promise<RangeSource> => {
       const l = layers[position.get(desc) as number] as LayerOutcome
-      return l.path !== undefined ? LocalBlob.open(l.path) : input.openBlob(l.source)
+      return l.path !== undefined ? FileRangeSource.open(l.path) : input.openBlob(l.source)
     },
   }
   // Owns the cache, the decode pool and the layers; nothing is fetched ahead (the record must

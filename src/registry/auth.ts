@@ -6,6 +6,11 @@
  * when we hold an identity token), cache it per (realm, service, scopes) until `issued_at +
  * expires_in` (default 60 s) minus a margin, and fetch a fresh one when the registry answers 401
  * to a token we sent. Concurrent requests needing the same token share one fetch.
+ *
+ * Credentials are looked up by the host of the endpoint that asked (`credHost`: the mirror's own
+ * host for a mirror), and tokens are cached per host too, so one endpoint's secret never travels
+ * to another. A token realm over plain http is refused for an https endpoint: the credentials
+ * (and the token) would cross the network in clear for a registry the user reached over TLS.
  */
 import { AuthError, type RequestContext } from './errors.js'
 import type { Credential, CredentialProvider } from './credentials.js'
@@ -92,10 +97,10 @@ export class Authenticator {
    * The Authorization header for a request to `origin`, or undefined when the endpoint has not
    * asked for auth yet. May fetch a token when the cached one expired.
    */
-  async authorize(origin: string, registry: string, scopes: string[], ctx: RequestContext, tls?: TlsOptions): Promise<string | undefined> {
+  async authorize(origin: string, credHost: string, scopes: string[], ctx: RequestContext, tls?: TlsOptions): Promise<string | undefined> {
     const ep = this.endpoints.get(origin)
     if (!ep) return undefined
-    return this.headerFor(ep.challenge, registry, scopes, ctx, tls, undefined)
+    return this.headerFor(origin, ep.challenge, credHost, scopes, ctx, tls, undefined)
   }
 
   /**
@@ -103,7 +108,7 @@ export class Authenticator {
    * Authorization header the refused request carried (its token is dropped from the cache).
    * Throws AuthError when there is nothing better to send.
    */
-  async onUnauthorized(origin: string, registry: string, scopes: string[], wwwAuthenticate: string[], sent: string | undefined, ctx: RequestContext, tls?: TlsOptions): Promise<string> {
+  async onUnauthorized(origin: string, credHost: string, scopes: string[], wwwAuthenticate: string[], sent: string | undefined, ctx: RequestContext, tls?: TlsOptions): Promise<string> {
     const challenges = parseChallenges(wwwAuthenticate)
     const challenge = challenges.find((c) => c.scheme === 'bearer') ?? challenges.find((c) => c.scheme === 'basic')
     if (!challenge) {
@@ -114,38 +119,38 @@ export class Authenticator {
     const extra = challenge.params.scope
     if (extra) for (const s of extra.split(' ')) if (s && !allScopes.includes(s)) allScopes.push(s)
     if (challenge.scheme === 'basic') {
-      const h = await this.headerFor(challenge, registry, allScopes, ctx, tls, undefined)
-      if (h === undefined) throw new AuthError(`registry requires authentication and no credentials are configured for ${registry} (docker login, or auths in the Docker config)`, ctx, 401)
-      if (h === sent) throw new AuthError(`registry rejected the credentials${await this.describeUser(registry)}`, ctx, 401)
+      const h = await this.headerFor(origin, challenge, credHost, allScopes, ctx, tls, undefined)
+      if (h === undefined) throw new AuthError(`registry requires authentication and no credentials are configured for ${credHost} (docker login, or auths in the Docker config)`, ctx, 401)
+      if (h === sent) throw new AuthError(`registry rejected the credentials${await this.describeUser(credHost)}`, ctx, 401)
       return h
     }
-    const h = await this.headerFor(challenge, registry, allScopes, ctx, tls, sent)
+    const h = await this.headerFor(origin, challenge, credHost, allScopes, ctx, tls, sent)
     if (h === undefined) throw new AuthError('registry requires a bearer token but the challenge has no realm', ctx, 401)
     return h
   }
 
   /** " for user \"name\"" when credentials with a user name are configured, else "". */
-  async describeUser(registry: string): Promise<string> {
-    const c = await this.creds.get(registry).catch(() => undefined)
+  async describeUser(credHost: string): Promise<string> {
+    const c = await this.creds.get(credHost).catch(() => undefined)
     return c?.username ? ` for user ${JSON.stringify(c.username)}` : ''
   }
 
-  private async headerFor(ch: Challenge, registry: string, scopes: string[], ctx: RequestContext, tls: TlsOptions | undefined, refused: string | undefined): Promise<string | undefined> {
+  private async headerFor(origin: string, ch: Challenge, credHost: string, scopes: string[], ctx: RequestContext, tls: TlsOptions | undefined, refused: string | undefined): Promise<string | undefined> {
     if (ch.scheme === 'basic') {
-      const c = await this.creds.get(registry)
+      const c = await this.creds.get(credHost)
       if (!c || c.username === undefined || c.password === undefined) return undefined
       return 'Basic ' + Buffer.from(`${c.username}:${c.password}`).toString('base64')
     }
     const realm = ch.params.realm
     if (!realm) return undefined
     const service = ch.params.service ?? ''
-    const key = JSON.stringify([realm, service, [...scopes].sort()])
+    const key = JSON.stringify([credHost, realm, service, [...scopes].sort()])
     const cached = this.tokens.get(key)
     if (cached && `Bearer ${cached.token}` === refused) this.tokens.delete(key)
     else if (cached && cached.expiresAt > this.now()) return `Bearer ${cached.token}`
     let p = this.inflight.get(key)
     if (!p) {
-      p = this.fetchToken(realm, service, scopes, registry, ctx, tls).finally(() => this.inflight.delete(key))
+      p = this.fetchToken(origin, realm, service, scopes, credHost, ctx, tls).finally(() => this.inflight.delete(key))
       this.inflight.set(key, p)
     }
     const t = await p
@@ -153,10 +158,14 @@ export class Authenticator {
     return `Bearer ${t.token}`
   }
 
-  private async fetchToken(realm: string, service: string, scopes: string[], registry: string, ctx: RequestContext, tls: TlsOptions | undefined): Promise<CachedToken> {
+  private async fetchToken(origin: string, realm: string, service: string, scopes: string[], credHost: string, ctx: RequestContext, tls: TlsOptions | undefined): Promise<CachedToken> {
     let url: URL
     try { url = new URL(realm) } catch { throw new AuthError(`token realm ${JSON.stringify(realm)} is not a URL`, ctx) }
-    const cred: Credential | undefined = await this.creds.get(registry)
+    if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new AuthError(`token realm ${JSON.stringify(realm)} is not an http(s) URL`, ctx)
+    if (url.protocol === 'http:' && origin.startsWith('https:')) {
+      throw new AuthError(`token realm ${url.origin}${url.pathname} is plain http for the https registry endpoint ${origin}: refusing to send credentials or accept a token in clear`, ctx, 401)
+    }
+    const cred: Credential | undefined = await this.creds.get(credHost)
     const headers: Record<string, string> = { accept: 'application/json' }
     let res
     this.tokenFetches++

@@ -21,7 +21,7 @@ import { MultipartError, multipartBoundary, parseContentRange, parseMultipartByt
 import { repositoryScope } from './auth.js'
 import { statusError, type RegistrySession } from './session.js'
 import { SingleFlight } from './singleflight.js'
-import { header, type HttpResponse } from './transport.js'
+import { header, type BodyLimit, type HttpResponse } from './transport.js'
 
 export interface ByteRange { offset: number; length: number }
 
@@ -51,6 +51,23 @@ export interface RegistryBlobOptions {
 interface Redirect { url: URL; expiresAt: number }
 
 const MAX_REDIRECTS = 5
+/**
+ * A server that ignores Range answers 200 with the blob from byte 0. We read it only as far as the
+ * range we asked for ends, and only when that is at most this far past the range's own length;
+ * further in, reading the skipped prefix would cost more than the read is worth, so we refuse.
+ */
+export const IGNORED_RANGE_MAX_SKIP = 8 << 20
+/** Allowance for the part headers and delimiters of a multipart/byteranges answer, per part. */
+const MULTIPART_OVERHEAD_PER_PART = 1024
+
+/** 206: exactly what was asked. 200 (Range ignored): the prefix up to the range's end, or nothing. */
+function rangeBodyLimit(offset: number, length: number, blobSize: number): (status: number) => BodyLimit {
+  return (status) => {
+    if (status !== 200) return { maxBytes: length, overflow: 'refuse' }
+    if (offset === 0 && length === blobSize) return { maxBytes: blobSize, overflow: 'refuse' }
+    return { maxBytes: offset <= IGNORED_RANGE_MAX_SKIP ? offset + length : 0, overflow: 'truncate' }
+  }
+}
 
 /** Expiry encoded in a pre-signed URL (S3 v4, GCS, CloudFront/S3 v2, Azure SAS), in ms. */
 export function signedUrlExpiry(u: URL): number | undefined {
@@ -136,15 +153,16 @@ export class RegistryBlob implements RangeSource {
     }
     // Redirected (pre-signed URLs are often GET-only) or no length: one byte tells the total.
     this.endpoint = endpoint
-    const r = await this.fetch('0-0', undefined)
+    const r = await this.fetch('0-0', undefined, (status) => ({ maxBytes: status === 206 ? 1 : 0, overflow: status === 206 ? 'refuse' : 'truncate' }))
     const cr = parseContentRange(header(r, 'content-range'))
     if (r.status === 206 && cr?.total !== undefined) return cr.total
-    if (r.status === 200) return r.body.length
+    const len = Number(header(r, 'content-length'))
+    if (r.status === 200 && Number.isSafeInteger(len) && len >= 0) return len
     throw new RegistryError('cannot determine blob size: neither HEAD nor a ranged GET reported it', ctx, r.status)
   }
 
   /** GET the blob (optionally a Range), through a live redirect when we have one. */
-  private async fetch(range: string | undefined, signal: AbortSignal | undefined): Promise<HttpResponse> {
+  private async fetch(range: string | undefined, signal: AbortSignal | undefined, bodyLimit: (status: number) => BodyLimit): Promise<HttpResponse> {
     if (this.closed) throw new FetchError('blob is closed', this.ctx(range))
     const headers: Record<string, string> = range === undefined ? {} : { range: `bytes=${range}` }
     const ctx = this.ctx(range)
@@ -153,13 +171,13 @@ export class RegistryBlob implements RangeSource {
     const r = this.redirect
     if (r && r.expiresAt > this.now()) {
       onRequest()
-      const res = await this.session.transport.send({ method: 'GET', url: r.url, headers, ctx, signal, onBytes })
+      const res = await this.session.transport.send({ method: 'GET', url: r.url, headers, ctx, signal, onBytes, bodyLimit })
       if (res.status !== 401 && res.status !== 403 && res.status !== 404) return res
       // Storage refused the (likely expired) URL: ask the registry for a fresh one.
     }
     this.redirect = undefined
     const op = {
-      capability: 'pull' as const, method: 'GET' as const, path: this.path, headers, ctx, signal, onBytes, onRequest,
+      capability: 'pull' as const, method: 'GET' as const, path: this.path, headers, ctx, signal, onBytes, onRequest, bodyLimit,
       scopes: [repositoryScope(this.repository, ['pull'])],
     }
     let res: HttpResponse
@@ -175,7 +193,7 @@ export class RegistryBlob implements RangeSource {
       const url = new URL(loc, res.url)
       this.redirect = { url, expiresAt: Math.min(signedUrlExpiry(url) ?? Infinity, this.now() + this.redirectTtlMs) - 1000 }
       onRequest()
-      res = await this.session.transport.send({ method: 'GET', url, headers, ctx, signal, onBytes })
+      res = await this.session.transport.send({ method: 'GET', url, headers, ctx, signal, onBytes, bodyLimit })
     }
     return res
   }
@@ -189,7 +207,7 @@ export class RegistryBlob implements RangeSource {
   async read(offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
     this.checkRange(offset, length)
     if (length === 0) return Buffer.alloc(0)
-    const [buf] = await this.flights.do(`${offset}+${length}`, async () => [await this.readOne(offset, length)], signal)
+    const [buf] = await this.flights.do(`${offset}+${length}`, async (s) => [await this.readOne(offset, length, s)], signal)
     return buf as Buffer
   }
 
@@ -197,19 +215,24 @@ export class RegistryBlob implements RangeSource {
     const whole = offset === 0 && length === this.size
     const range = `${offset}-${offset + length - 1}`
     const ctx = this.ctx(range)
-    const res = await this.fetch(range, signal)
+    const res = await this.fetch(range, signal, rangeBodyLimit(offset, length, this.size))
     let out: Buffer
     if (res.status === 206) {
+      // The body is capped at `length` already; the range must be exactly the one asked for.
       const cr = parseContentRange(header(res, 'content-range'))
-      if (!cr || cr.start > offset || cr.end < offset + length - 1 || res.body.length !== cr.end - cr.start + 1) {
+      if (!cr || cr.start !== offset || cr.end !== offset + length - 1 || res.body.length !== length) {
         throw new FetchError(`server answered with Content-Range ${JSON.stringify(header(res, 'content-range'))} and ${res.body.length} bytes, not the range asked for`, ctx, 206)
       }
-      out = res.body.subarray(offset - cr.start, offset - cr.start + length)
+      out = res.body
     } else if (res.status === 200) {
-      // The server ignored Range and sent the blob: that is whole content, so verify it.
-      if (res.body.length !== this.size) throw new FetchError(`server ignored Range and sent ${res.body.length} bytes, but the blob has ${this.size}`, ctx, 200)
-      verifyDigest(res.body, this.digest, ctx)
-      return res.body.subarray(offset, offset + length)
+      // The server ignored Range and sends the blob from byte 0.
+      if (!res.truncated && res.body.length === this.size) {
+        verifyDigest(res.body, this.digest, ctx)
+        return res.body.subarray(offset, offset + length)
+      }
+      if (res.truncated && res.body.length === offset + length) return res.body.subarray(offset)
+      const why = offset > IGNORED_RANGE_MAX_SKIP ? `; refusing to download ${offset} bytes before the range` : `, ${res.body.length} bytes of a blob of ${this.size}`
+      throw new FetchError(`server ignored Range and answered 200${why}`, ctx, 200)
     } else if (res.status === 404) {
       throw new NotFoundError(`blob ${this.digest} not found in ${this.session.registry}/${this.repository}`)
     } else {
@@ -224,7 +247,7 @@ export class RegistryBlob implements RangeSource {
     for (const r of ranges) this.checkRange(r.offset, r.length)
     const spans = coalesce(ranges.filter((r) => r.length > 0))
     const key = 'm' + spans.map((s) => `${s.offset}+${s.length}`).join(',')
-    const spanBufs = spans.length === 0 ? [] : await this.flights.do(key, () => this.fetchSpans(spans), signal)
+    const spanBufs = spans.length === 0 ? [] : await this.flights.do(key, (s) => this.fetchSpans(spans, s), signal)
     return ranges.map((r) => {
       if (r.length === 0) return Buffer.alloc(0)
       const i = spans.findIndex((s) => s.offset <= r.offset && r.offset + r.length <= s.offset + s.length)
@@ -233,31 +256,39 @@ export class RegistryBlob implements RangeSource {
     })
   }
 
-  private async fetchSpans(spans: ByteRange[]): Promise<Buffer[]> {
-    if (spans.length === 1) return [await this.readOne((spans[0] as ByteRange).offset, (spans[0] as ByteRange).length)]
+  private async fetchSpans(spans: ByteRange[], signal: AbortSignal): Promise<Buffer[]> {
+    if (spans.length === 1) return [await this.readOne((spans[0] as ByteRange).offset, (spans[0] as ByteRange).length, signal)]
     const out: Buffer[] = new Array<Buffer>(spans.length)
     const groups: number[][] = []
     for (let i = 0; i < spans.length; i += this.maxRanges) groups.push(spans.slice(i, i + this.maxRanges).map((_, j) => i + j))
     await Promise.all(groups.map(async (g) => {
-      const got = this.multiRangeUnsupported ? undefined : await this.tryMultiRange(g.map((i) => spans[i] as ByteRange))
+      const got = this.multiRangeUnsupported ? undefined : await this.tryMultiRange(g.map((i) => spans[i] as ByteRange), signal)
       if (got) { g.forEach((i, j) => { out[i] = got[j] as Buffer }); return }
       await mapLimit(g, this.fallbackConcurrency, async (i) => {
         const s = spans[i] as ByteRange
-        out[i] = await this.readOne(s.offset, s.length)
+        out[i] = await this.readOne(s.offset, s.length, signal)
       })
     }))
     return out
   }
 
   /** One multi-range request; undefined when the server would not do it (caller falls back). */
-  private async tryMultiRange(group: ByteRange[]): Promise<Buffer[] | undefined> {
+  private async tryMultiRange(group: ByteRange[], signal: AbortSignal): Promise<Buffer[] | undefined> {
     const range = group.map((s) => `${s.offset}-${s.offset + s.length - 1}`).join(',')
     const ctx = this.ctx(range)
-    const res = await this.fetch(range, undefined)
+    // Spans are sorted and disjoint: a multipart answer holds at most the bytes from the first
+    // to the last, plus part headers; a merged single part is within the same bound.
+    const first = group[0] as ByteRange
+    const last = group[group.length - 1] as ByteRange
+    const cap = last.offset + last.length - first.offset + MULTIPART_OVERHEAD_PER_PART * (group.length + 1)
+    const res = await this.fetch(range, signal, (status) => status === 200
+      ? { maxBytes: Math.min(cap, this.size), overflow: 'truncate' }
+      : { maxBytes: cap, overflow: 'refuse' })
     const refuse = (): undefined => { this.multiRangeUnsupported = true; return undefined }
     if (res.status === 400 || res.status === 416 || res.status === 501) return refuse()
     if (res.status === 200) {
-      if (res.body.length !== this.size) return refuse()
+      // Range ignored: usable only when the whole blob fitted in what we were willing to read.
+      if (res.truncated || res.body.length !== this.size) return refuse()
       verifyDigest(res.body, this.digest, ctx)
       this.multiRangeUnsupported = true
       return group.map((s) => res.body.subarray(s.offset, s.offset + s.length))

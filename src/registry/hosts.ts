@@ -56,6 +56,15 @@ export interface HostsOptions {
   plainHttpLocalhost?: boolean | undefined
 }
 
+/**
+ * The host whose credentials an endpoint gets: its own, as containerd looks them up (a mirror
+ * must never receive the upstream registry's password). Docker Hub's API host answers for
+ * "docker.io", under which Docker's config keeps Hub credentials.
+ */
+export function credentialHost(ep: Endpoint): string {
+  return ep.base.host === DOCKER_HUB_API_HOST ? DOCKER_HUB : ep.base.host
+}
+
 /** "localhost", "127.x.y.z" or "[::1]", with or without a port. */
 export function isLoopbackHost(registry: string): boolean {
   const host = registry.startsWith('[') ? registry.slice(1, registry.indexOf(']')) : registry.replace(/:\d+$/, '')
@@ -72,9 +81,12 @@ function asStringList(v: unknown, file: string, key: string): string[] {
   return fail(file, key, 'expected a string or a list of strings')
 }
 
-async function readPem(file: string, key: string, dir: string, p: string): Promise<Buffer> {
+/** Reads a certificate or key file named in hosts.toml (injectable: the fuzz bench reads none). */
+export type PemReader = (path: string) => Promise<Buffer>
+
+async function readPem(read: PemReader, file: string, key: string, dir: string, p: string): Promise<Buffer> {
   const full = resolvePath(dir, p)
-  try { return await readFile(full) } catch (e) { return fail(file, key, `cannot read ${full}: ${(e as Error).message}`) }
+  try { return await read(full) } catch (e) { return fail(file, key, `cannot read ${full}: ${(e as Error).message}`) }
 }
 
 interface HostSection {
@@ -86,10 +98,10 @@ interface HostSection {
   header?: unknown
 }
 
-async function sectionTls(sec: HostSection, file: string, prefix: string, dir: string): Promise<TlsOptions | undefined> {
+async function sectionTls(read: PemReader, sec: HostSection, file: string, prefix: string, dir: string): Promise<TlsOptions | undefined> {
   const tls: TlsOptions = {}
   if (sec.ca !== undefined) {
-    tls.ca = await Promise.all(asStringList(sec.ca, file, `${prefix}ca`).map((p) => readPem(file, `${prefix}ca`, dir, p)))
+    tls.ca = await Promise.all(asStringList(sec.ca, file, `${prefix}ca`).map((p) => readPem(read, file, `${prefix}ca`, dir, p)))
   }
   if (sec.client !== undefined) {
     // Forms: "cert.pem" | ["cert.pem", "key.pem"] | [["cert.pem", "key.pem"], ...]; we use the first pair.
@@ -98,8 +110,8 @@ async function sectionTls(sec: HostSection, file: string, prefix: string, dir: s
     else if (Array.isArray(sec.client) && sec.client.length > 0 && Array.isArray(sec.client[0])) pair = asStringList(sec.client[0], file, `${prefix}client`)
     else pair = asStringList(sec.client, file, `${prefix}client`)
     if (pair.length < 1 || pair.length > 2) fail(file, `${prefix}client`, 'expected a certificate path and optionally a key path')
-    tls.cert = await readPem(file, `${prefix}client`, dir, pair[0] as string)
-    tls.key = pair[1] !== undefined ? await readPem(file, `${prefix}client`, dir, pair[1]) : tls.cert
+    tls.cert = await readPem(read, file, `${prefix}client`, dir, pair[0] as string)
+    tls.key = pair[1] !== undefined ? await readPem(read, file, `${prefix}client`, dir, pair[1]) : tls.cert
   }
   if (sec.skip_verify !== undefined) {
     if (typeof sec.skip_verify !== 'boolean') fail(file, `${prefix}skip_verify`, 'expected true or false')
@@ -161,6 +173,57 @@ function mergeInsecure(tls: TlsOptions | undefined, insecure: boolean): TlsOptio
   return { ...tls, skipVerify: true }
 }
 
+export interface HostsTomlContext {
+  /** The file's path, for messages. */
+  file: string
+  /** Relative ca/client paths are resolved against this. */
+  dir: string
+  /** Default server host (the registry, or Docker Hub's API host). */
+  apiHost: string
+  defaultScheme: 'http' | 'https'
+  insecure: boolean
+  readPem?: PemReader
+}
+
+/**
+ * The endpoints a hosts.toml text describes (mirrors in file order, then the server). Throws
+ * InvalidArgumentError naming the file and key for anything it cannot use.
+ */
+export async function endpointsFromHostsToml(text: string, c: HostsTomlContext): Promise<Endpoint[]> {
+  const { file, dir, apiHost, defaultScheme, insecure } = c
+  const read = c.readPem ?? ((p: string) => readFile(p))
+  const out: Endpoint[] = []
+  let doc: Record<string, unknown>
+  try { doc = parseToml(text) as Record<string, unknown> } catch (e) {
+    throw new InvalidArgumentError(`${file}: invalid TOML: ${(e as Error).message}`, { cause: e })
+  }
+  const hosts = doc.host
+  if (hosts !== undefined && (typeof hosts !== 'object' || hosts === null || Array.isArray(hosts))) fail(file, 'host', 'expected tables [host."URL"]')
+  for (const [url, secRaw] of Object.entries((hosts ?? {}) as Record<string, unknown>)) {
+    if (typeof secRaw !== 'object' || secRaw === null) fail(file, `host."${url}"`, 'expected a table')
+    const sec = secRaw as HostSection
+    const prefix = `host."${url}".`
+    const override = sec.override_path === true
+    out.push({
+      base: apiBase(url, override, defaultScheme, file, `host."${url}"`),
+      capabilities: sectionCaps(sec, file, prefix, ['pull', 'resolve']),
+      tls: mergeInsecure(await sectionTls(read, sec, file, prefix, dir), insecure),
+      headers: sectionHeaders(sec, file, prefix),
+      isMirror: true,
+    })
+  }
+  if (doc.server !== undefined && typeof doc.server !== 'string') fail(file, 'server', 'expected a URL string')
+  const top = doc as HostSection
+  out.push({
+    base: apiBase((doc.server as string | undefined) ?? apiHost, top.override_path === true, defaultScheme, file, 'server'),
+    capabilities: sectionCaps(top, file, '', ALL_CAPS),
+    tls: mergeInsecure(await sectionTls(read, top, file, '', dir), insecure),
+    headers: sectionHeaders(top, file, ''),
+    isMirror: false,
+  })
+  return out
+}
+
 /** The endpoints to try for `registry`, in order; the server is last. */
 export async function loadEndpoints(registry: string, opts: HostsOptions = {}): Promise<Endpoint[]> {
   const hostsDir = opts.hostsDir ?? DEFAULT_HOSTS_DIR
@@ -179,34 +242,7 @@ export async function loadEndpoints(registry: string, opts: HostsOptions = {}): 
     const base = apiBase(apiHost, false, defaultScheme, '(default)', 'server')
     out.push({ base, capabilities: new Set(ALL_CAPS), tls, headers: {}, isMirror: false })
   } else {
-    let doc: Record<string, unknown>
-    try { doc = parseToml(await readFile(file, 'utf8')) as Record<string, unknown> } catch (e) {
-      throw new InvalidArgumentError(`${file}: invalid TOML: ${(e as Error).message}`, { cause: e })
-    }
-    const hosts = doc.host
-    if (hosts !== undefined && (typeof hosts !== 'object' || hosts === null || Array.isArray(hosts))) fail(file, 'host', 'expected tables [host."URL"]')
-    for (const [url, secRaw] of Object.entries((hosts ?? {}) as Record<string, unknown>)) {
-      if (typeof secRaw !== 'object' || secRaw === null) fail(file, `host."${url}"`, 'expected a table')
-      const sec = secRaw as HostSection
-      const prefix = `host."${url}".`
-      const override = sec.override_path === true
-      out.push({
-        base: apiBase(url, override, defaultScheme, file, `host."${url}"`),
-        capabilities: sectionCaps(sec, file, prefix, ['pull', 'resolve']),
-        tls: mergeInsecure(await sectionTls(sec, file, prefix, dir), insecure),
-        headers: sectionHeaders(sec, file, prefix),
-        isMirror: true,
-      })
-    }
-    if (doc.server !== undefined && typeof doc.server !== 'string') fail(file, 'server', 'expected a URL string')
-    const top = doc as HostSection
-    out.push({
-      base: apiBase((doc.server as string | undefined) ?? apiHost, top.override_path === true, defaultScheme, file, 'server'),
-      capabilities: sectionCaps(top, file, '', ALL_CAPS),
-      tls: mergeInsecure(await sectionTls(top, file, '', dir), insecure),
-      headers: sectionHeaders(top, file, ''),
-      isMirror: false,
-    })
+    out.push(...await endpointsFromHostsToml(await readFile(file, 'utf8'), { file, dir, apiHost, defaultScheme, insecure }))
   }
   const server = out[out.length - 1] as Endpoint
   if (insecure && server.base.protocol === 'https:') {

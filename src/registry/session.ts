@@ -7,8 +7,8 @@
 import { NotFoundError } from '../errors.js'
 import { AuthError, FetchError, RegistryError, type RequestContext } from './errors.js'
 import type { Authenticator } from './auth.js'
-import type { Capability, Endpoint } from './hosts.js'
-import { header, headerAll, type HttpMethod, type HttpResponse, type Transport } from './transport.js'
+import { credentialHost, type Capability, type Endpoint } from './hosts.js'
+import { header, headerAll, type HttpMethod, type HttpRequest, type HttpResponse, type Transport } from './transport.js'
 
 export interface Operation {
   capability: Capability
@@ -23,6 +23,7 @@ export interface Operation {
   ctx: RequestContext
   signal?: AbortSignal | undefined
   maxBodyBytes?: number
+  bodyLimit?: HttpRequest['bodyLimit']
   onBytes?: ((n: number) => void) | undefined
   onRequest?: (() => void) | undefined
 }
@@ -55,14 +56,16 @@ export class RegistrySession {
     // Only the endpoint's own origin gets its TLS settings and its credentials.
     const sameOrigin = url.origin === ep.base.origin
     const tls = sameOrigin ? ep.tls : undefined
-    let authz = sameOrigin ? await this.auth.authorize(ep.base.origin, this.registry, op.scopes, ctx, tls) : undefined
+    // Credentials by the endpoint's own host: a mirror gets the mirror's, never the registry's.
+    const credHost = credentialHost(ep)
+    let authz = sameOrigin ? await this.auth.authorize(ep.base.origin, credHost, op.scopes, ctx, tls) : undefined
     for (let round = 0; ; round++) {
       const headers: Record<string, string> = { ...(sameOrigin ? ep.headers : {}), ...op.headers }
       if (authz) headers.authorization = authz
       op.onRequest?.()
       const res = await this.transport.send({
         method: op.method, url, headers, body: op.body, idempotent: op.idempotent, tls, ctx,
-        signal: op.signal, maxBodyBytes: op.maxBodyBytes, onBytes: op.onBytes,
+        signal: op.signal, maxBodyBytes: op.maxBodyBytes, bodyLimit: op.bodyLimit, onBytes: op.onBytes,
       } as Parameters<Transport['send']>[0])
       if (res.status !== 401 || !sameOrigin) {
         if (res.status === 403 && sameOrigin) {
@@ -72,9 +75,9 @@ export class RegistrySession {
       }
       // Two tries after the first 401: a cached or freshly issued token may already be stale.
       if (round >= 2 || (round >= 1 && !authz?.startsWith('Bearer '))) {
-        throw new AuthError(`registry rejected the credentials${await this.auth.describeUser(this.registry)} (HTTP 401 after authenticating)${registryMessage(res)}`, ctx, 401)
+        throw new AuthError(`registry rejected the credentials${await this.auth.describeUser(credHost)} (HTTP 401 after authenticating)${registryMessage(res)}`, ctx, 401)
       }
-      authz = await this.auth.onUnauthorized(ep.base.origin, this.registry, op.scopes, headerAll(res, 'www-authenticate'), authz, ctx, tls)
+      authz = await this.auth.onUnauthorized(ep.base.origin, credHost, op.scopes, headerAll(res, 'www-authenticate'), authz, ctx, tls)
     }
   }
 

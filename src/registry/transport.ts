@@ -2,11 +2,26 @@
  * HTTP for the registry client: one undici Agent per TLS configuration (each keeps a keep-alive
  * pool per origin), connect/headers/body timeouts, and bounded retries with exponential backoff
  * and full jitter for idempotent requests on connection errors, timeouts, 429 and 5xx, honouring
- * Retry-After. Bodies are read into one Buffer (range reads and manifests are bounded in size).
+ * Retry-After. Bodies are read into one Buffer, and every body is bounded before it is read:
+ *
+ * - a 2xx body is read up to the caller's limit (`bodyLimit` by status, or `maxBodyBytes`): a
+ *   Content-Length above it is refused before anything is allocated, and a body that grows past it
+ *   is destroyed. A limit can instead `truncate` (read that many bytes, then destroy the rest): a
+ *   200 answer to a Range request is read only as far as the range asked for.
+ * - an error body is kept up to 64 KiB (enough for the registry's JSON message), then destroyed
+ *   rather than drained: a hostile server cannot keep us reading.
+ * - `bodyTimeoutMs` is the gap allowed between body chunks; `requestDeadlineMs` bounds the whole
+ *   call, attempts and backoff included, so a server trickling one byte per gap cannot hold a
+ *   request for ever.
  */
 import { setTimeout as sleepMs } from 'node:timers/promises'
 import { Agent, request as undiciRequest, type Dispatcher } from 'undici'
 import { FetchError, RegistryError, RegistryTimeoutError, type RequestContext } from './errors.js'
+
+/** Default 2xx body bound for requests that set none (push answers, pings): they carry no data. */
+export const DEFAULT_MAX_BODY_BYTES = 16 << 20
+/** Error bodies are kept up to this, then the response is destroyed. */
+export const ERROR_BODY_LIMIT = 64 * 1024
 
 export interface TlsOptions {
   ca?: Buffer[]
@@ -18,7 +33,10 @@ export interface TlsOptions {
 export interface TransportOptions {
   connectTimeoutMs?: number
   headersTimeoutMs?: number
+  /** Longest gap between two body chunks (undici's bodyTimeout). */
   bodyTimeoutMs?: number
+  /** Whole-call deadline of one `send()`, attempts and backoff included. Default 300 s. */
+  requestDeadlineMs?: number
   keepAliveTimeoutMs?: number
   /** Connections per origin; undici queues requests beyond this. */
   connectionsPerOrigin?: number
@@ -47,16 +65,26 @@ export interface HttpRequest {
   ctx: RequestContext
   signal?: AbortSignal | undefined
   /** Refuse 2xx bodies longer than this (manifests, token responses). */
-  maxBodyBytes?: number
+  maxBodyBytes?: number | undefined
+  /** Per-status bound of a 2xx body; wins over maxBodyBytes (range reads: 206 vs 200). */
+  bodyLimit?: ((status: number) => BodyLimit) | undefined
   /** Called with each body chunk's size as it arrives, for counters. */
   onBytes?: ((n: number) => void) | undefined
 }
+
+/**
+ * `refuse`: a body longer than maxBytes is an error (the body is destroyed, nothing retried).
+ * `truncate`: read maxBytes, destroy the rest; the response says `truncated`.
+ */
+export interface BodyLimit { maxBytes: number; overflow: 'refuse' | 'truncate' }
 
 export interface HttpResponse {
   status: number
   headers: Record<string, string | string[] | undefined>
   body: Buffer
   url: URL
+  /** The body was cut at a `truncate` limit. */
+  truncated?: boolean
 }
 
 const RETRY_STATUS = new Set([408, 429, 500, 502, 503, 504])
@@ -66,7 +94,6 @@ const RETRY_CODES = new Set([
   'UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'UND_ERR_REQ_RETRY',
 ])
 const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT'])
-const ERROR_BODY_LIMIT = 64 * 1024
 
 export function header(res: { headers: HttpResponse['headers'] }, name: string): string | undefined {
   const v = res.headers[name.toLowerCase()]
@@ -119,6 +146,7 @@ export class Transport {
       connectTimeoutMs: opts.connectTimeoutMs ?? 10_000,
       headersTimeoutMs: opts.headersTimeoutMs ?? 30_000,
       bodyTimeoutMs: opts.bodyTimeoutMs ?? 30_000,
+      requestDeadlineMs: opts.requestDeadlineMs ?? 300_000,
       keepAliveTimeoutMs: opts.keepAliveTimeoutMs ?? 30_000,
       connectionsPerOrigin: opts.connectionsPerOrigin ?? 64,
       maxRetries: opts.maxRetries ?? 4,
@@ -163,29 +191,50 @@ export class Transport {
   /**
    * Send a request, retrying what is safe to retry. Returns the final response whatever its
    * status (callers map statuses to errors); throws FetchError/RegistryTimeoutError when the
-   * network failed on every attempt.
+   * network failed on every attempt or the request deadline passed.
    */
   async send(req: HttpRequest): Promise<HttpResponse> {
     const idempotent = req.idempotent ?? (req.method === 'GET' || req.method === 'HEAD' || req.method === 'PUT')
-    for (let attempt = 0; ; attempt++) {
-      req.signal?.throwIfAborted()
-      let retryAfter: number | undefined
-      try {
-        const res = await this.once(req)
-        if (!RETRY_STATUS.has(res.status) || !idempotent || attempt >= this.opts.maxRetries) return res
-        retryAfter = parseRetryAfter(header(res, 'retry-after'))
-      } catch (e) {
-        if (req.signal?.aborted) throw req.signal.reason
-        if (e instanceof RegistryError) throw e
-        const code = errorCode(e)
-        if (isTlsError(code)) {
-          throw new FetchError(`TLS error talking to ${req.url.host}: ${(e as Error).message} (configure a CA in hosts.toml, or use --insecure)`, req.ctx, undefined, { cause: e })
-        }
-        // A refused connection never reached the server, so even non-idempotent requests are safe.
-        const retryable = RETRY_CODES.has(code ?? '') && (idempotent || code === 'ECONNREFUSED')
-        if (!retryable || attempt >= this.opts.maxRetries) throw this.networkError(req, e, attempt + 1)
+    // Our own timer rather than AbortSignal.timeout: that one stays armed (and keeps its signal
+    // graph alive) for the full deadline after the request is long done.
+    const deadline = new AbortController()
+    const ms = this.opts.requestDeadlineMs
+    const timer = Number.isFinite(ms) && ms > 0 ? setTimeout(() => deadline.abort(), Math.min(ms, 2 ** 31 - 1)) : undefined
+    timer?.unref()
+    const signal = req.signal ? AbortSignal.any([req.signal, deadline.signal]) : deadline.signal
+    let attempt = 0
+    const stop = (e?: unknown): Error | undefined => {
+      if (req.signal?.aborted) return req.signal.reason as Error
+      if (deadline.signal.aborted) {
+        return new RegistryTimeoutError(`${req.method} ${req.url.origin}${req.url.pathname} did not complete within the request deadline of ${ms / 1000} s (attempt ${attempt + 1})`, req.ctx, e === undefined ? undefined : { cause: e })
       }
-      await this.opts.sleep(this.backoff(attempt, retryAfter), req.signal)
+      return undefined
+    }
+    try {
+      for (; ; attempt++) {
+        const stopped = stop()
+        if (stopped) throw stopped
+        let retryAfter: number | undefined
+        try {
+          const res = await this.once(req, signal)
+          if (!RETRY_STATUS.has(res.status) || !idempotent || attempt >= this.opts.maxRetries) return res
+          retryAfter = parseRetryAfter(header(res, 'retry-after'))
+        } catch (e) {
+          const s = stop(e)
+          if (s) throw s
+          if (e instanceof RegistryError) throw e
+          const code = errorCode(e)
+          if (isTlsError(code)) {
+            throw new FetchError(`TLS error talking to ${req.url.host}: ${(e as Error).message} (configure a CA in hosts.toml, or use --insecure)`, req.ctx, undefined, { cause: e })
+          }
+          // A refused connection never reached the server, so even non-idempotent requests are safe.
+          const retryable = RETRY_CODES.has(code ?? '') && (idempotent || code === 'ECONNREFUSED')
+          if (!retryable || attempt >= this.opts.maxRetries) throw this.networkError(req, e, attempt + 1)
+        }
+        try { await this.opts.sleep(this.backoff(attempt, retryAfter), signal) } catch (e) { throw stop(e) ?? e }
+      }
+    } finally {
+      if (timer) clearTimeout(timer)
     }
   }
 
@@ -197,7 +246,7 @@ export class Transport {
     return new FetchError(msg, req.ctx, undefined, { cause: e })
   }
 
-  private async once(req: HttpRequest): Promise<HttpResponse> {
+  private async once(req: HttpRequest, signal: AbortSignal): Promise<HttpResponse> {
     const headers: Record<string, string> = { 'user-agent': this.opts.userAgent, ...req.headers }
     const options: Parameters<typeof undiciRequest>[1] = {
       method: req.method,
@@ -206,44 +255,65 @@ export class Transport {
       // undici's default 64 KiB body buffer halves throughput on large range reads (measured
       // 230 → 460 MB/s on a loaded 2-core box); chunks are copied out at once, so little is held.
       highWaterMark: 4 << 20,
+      signal,
     }
     if (req.body !== undefined) options.body = req.body
-    if (req.signal) options.signal = req.signal
     const res = await undiciRequest(req.url, options)
     const out: HttpResponse = { status: res.statusCode, headers: res.headers, body: Buffer.alloc(0), url: req.url }
     if (req.method === 'HEAD') { await res.body.dump(); return out }
     const ok = res.statusCode >= 200 && res.statusCode < 300
-    const limit = ok ? req.maxBodyBytes : ERROR_BODY_LIMIT
-    const declared = Number(header(out, 'content-length'))
-    if (ok && limit !== undefined && Number.isFinite(declared) && declared > limit) {
-      await res.body.dump()
-      throw new RegistryError(`response body of ${declared} bytes exceeds the limit of ${limit}`, req.ctx, res.statusCode)
+    const limit: BodyLimit = ok
+      ? req.bodyLimit?.(res.statusCode) ?? { maxBytes: req.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES, overflow: 'refuse' }
+      : { maxBytes: ERROR_BODY_LIMIT, overflow: 'truncate' }
+    const cl = header(out, 'content-length')
+    const declared = cl !== undefined && /^\d{1,15}$/.test(cl.trim()) ? Number(cl) : undefined
+    if (declared !== undefined && declared > limit.maxBytes && limit.overflow === 'refuse') {
+      res.body.destroy()
+      throw new RegistryError(`response body of ${declared} bytes exceeds the limit of ${limit.maxBytes}`, req.ctx, res.statusCode)
     }
-    // Preallocate when the length is known: a 1 GiB range read then costs one copy per chunk.
-    const pre = Number.isSafeInteger(declared) && declared >= 0 && (ok || declared <= ERROR_BODY_LIMIT) ? Buffer.allocUnsafe(declared) : undefined
+    if (limit.maxBytes === 0 && declared !== 0) {
+      // Nothing of this body is wanted (a 200 to a range far into the blob): cut it now.
+      res.body.destroy()
+      out.truncated = true
+      return out
+    }
+    // Preallocate (one copy per chunk on big range reads), but never more than the limit:
+    // Content-Length is the server's claim, the limit is what we asked for.
+    const size = declared === undefined ? 0 : Math.min(declared, limit.maxBytes)
+    let pre: Buffer | undefined = size > 0 ? Buffer.allocUnsafe(size) : undefined
     const chunks: Buffer[] = []
     let n = 0
-    for await (const c of res.body as AsyncIterable<Buffer>) {
-      req.onBytes?.(c.length)
+    const put = (c: Buffer): void => {
       if (pre && n + c.length <= pre.length) c.copy(pre, n)
-      else if (!ok && n >= ERROR_BODY_LIMIT) continue
-      else chunks.push(c)
+      else {
+        if (pre) { chunks.push(pre.subarray(0, n)); pre = undefined }
+        chunks.push(c)
+      }
       n += c.length
-      if (ok && limit !== undefined && n > limit) {
-        res.body.destroy()
-        throw new RegistryError(`response body exceeds the limit of ${limit} bytes`, req.ctx, res.statusCode)
-      }
     }
-    if (pre) {
-      if (n !== pre.length) {
-        const err = new Error(`body length ${n} differs from Content-Length ${pre.length}`) as Error & { code: string }
-        err.code = 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH'
-        throw err
+    try {
+      for await (const c of res.body as AsyncIterable<Buffer>) {
+        req.onBytes?.(c.length)
+        const room = limit.maxBytes - n
+        if (c.length <= room) { put(c); continue }
+        if (limit.overflow === 'refuse') {
+          throw new RegistryError(`response body exceeds the limit of ${limit.maxBytes} bytes`, req.ctx, res.statusCode)
+        }
+        put(c.subarray(0, room))
+        out.truncated = true
+        break
       }
-      out.body = pre
-    } else {
-      out.body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks)
+    } finally {
+      // Leaving the loop early (limit, error) must not leave the rest to drain: destroy it.
+      if (!res.body.readableEnded) res.body.destroy()
     }
+    if (!out.truncated && declared !== undefined && n !== declared) {
+      const err = new Error(`body length ${n} differs from Content-Length ${declared}`) as Error & { code: string }
+      err.code = 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH'
+      throw err
+    }
+    if (pre) out.body = n === pre.length ? pre : pre.subarray(0, n)
+    else out.body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks)
     return out
   }
 

@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
-import { buildMiniEstargz } from '../helpers/mini-estargz.js'
-import { runStargz } from '../helpers/cli.js'
+import { buildMiniEstargz } from '../../harness/mini-estargz.js'
+import { runStargz } from '../../harness/cli.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'stargz-cli-'))
 t.teardown(() => rmSync(dir, { recursive: true, force: true }))

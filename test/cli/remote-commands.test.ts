@@ -4,12 +4,12 @@ import { createHash } from 'node:crypto'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { startRegistry } from '../helpers/registry.js'
-import { buildImage, gzipLayer } from '../helpers/image.js'
+import { startRegistry } from '../../harness/registry.js'
+import { buildImage, gzipLayer } from '../../harness/image.js'
 import { RegistryClient } from '../../src/registry/client.js'
 import { StaticCredentials } from '../../src/registry/credentials.js'
 import { TOC_DIGEST_ANNOTATION } from '../../src/estargz/types.js'
-import { runStargz } from '../helpers/cli.js'
+import { runStargz } from '../../harness/cli.js'
 
 // toc / cat / verify on REF --layer N against the real docker-registry, reading with ranges.
 const FIX = fileURLToPath(new URL('../fixtures/ctr-remote/', import.meta.url))

@@ -10,12 +10,12 @@ import { RegistryInput } from '../../src/convert/registry-io.js'
 import { TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from '../../src/estargz/types.js'
 import { RegistryClient } from '../../src/registry/client.js'
 import { parseReference } from '../../src/registry/reference.js'
-import { buildImage, skopeoPush, writeOciLayout } from '../helpers/image.js'
-import { startRegistry } from '../helpers/registry.js'
-import { ESTARGZ_EXTRA_FILES } from '../helpers/tree.js'
+import { buildImage, skopeoPush, writeOciLayout } from '../../harness/image.js'
+import { startRegistry } from '../../harness/registry.js'
+import { ESTARGZ_EXTRA_FILES } from '../../harness/tree.js'
 import {
   busyboxRootfs, containerd, ctrOk, diffIdOf, gzipFileLayer, HELLO, pulledTree, readImage, runCommand, tempDir, topLayer, verifyLayer,
-} from './fixtures/helpers.js'
+} from '../../harness/convert-fixtures.js'
 
 t.setTimeout(1_200_000)
 

@@ -4,9 +4,9 @@ import { join } from 'node:path'
 import { RegistryInput } from '../../src/convert/registry-io.js'
 import { RegistryClient } from '../../src/registry/client.js'
 import { parseReference } from '../../src/registry/reference.js'
-import { buildImage, writeOciLayout } from '../helpers/image.js'
-import { startRegistry } from '../helpers/registry.js'
-import { containerd, ctrOk, gzipFileLayer, pythonRootfs, readImage, runCommand, tempDir, verifyLayer } from './fixtures/helpers.js'
+import { buildImage, writeOciLayout } from '../../harness/image.js'
+import { startRegistry } from '../../harness/registry.js'
+import { containerd, ctrOk, gzipFileLayer, pythonRootfs, readImage, runCommand, tempDir, verifyLayer } from '../../harness/convert-fixtures.js'
 
 t.setTimeout(1_800_000)
 

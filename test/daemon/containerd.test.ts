@@ -9,10 +9,10 @@ import t from 'tap'
 import { readFile, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { startContainerd, mountsUnder } from '../helpers/containerd.js'
-import { startRegistry } from '../helpers/registry.js'
-import { buildImage, gzipLayer, skopeoPush, writeOciLayout, type LayerBlob } from '../helpers/image.js'
-import { ctrOrThrow, daemonScratch, type StargzdProcess } from './stargzd-process.js'
+import { startContainerd, mountsUnder } from '../../harness/containerd.js'
+import { startRegistry } from '../../harness/registry.js'
+import { buildImage, gzipLayer, skopeoPush, writeOciLayout, type LayerBlob } from '../../harness/image.js'
+import { ctrOrThrow, daemonScratch, type StargzdProcess } from '../../harness/stargzd.js'
 
 t.setTimeout(600_000)
 

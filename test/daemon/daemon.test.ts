@@ -2,7 +2,7 @@ import t from 'tap'
 import { lstat, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { startStargzd } from './stargzd-process.js'
+import { startStargzd } from '../../harness/stargzd.js'
 
 t.test('start, ready, socket 0660, SIGTERM exits 0 and removes the socket', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'sgd-d-'))

@@ -11,14 +11,15 @@ import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
 import { join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { startContainerd, mountsUnder, unmountUnder } from '../helpers/containerd.js'
-import { freePort, startRegistry } from '../helpers/registry.js'
-import { startFaultProxy } from '../helpers/fault-proxy.js'
-import { buildImage, sha256, skopeoPush, writeOciLayout } from '../helpers/image.js'
-import { convertFile } from '../helpers/convert.js'
-import { REPO } from '../helpers/cli.js'
+import { startContainerd, mountsUnder, unmountUnder } from '../../harness/containerd.js'
+import { startRegistry } from '../../harness/registry.js'
+import { metricsAddress } from '../../harness/ports.js'
+import { startFaultProxy } from '../../harness/fault-proxy.js'
+import { buildImage, sha256, skopeoPush, writeOciLayout } from '../../harness/image.js'
+import { convertFile } from '../../harness/convert.js'
+import { REPO } from '../../harness/cli.js'
 import { TOC_DIGEST_ANNOTATION } from '../../src/estargz/types.js'
-import { ctrOrThrow, daemonScratch, type StargzdProcess } from './stargzd-process.js'
+import { ctrOrThrow, daemonScratch, type StargzdProcess } from '../../harness/stargzd.js'
 
 t.setTimeout(900_000)
 
@@ -52,10 +53,10 @@ t.test('lazy pull and run under real containerd', async (t) => {
 
   // Background fetch off, so what the registry served is exactly what start-up needed.
   const cfg = join(dir, 'config.toml')
-  const metricsPort = await freePort()
-  await writeFile(cfg, `no_background_fetch = true\nmetrics_address = "127.0.0.1:${metricsPort}"\n`)
+  // Port 0: the daemon binds one and logs it (no free-port race).
+  await writeFile(cfg, `no_background_fetch = true\nmetrics_address = "127.0.0.1:0"\n`)
   const metric = async (name: string): Promise<number> => {
-    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text()
+    const text = await (await fetch(`http://${metricsAddress(sgd.logs)}/metrics`)).text()
     return text.split('\n').filter((l) => l.startsWith(name)).reduce((n, l) => n + Number(l.split(' ').pop()), 0)
   }
   const start = (): Promise<StargzdProcess> => startDaemon(['--config', cfg, '--log-level', 'debug', '--hosts-dir', join(dir, 'certs.d')])

@@ -12,7 +12,7 @@ import { join } from 'node:path'
 import { TARGET_SNAPSHOT_LABEL } from '../../src/snapshot/labels.js'
 import { Snapshotter } from '../../src/snapshot/snapshotter.js'
 import { FakeFileSystem, captureLogger } from '../snapshot/fake-fs.js'
-import { startStargzd } from './stargzd-process.js'
+import { startStargzd } from '../../harness/stargzd.js'
 
 t.test('SIGTERM during restore: the mount in progress settles before the daemon stops, exit 0', async (t) => {
   const dir = await mkdtemp(join(tmpdir(), 'sgd-stop-restore-'))

@@ -4,8 +4,8 @@ import { readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { EstargzReader } from '../../src/estargz/reader.js'
-import { FileRangeSource } from '../../src/cli/source.js'
-import { runStargz } from '../helpers/cli.js'
+import { FileRangeSource } from '../../src/estargz/file-source.js'
+import { runStargz } from '../../harness/cli.js'
 
 // Blobs converted by the reference converter (ctr-remote 0.12) and a legacy CRFS blob; see
 // test/fixtures/ctr-remote/README.md for how scripts/fixtures/ctr-remote-fixtures.sh made them.

@@ -5,7 +5,7 @@ import { parseFooter } from '../../src/estargz/footer.js'
 import { EstargzReader } from '../../src/estargz/reader.js'
 import { validateToc } from '../../src/estargz/toc-validate.js'
 import { StargzError } from '../../src/errors.js'
-import { BufferSource, buildMiniEstargz, footer } from '../helpers/mini-estargz.js'
+import { BufferSource, buildMiniEstargz, footer } from '../../harness/mini-estargz.js'
 
 // Parsers face untrusted bytes: every input must give a typed error or a valid result, never a
 // crash, a foreign exception type or a hang (tap's per-file timeout catches hangs).

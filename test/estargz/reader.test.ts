@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto'
 import { EstargzReader } from '../../src/estargz/reader.js'
 import { parseFooter } from '../../src/estargz/footer.js'
 import { StargzError } from '../../src/errors.js'
-import { BufferSource, buildMiniEstargz, footer } from '../helpers/mini-estargz.js'
+import { BufferSource, buildMiniEstargz, footer } from '../../harness/mini-estargz.js'
 
 const big = randomBytes(300_000)
 const small = Buffer.from('hello, lazy world\n')

@@ -6,9 +6,9 @@ import { existsSync } from 'node:fs'
 import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
-import { memTar } from '../helpers/memtar.js'
-import { tocOf } from '../helpers/convert.js'
-import { tempDir } from '../helpers/tree.js'
+import { memTar } from '../../harness/memtar.js'
+import { tocOf } from '../../harness/convert.js'
+import { tempDir } from '../../harness/tree.js'
 
 const ROOT = join(import.meta.dirname, '..', '..')
 

@@ -10,9 +10,9 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { gunzipSync } from 'node:zlib'
 import type { Toc, TocEntry } from '../../src/estargz/types.js'
-import { convertBuffer } from '../helpers/memtar.js'
-import { tocOf } from '../helpers/convert.js'
-import { sh } from '../helpers/tree.js'
+import { convertBuffer } from '../../harness/memtar.js'
+import { tocOf } from '../../harness/convert.js'
+import { sh } from '../../harness/tree.js'
 
 const FIXTURES = join(import.meta.dirname, '..', 'fixtures', 'ctr-remote')
 const ROOT = join(import.meta.dirname, '..', '..')

@@ -8,8 +8,8 @@ import { join } from 'node:path'
 import {
   ESTARGZ_EXTRA_FILES, addXattrFiles, createTar, everyTypeNodes, extractTar, manySmallFilesNodes, patternBytes,
   sh, snapshotTree, tempDir, writeTree, type NodeSpec, type TreeNodeSnapshot,
-} from '../helpers/tree.js'
-import { convertFile } from '../helpers/convert.js'
+} from '../../harness/tree.js'
+import { convertFile } from '../../harness/convert.js'
 import type { ConvertOptions } from '../../src/estargz/writer.js'
 
 interface RoundTripOpts { format?: 'pax' | 'gnu'; xattrs?: boolean; gzipInput?: boolean; convert?: ConvertOptions }

@@ -6,9 +6,9 @@ import { convertLayer } from '../../src/estargz/writer.js'
 import { writeFooter } from '../../src/estargz/footer-writer.js'
 import type { TocEntry } from '../../src/estargz/types.js'
 import { TarError } from '../../src/errors.js'
-import { gzipMembers, tocOf } from '../helpers/convert.js'
-import { chunksOf, Collector, convertBuffer, memTar, type MemEntry } from '../helpers/memtar.js'
-import { patternBytes } from '../helpers/tree.js'
+import { gzipMembers, tocOf } from '../../harness/convert.js'
+import { chunksOf, Collector, convertBuffer, memTar, type MemEntry } from '../../harness/memtar.js'
+import { patternBytes } from '../../harness/tree.js'
 
 const sha = (b: Buffer | string): string => 'sha256:' + createHash('sha256').update(b).digest('hex')
 const CHUNK = 64 * 1024

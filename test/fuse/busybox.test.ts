@@ -3,9 +3,9 @@ import { execFile } from 'node:child_process'
 import { copyFile, mkdir, symlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import { convertFile } from '../helpers/convert.js'
-import { createTar } from '../helpers/tree.js'
-import { mountBlob, scratch } from './fixtures/helpers.js'
+import { convertFile } from '../../harness/convert.js'
+import { createTar } from '../../harness/tree.js'
+import { mountBlob, scratch } from '../../harness/fuse-fixtures.js'
 
 const execFileP = promisify(execFile)
 const BUSYBOX = '/bin/busybox'

@@ -4,8 +4,8 @@ import { copyFile, mkdir, readdir, rm } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { promisify } from 'node:util'
 import { unmountPath } from '../../src/fuse/unmount.js'
-import { extractTar, snapshotTree, type NodeSpec, type TreeNodeSnapshot } from '../helpers/tree.js'
-import { blobFromTree, mountBlob, scratch } from './fixtures/helpers.js'
+import { extractTar, snapshotTree, type NodeSpec, type TreeNodeSnapshot } from '../../harness/tree.js'
+import { blobFromTree, mountBlob, scratch } from '../../harness/fuse-fixtures.js'
 
 const execFileP = promisify(execFile)
 const M = 1_700_000_000

@@ -5,7 +5,7 @@ import { MemoryCache } from '../../src/cache/memory-cache.js'
 import { openLayer, type OpenLayerOptions, type StargzLayer } from '../../src/layer/layer.js'
 import { PriorityGate } from '../../src/task/priority-gate.js'
 import { WorkerChunkDecoder } from '../../src/reader/worker-decoder.js'
-import type { MiniFile } from '../helpers/mini-estargz.js'
+import type { MiniFile } from '../../harness/mini-estargz.js'
 import { buildLandmarkBlob, CountingSource, prng, recordingLogger } from '../reader/fixtures.js'
 
 const prioritized: MiniFile[] = [
@@ -193,7 +193,7 @@ t.test('disabled prefetch and background fetch do nothing', async (t) => {
 })
 
 t.test('no landmark: no prefetch, background still runs', async (t) => {
-  const { buildMiniEstargz } = await import('../helpers/mini-estargz.js')
+  const { buildMiniEstargz } = await import('../../harness/mini-estargz.js')
   const plain = buildMiniEstargz(rest)
   const source = new CountingSource(plain.blob)
   const { layer } = await open(t, { tocDigest: plain.tocDigest }, source)

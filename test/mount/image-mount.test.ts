@@ -6,10 +6,10 @@ import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import { RegistryClient } from '../../src/registry/client.js'
 import { listMounts } from '../../src/fuse/unmount.js'
-import { REPO } from '../helpers/cli.js'
-import { startRegistry } from '../helpers/registry.js'
-import { blobFromTree, scratch } from '../fuse/fixtures/helpers.js'
-import type { NodeSpec } from '../helpers/tree.js'
+import { REPO } from '../../harness/cli.js'
+import { startRegistry } from '../../harness/registry.js'
+import { blobFromTree, scratch } from '../../harness/fuse-fixtures.js'
+import type { NodeSpec } from '../../harness/tree.js'
 
 const M = 1_700_000_000
 const base: NodeSpec[] = [

@@ -10,9 +10,9 @@ import { RegistryInput } from '../../src/convert/registry-io.js'
 import { listMounts } from '../../src/fuse/unmount.js'
 import { RegistryClient } from '../../src/registry/client.js'
 import { parseReference } from '../../src/registry/reference.js'
-import { buildImage, skopeoPush, writeOciLayout } from '../helpers/image.js'
-import { startRegistry } from '../helpers/registry.js'
-import { busyboxRootfs, gzipFileLayer, prefetchOrder, readImage, runCommand, tempDir, topLayer } from '../convert/fixtures/helpers.js'
+import { buildImage, skopeoPush, writeOciLayout } from '../../harness/image.js'
+import { startRegistry } from '../../harness/registry.js'
+import { busyboxRootfs, gzipFileLayer, prefetchOrder, readImage, runCommand, tempDir, topLayer } from '../../harness/convert-fixtures.js'
 
 t.setTimeout(600_000)
 

@@ -8,8 +8,8 @@ import { join } from 'node:path'
 import { OciLayoutInput } from '../../src/convert/oci-layout.js'
 import { parsePrioritizedList } from '../../src/convert/prioritized-list.js'
 import { listMounts } from '../../src/fuse/unmount.js'
-import { buildImage, writeOciLayout } from '../helpers/image.js'
-import { gzipFileLayer, prefetchOrder, pythonRootfs, readImage, runCommand, tempDir } from '../convert/fixtures/helpers.js'
+import { buildImage, writeOciLayout } from '../../harness/image.js'
+import { gzipFileLayer, prefetchOrder, pythonRootfs, readImage, runCommand, tempDir } from '../../harness/convert-fixtures.js'
 
 t.setTimeout(1_800_000)
 

@@ -7,7 +7,7 @@ import { MemoryCache } from '../../src/cache/memory-cache.js'
 import { ChunkReader, type FetchEvent } from '../../src/reader/chunk-reader.js'
 import { ChunkFetchError, ChunkVerifyError } from '../../src/reader/errors.js'
 import { WorkerChunkDecoder } from '../../src/reader/worker-decoder.js'
-import { buildMiniEstargz, type MiniFile } from '../helpers/mini-estargz.js'
+import { buildMiniEstargz, type MiniFile } from '../../harness/mini-estargz.js'
 import { CountingSource, MultiRangeCountingSource, prng, recordingLogger, sha } from './fixtures.js'
 
 const files: MiniFile[] = [

@@ -2,7 +2,7 @@
  * Test sources and blobs for the read path (reader and layer tests).
  */
 import { createHash } from 'node:crypto'
-import { buildMiniEstargz, type MiniBlob, type MiniFile } from '../helpers/mini-estargz.js'
+import { buildMiniEstargz, type MiniBlob, type MiniFile } from '../../harness/mini-estargz.js'
 import { LANDMARK_CONTENTS, PREFETCH_LANDMARK } from '../../src/estargz/types.js'
 
 export function sha(b: Uint8Array): string {

@@ -3,8 +3,8 @@ import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { startRegistry } from '../helpers/registry.js'
-import { startFaultProxy, type MultiRangeRefusal } from '../helpers/fault-proxy.js'
+import { startRegistry } from '../../harness/registry.js'
+import { startFaultProxy, type MultiRangeRefusal } from '../../harness/fault-proxy.js'
 import { RegistryClient } from '../../src/registry/client.js'
 import { StaticCredentials } from '../../src/registry/credentials.js'
 import { FetchError, RegistryTimeoutError } from '../../src/registry/errors.js'
@@ -124,7 +124,8 @@ for (const mode of ['400', '416', 'full', 'first'] as MultiRangeRefusal[]) {
     t.equal(blob.stats().multiRangeUnsupported, true)
     const multi = proxy.log.filter((l) => l.range?.includes(','))
     t.equal(multi.length, 1, 'multi-range tried once only')
-    t.equal(proxy.log.filter((l) => l.range && !l.range.includes(',')).length, mode === 'full' ? 3 : 6, 'then single ranges')
+    // 'full' (200 with the whole blob) is cut, not buffered: 1 MiB for 90 bytes is not worth it.
+    t.equal(proxy.log.filter((l) => l.range && !l.range.includes(',')).length, 6, 'then single ranges')
   })
 }
 

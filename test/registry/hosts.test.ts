@@ -2,9 +2,10 @@ import t from 'tap'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { startRegistry, freePort } from '../helpers/registry.js'
-import { startFaultProxy } from '../helpers/fault-proxy.js'
-import { buildImage, gzipLayer } from '../helpers/image.js'
+import { startRegistry } from '../../harness/registry.js'
+import { droppingPort } from '../../harness/ports.js'
+import { startFaultProxy } from '../../harness/fault-proxy.js'
+import { buildImage, gzipLayer } from '../../harness/image.js'
 import { RegistryClient } from '../../src/registry/client.js'
 import { StaticCredentials } from '../../src/registry/credentials.js'
 import { loadEndpoints } from '../../src/registry/hosts.js'
@@ -66,7 +67,9 @@ server = "http://${server.host}"
 })
 
 t.test('an unreachable mirror falls back to the server', async (t) => {
-  const dead = `127.0.0.1:${await freePort()}`
+  const drop = await droppingPort()
+  t.teardown(() => drop.close())
+  const dead = drop.address
   const dir = await hostsToml('dead', server.host, `server = "http://${server.host}"\n[host."http://${dead}"]\n  capabilities = ["pull", "resolve"]\n`)
   t.equal((await client(t, dir).resolve(`${server.host}/app/x:v1`)).digest, onServer.manifestDigest)
 })

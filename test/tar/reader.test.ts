@@ -8,8 +8,8 @@ import { decompressLayer } from '../../src/tar/decompress.js'
 import { BLOCK_SIZE, emptyHeader, writeChecksum, type TarHeader } from '../../src/tar/header.js'
 import { encodeHeader, endOfArchive, paddingFor } from '../../src/tar/writer.js'
 import { formatPaxRecords } from '../../src/tar/pax.js'
-import { chunksOf, memTar } from '../helpers/memtar.js'
-import { sh, tempDir } from '../helpers/tree.js'
+import { chunksOf, memTar } from '../../harness/memtar.js'
+import { sh, tempDir } from '../../harness/tree.js'
 
 interface Read { header: TarHeader; data: Buffer; offset: number }
 

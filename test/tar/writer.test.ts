@@ -3,8 +3,8 @@ import { lstat, readFile, readlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { emptyHeader } from '../../src/tar/header.js'
 import { encodeHeader } from '../../src/tar/writer.js'
-import { memTar } from '../helpers/memtar.js'
-import { extractTar, sh, tempDir } from '../helpers/tree.js'
+import { memTar } from '../../harness/memtar.js'
+import { extractTar, sh, tempDir } from '../../harness/tree.js'
 
 t.test('plain entries use one ustar block, no PAX', async (tt) => {
   const h = emptyHeader('etc/passwd', '0')

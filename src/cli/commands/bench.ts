@@ -10,8 +10,8 @@
  */
 import { join, resolve } from 'node:path'
 import { InvalidArgumentError } from '../../errors.js'
-import { BENCH_IMAGES, type BenchImageName } from '../../../bench/lib/images.js'
-import { installSignalCleanup } from '../../../bench/lib/wan-link.js'
+import { BENCH_IMAGES, type BenchImageName } from '../../bench/image/images.js'
+import { installSignalCleanup } from '../../bench/link/wan-link.js'
 import { BENCH_MODES, type BenchMode } from '../../bench/measure.js'
 import { CancelledError, installBenchSignalHandlers } from '../../bench/proc.js'
 import { runBench } from '../../bench/run-bench.js'
