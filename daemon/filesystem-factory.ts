@@ -13,6 +13,7 @@ import { LazyFileSystem } from '../src/fs/lazy-filesystem.js'
 import type { Logger } from '../src/log/logger.js'
 import type { MetricsHooks } from '../src/metrics/hooks.js'
 import { RegistryClient } from '../src/registry/client.js'
+import type { CredentialProvider } from '../src/registry/credentials.js'
 import type { FileSystem, RemoteLayerInfo } from '../src/snapshot/filesystem.js'
 
 export interface FileSystemHandle {
@@ -36,7 +37,8 @@ export class UnavailableFileSystem implements FileSystem {
   }
 }
 
-export async function createFileSystem(cfg: Readonly<Config>, log: Logger, metrics: MetricsHooks): Promise<FileSystemHandle> {
+/** `credentials`: where registry credentials come from (default: the Docker config). */
+export async function createFileSystem(cfg: Readonly<Config>, log: Logger, metrics: MetricsHooks, credentials?: CredentialProvider): Promise<FileSystemHandle> {
   try {
     await access('/dev/fuse', constants.R_OK | constants.W_OK)
   } catch {
@@ -45,6 +47,7 @@ export async function createFileSystem(cfg: Readonly<Config>, log: Logger, metri
   const client = new RegistryClient({
     hostsDir: cfg.hosts_dir,
     plainHttpLocalhost: true,
+    ...(credentials ? { credentials } : {}),
     transport: {
       maxRetries: cfg.blob.max_retries,
       backoffBaseMs: cfg.blob.min_wait_msec,
@@ -71,7 +74,9 @@ export async function createFileSystem(cfg: Readonly<Config>, log: Logger, metri
     requireTocDigest: !cfg.disable_verification,
     allowUnverified: cfg.disable_verification,
     attrTimeoutSec: cfg.fuse.attr_timeout,
+    entryTimeoutSec: cfg.fuse.entry_timeout,
     checkIntervalMs: cfg.blob.check_always ? 0 : cfg.blob.valid_interval * 1000,
+    layerTtlMs: cfg.resolve_result_entry_ttl_sec * 1000,
   })
   let closed = false
   return {

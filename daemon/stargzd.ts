@@ -8,7 +8,10 @@
  * A signal during start-up stops restore from starting new mounts and waits for it, then the same.
  */
 import './threadpool.js'
-import { loadConfig } from '../src/config/load.js'
+import { configWarnings, loadConfig } from '../src/config/load.js'
+import { startImageServiceProxy, type ImageServiceProxy } from '../src/cri/image-proxy.js'
+import { ChainedCredentials, CriKeychain } from '../src/cri/keychain.js'
+import { DockerConfigCredentials, type CredentialProvider } from '../src/registry/credentials.js'
 import { errorMessage } from '../src/errors.js'
 import { startSnapshotServer, type SnapshotServer } from '../src/grpc/server.js'
 import { createRootLogger } from '../src/log/logger.js'
@@ -39,17 +42,21 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stderr.write(`stargzd: ${errorMessage(e)}\n`)
     return 2
   }
-  const root = createRootLogger({ level: cfg.log_level })
+  const root = createRootLogger({ level: cfg.log_level, format: cfg.log_format })
   const log = root.child({ component: 'daemon' })
+  // Reference config keys we accept but do not implement: once each, at start.
+  for (const w of configWarnings(cfg)) log.warn({ key: w.key, instead: w.instead }, 'config-key-not-implemented')
 
   // Owned resources, released in reverse order of acquisition, once.
   let metricsServer: MetricsServer | undefined
   let fsHandle: FileSystemHandle | undefined
   let snapshotter: Snapshotter | undefined
   let server: SnapshotServer | undefined
+  let criProxy: ImageServiceProxy | undefined
   let released: Promise<void> | undefined
   const release = (): Promise<void> => {
     released ??= (async () => {
+      await criProxy?.close().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing CRI image service proxy'))
       await server?.close({ graceMs: cfg.shutdown_timeout_sec * 1000 }).catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing gRPC server'))
       await snapshotter?.close().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing snapshotter'))
       await fsHandle?.close().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing filesystem'))
@@ -74,7 +81,10 @@ async function main(argv: readonly string[]): Promise<number> {
           log.info({ address: metricsServer.address }, 'metrics endpoint listening')
         }
       }
-      fsHandle = await createFileSystem(cfg, root.child({ component: 'fs' }), hooks)
+      // [cri_keychain]: credentials from kubelet's PullImage calls first, then the Docker config.
+      const keychain = cfg.cri_keychain.enable_keychain ? new CriKeychain({ ttlMs: cfg.cri_keychain.credential_ttl_sec * 1000 }) : undefined
+      const credentials: CredentialProvider | undefined = keychain ? new ChainedCredentials([keychain, new DockerConfigCredentials()]) : undefined
+      fsHandle = await createFileSystem(cfg, root.child({ component: 'fs' }), hooks, credentials)
       if (!fsHandle.lazy) log.warn('lazy mounts are unavailable: every layer falls back to a normal snapshot (download + unpack)')
       snapshotter = await Snapshotter.open({
         root: cfg.root,
@@ -87,6 +97,14 @@ async function main(argv: readonly string[]): Promise<number> {
       log.info({ restored: report.restored.length, failed: report.failed.length, staleMounts: report.staleMounts }, 'restored remote snapshots')
       if (startupStop.signal.aborted) return -1 // the stop path releases and exits
       server = await startSnapshotServer({ address: cfg.address, snapshotter, log: root.child({ component: 'grpc' }) })
+      if (keychain) {
+        criProxy = await startImageServiceProxy({
+          address: cfg.cri_keychain.proxy_path,
+          backend: cfg.cri_keychain.image_service_path,
+          keychain,
+          log: root.child({ component: 'cri' }),
+        })
+      }
       if (startupStop.signal.aborted) return -1
       const how = await notifyReady().catch((e: unknown) => {
         log.warn({ err: errorMessage(e) }, 'systemd readiness notification failed')

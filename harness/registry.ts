@@ -19,6 +19,8 @@ export interface RegistryOptions {
   htpasswd?: User[]
   token?: TokenServerOptions
   tls?: boolean
+  /** Pull-through cache ("proxy:" mode) of this upstream registry URL. */
+  proxyRemoteUrl?: string
 }
 
 export interface TestRegistry {
@@ -173,6 +175,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<TestReg
           top.push('auth:', '  token:', `    realm: ${tokenServer.realm}`, `    service: ${tokenServer.service}`,
             `    issuer: ${tokenServer.issuer}`, `    rootcertbundle: ${tokenServer.certPath}`)
         }
+        if (opts.proxyRemoteUrl) top.push('proxy:', `  remoteurl: ${opts.proxyRemoteUrl}`)
         return { http, top }
       },
     })

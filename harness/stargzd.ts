@@ -1,5 +1,5 @@
 /**
- * Run the real daemon (`node --import tsx daemon/stargzd.ts`) as a child process for a test,
+ * Run the real daemon (src/bench/stargzd.ts's daemonCommand) as a child process for a test,
  * collecting its JSON log lines. close() sends SIGTERM (then SIGKILL) and is safe to call twice.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
@@ -10,6 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { unmountUnder, type Containerd } from './containerd.js'
+import { daemonCommand } from '../src/bench/stargzd.js'
 
 export const REPO = fileURLToPath(new URL('..', import.meta.url))
 
@@ -27,7 +28,9 @@ export interface StargzdProcess {
 }
 
 export async function startStargzd(args: string[], env: NodeJS.ProcessEnv = {}): Promise<StargzdProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'daemon/stargzd.ts'), ...args], {
+  // The same command line `stargz bench` uses (src/bench/stargzd.ts): one way to start the daemon.
+  const [cmd, ...cmdArgs] = daemonCommand() as [string, ...string[]]
+  const child = spawn(cmd, [...cmdArgs, ...args], {
     cwd: REPO,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env },

@@ -2,6 +2,8 @@
 # Installs everything stargzd, its tests and its benchmarks need on Debian 12, as root: the Debian
 # packages, the npm dependencies (native modules built and proven to load), and the build.
 # Used by .ci/run and scripts/quickstart.sh, so a fresh machine gets the same set both ways.
+# Test and CI machines only (it stops the packaged containerd and docker-registry services): a
+# node install is scripts/install-system.sh, which never runs this script.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export DEBIAN_FRONTEND=noninteractive

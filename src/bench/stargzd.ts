@@ -35,7 +35,8 @@ export interface StargzdOptions {
   startTimeoutMs?: number
 }
 
-function daemonCommand(): string[] {
+/** How to run the daemon next to this module: its .js, or its .ts through tsx from a checkout. */
+export function daemonCommand(): string[] {
   const self = import.meta.url
   const ts = self.endsWith('.ts')
   const script = fileURLToPath(new URL(`../../daemon/stargzd.${ts ? 'ts' : 'js'}`, self))

@@ -5,6 +5,7 @@
  *
  * Hit/miss events come from here, where the tier that answered is known, not from the reader.
  */
+import { LIBRARY_DEFAULTS } from '../config/defaults.js'
 import { DirCache } from './dir-cache.js'
 import { MemoryCache } from './memory-cache.js'
 import { TieredCache } from './tiered-cache.js'
@@ -18,16 +19,16 @@ export interface CacheObserver {
 }
 
 export interface ChunkCacheOptions {
-  /** Default 256 MiB. */
+  /** Default LIBRARY_DEFAULTS.cache.memoryBytes (256 MiB). */
   memoryBytes?: number
-  /** Bound of the directory cache. Default 10 GiB. */
+  /** Bound of the directory cache. Default [cache] max_size_mb's. */
   diskBytes?: number
   /** Told of every lookup, with the tier that answered it. */
   observer?: CacheObserver
 }
 
-export const DEFAULT_MEMORY_CACHE_BYTES = 256 << 20
-export const DEFAULT_DISK_CACHE_BYTES = 10 * 2 ** 30
+export const DEFAULT_MEMORY_CACHE_BYTES = LIBRARY_DEFAULTS.cache.memoryBytes
+export const DEFAULT_DISK_CACHE_BYTES = LIBRARY_DEFAULTS.cache.diskBytes
 
 export async function openChunkCache(cacheDir: string | undefined, opts: ChunkCacheOptions = {}): Promise<ChunkCache> {
   const mem = new MemoryCache({ maxBytes: opts.memoryBytes ?? DEFAULT_MEMORY_CACHE_BYTES })

@@ -16,11 +16,15 @@
  * - `suid`, `dev`: libfuse2 mounts nosuid,nodev by default; images carry setuid binaries and
  *   device nodes that must keep working through the overlay.
  */
+import { LIBRARY_DEFAULTS } from '../config/defaults.js'
+
 export type CacheMode = 'auto' | 'kernel' | 'none'
 
 export interface FuseTuning {
-  /** Seconds the kernel may cache entries, attributes and negative lookups (default 3600). */
+  /** Seconds the kernel may cache attributes ([fuse] attr_timeout; default 3600). */
   attrTimeoutSec?: number
+  /** Seconds the kernel may cache name lookups, found or not ([fuse] entry_timeout; default 3600). */
+  entryTimeoutSec?: number
   cache?: CacheMode
   /** With cache 'auto': how old cached attributes may be before an open re-checks them (s, default 1). */
   autoCacheCheckSec?: number
@@ -31,9 +35,10 @@ export interface FuseTuning {
 }
 
 export function buildMountOptions(t: FuseTuning = {}): string[] {
-  const ttl = t.attrTimeoutSec ?? 3600
+  const attr = t.attrTimeoutSec ?? LIBRARY_DEFAULTS.fuse.attrTimeoutSec
+  const entry = t.entryTimeoutSec ?? LIBRARY_DEFAULTS.fuse.entryTimeoutSec
   const opts = ['ro', 'use_ino', 'suid', 'dev', 'subtype=stargz', `fsname=${(t.fsName ?? 'stargz').replace(/[,\s\\]/g, '_')}`,
-    `entry_timeout=${ttl}`, `attr_timeout=${ttl}`, `negative_timeout=${ttl}`]
+    `entry_timeout=${entry}`, `attr_timeout=${attr}`, `negative_timeout=${entry}`]
   if (t.allowOther ?? true) opts.push('allow_other')
   if (t.defaultPermissions ?? true) opts.push('default_permissions')
   const cache = t.cache ?? 'auto'

@@ -28,6 +28,7 @@ import { PriorityGate } from '../task/priority-gate.js'
 import { planUnits } from './background.js'
 import { FetchedRanges } from './fetched-ranges.js'
 import type { Layer, LayerState } from './types.js'
+import { LIBRARY_DEFAULTS } from '../config/defaults.js'
 
 export interface OpenLayerOptions {
   /** Compressed layer digest. */
@@ -250,7 +251,7 @@ export class StargzLayer implements Layer {
     const end = landmark.offset ?? 0
     const refs: ChunkRef[] = this.index.payloads.filter((p) => p.compressedEnd <= end)
     if (end <= 0 || refs.length === 0) return { status: 'skipped', bytes: 0, chunks: 0, reason: 'nothing before the landmark' }
-    const timeoutSec = this.opts.prefetchTimeoutSec ?? 10
+    const timeoutSec = this.opts.prefetchTimeoutSec ?? LIBRARY_DEFAULTS.prefetchTimeoutMs / 1000
     // Our own timer rather than AbortSignal.timeout: that one is unref'd, so a process with
     // nothing else to do would exit instead of timing out; this one is cleared when done.
     const timeout = new AbortController()

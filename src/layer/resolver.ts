@@ -14,6 +14,7 @@
  * background fetch begin only when the mount calls start().
  */
 import type { ChunkCache } from '../cache/types.js'
+import { LIBRARY_DEFAULTS } from '../config/defaults.js'
 import type { ChunkDecoder } from '../estargz/chunk-decoder.js'
 import type { TocLimits } from '../estargz/types.js'
 import { UnavailableError, errorMessage } from '../errors.js'
@@ -25,8 +26,8 @@ import { raceAbort } from '../task/race-abort.js'
 import { openLayer, type OpenLayerOptions, type StargzLayer } from './layer.js'
 import type { Layer, LayerLease } from './types.js'
 
-/** The reference's resolve_result_entry_ttl_sec default. */
-export const DEFAULT_LAYER_TTL_MS = 120_000
+/** resolve_result_entry_ttl_sec's default (120 s, the reference's). */
+export const DEFAULT_LAYER_TTL_MS = LIBRARY_DEFAULTS.layerTtlMs
 
 /** How every layer of this resolver fetches (config: noprefetch, prefetch_timeout_sec, …). */
 export type LayerFetchOptions = Pick<OpenLayerOptions,
@@ -39,7 +40,7 @@ export interface LayerResolverOptions extends LayerFetchOptions {
   decoder?: ChunkDecoder
   /** Default: a gate the resolver creates and closes. A gate passed in stays the caller's. */
   gate?: PriorityGate
-  /** Keep a released layer this long (0: release at once). Default 120 s. */
+  /** Keep a released layer this long (0: release at once). Default resolve_result_entry_ttl_sec's. */
   ttlMs?: number
   tocLimits?: Partial<TocLimits>
   logger?: Logger

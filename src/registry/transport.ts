@@ -17,6 +17,7 @@
 import { setTimeout as sleepMs } from 'node:timers/promises'
 import { Agent, request as undiciRequest, type Dispatcher } from 'undici'
 import { FetchError, RegistryError, RegistryTimeoutError, type RequestContext } from './errors.js'
+import { LIBRARY_DEFAULTS } from '../config/defaults.js'
 
 /** Default 2xx body bound for requests that set none (push answers, pings): they carry no data. */
 export const DEFAULT_MAX_BODY_BYTES = 16 << 20
@@ -145,13 +146,13 @@ export class Transport {
     this.opts = {
       connectTimeoutMs: opts.connectTimeoutMs ?? 10_000,
       headersTimeoutMs: opts.headersTimeoutMs ?? 30_000,
-      bodyTimeoutMs: opts.bodyTimeoutMs ?? 30_000,
-      requestDeadlineMs: opts.requestDeadlineMs ?? 300_000,
+      bodyTimeoutMs: opts.bodyTimeoutMs ?? LIBRARY_DEFAULTS.registry.bodyTimeoutMs,
+      requestDeadlineMs: opts.requestDeadlineMs ?? LIBRARY_DEFAULTS.registry.requestDeadlineMs,
       keepAliveTimeoutMs: opts.keepAliveTimeoutMs ?? 30_000,
       connectionsPerOrigin: opts.connectionsPerOrigin ?? 64,
-      maxRetries: opts.maxRetries ?? 4,
-      backoffBaseMs: opts.backoffBaseMs ?? 200,
-      backoffMaxMs: opts.backoffMaxMs ?? 5_000,
+      maxRetries: opts.maxRetries ?? LIBRARY_DEFAULTS.registry.maxRetries,
+      backoffBaseMs: opts.backoffBaseMs ?? LIBRARY_DEFAULTS.registry.backoffBaseMs,
+      backoffMaxMs: opts.backoffMaxMs ?? LIBRARY_DEFAULTS.registry.backoffMaxMs,
       retryAfterMaxMs: opts.retryAfterMaxMs ?? 30_000,
       userAgent: opts.userAgent ?? 'stargzd/0.1',
       random: opts.random ?? Math.random,

@@ -11,9 +11,10 @@
  * background fetching on all of them, since they share the link and the CPU.
  */
 import { UnavailableError, isPreempted } from '../errors.js'
+import { LIBRARY_DEFAULTS } from '../config/defaults.js'
 
 export interface PriorityGateOptions {
-  /** Quiet period after the last priority task before background work resumes. Default 500 ms. */
+  /** Quiet period after the last priority task before background work resumes. Default: LIBRARY_DEFAULTS.backgroundGraceMs. */
   graceMs?: number
   /** Background tasks running at once. Default 2 (the reference's default too). */
   backgroundConcurrency?: number
@@ -41,8 +42,8 @@ export class PriorityGate {
   readonly stats = { priorityTasks: 0, backgroundTasks: 0, preemptions: 0 }
 
   constructor(opts: PriorityGateOptions = {}) {
-    this.graceMs = Math.max(0, opts.graceMs ?? 500)
-    this.concurrency = Math.max(1, opts.backgroundConcurrency ?? 2)
+    this.graceMs = Math.max(0, opts.graceMs ?? LIBRARY_DEFAULTS.backgroundGraceMs)
+    this.concurrency = Math.max(1, opts.backgroundConcurrency ?? LIBRARY_DEFAULTS.backgroundConcurrency)
     this.preempt = opts.preempt ?? true
   }
 

@@ -1,3 +1,4 @@
+// stargzd-test: e2e (extracts tars with their owners and xattrs, so it needs root)
 /**
  * Round trips: tree → GNU tar → convertLayer → tar -xzf must give back exactly the tree
  * (plus stargz.index.json and the landmark), compared node by node.

@@ -100,6 +100,7 @@ async function lazyFs(t: Test, opts: { log?: pino.Logger; metrics?: MetricsHooks
     requireTocDigest: true,
     allowUnverified: false,
     attrTimeoutSec: 1,
+    entryTimeoutSec: 1,
     checkIntervalMs: 0,
     layerTtlMs: 0,
   })

@@ -1,3 +1,4 @@
+// stargzd-test: e2e (mounts what the snapshotter returns with mount(8), so it needs root)
 /**
  * The essentials of containerd's snapshotter test suite (snapshots/testsuite), run over gRPC on a
  * unix socket with a real grpc-js client against the service + snapshotter + SQLite store.

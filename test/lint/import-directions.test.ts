@@ -1,3 +1,4 @@
+// stargzd-test: unit (the import strings below are snippets for ESLint, not imports)
 /**
  * The import directions of issue #9 §3, enforced by eslint.config.js: shown failing on snippets
  * that break them, and passing on the imports that look alike but are allowed (src/bench from

@@ -1,3 +1,4 @@
+// stargzd-test: e2e (chowns snapshot directories, so it needs root)
 import t, { type Test } from 'tap'
 import { mkdtemp, readdir, rm, stat, writeFile, mkdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'

@@ -1,3 +1,4 @@
+// stargzd-test: e2e (extracts tars with their owners and xattrs, so it needs root)
 import t from 'tap'
 import { lstat, readFile, readlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
