@@ -15,9 +15,11 @@ if ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.
 fi
 
 # Debian packages:
-#   containerd runc .............. real containerd + runtime (harness/containerd.ts)
+#   containerd runc .............. real containerd + runtime (harness/containerd.ts); runc also
+#                                  sandboxes `stargz optimize` workloads
 #   stargz-snapshotter ........... ctr-remote (rpull, and the reference converter to compare)
 #   docker-registry skopeo ....... a real registry, pushing OCI layouts into it
+#   umoci libarchive-tools ....... interop corpus producers (umoci repack, bsdtar)
 #   fuse3 libfuse2 ............... FUSE mounts (fuse-native links libfuse.so.2; fusermount3)
 #   libfuse-dev .................. headers, in case fuse-native must build from source
 #   busybox-static debootstrap ... rootfs fixtures (scripts/fixtures/*rootfs.sh)
@@ -26,7 +28,7 @@ fi
 #   build-essential .............. node-gyp, when a native module has no usable prebuilt binary
 #   git ca-certificates .......... npm and the checkout
 PACKAGES=(
-  containerd runc stargz-snapshotter docker-registry skopeo
+  containerd runc stargz-snapshotter docker-registry skopeo umoci libarchive-tools
   fuse3 libfuse2 libfuse-dev busybox-static debootstrap
   pigz curl jq python3 openssl perl attr iproute2 util-linux build-essential git ca-certificates
 )

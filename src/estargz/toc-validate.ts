@@ -7,18 +7,27 @@ const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/
 const UINT32_MAX = 0xffff_ffff
 
 /**
- * Normalise a TOC name the way tar extraction would see it: strip "./" and trailing "/",
- * collapse "//" and "." components. Absolute names, ".." components and NUL bytes are refused:
- * a name must never point outside the layer.
+ * Clean a TOC name relative to the layer root, as the reference reader does (estargz.go
+ * cleanEntryName: path.Clean("/" + name) without the leading "/"): "/", "./" and "." are the
+ * root (""), "/x", "./x", "x/" and "x//y/." are "x" and "x/y". Producers differ here: GNU tar
+ * `-C dir .` writes "./x", umoci and `tar -P` write "/x", and the reference converter copies
+ * names as they are, so a reader must accept all of them.
+ *
+ * Refused, because no cleaning makes them safe: a NUL byte, and a ".." that climbs above the root
+ * (the reference clamps "../x" to "x"; a name that tries to leave the layer is treated as hostile
+ * here). A ".." that stays inside ("a/../b" is "b") is cleaned like any other component.
  */
 export function normaliseName(raw: string, maxBytes: number): string {
   if (raw.includes('\0')) throw new TocError('name-nul', 'name contains a NUL byte', raw)
   if (Buffer.byteLength(raw) > maxBytes) throw new TocError('name-length', `name longer than ${maxBytes} bytes`, raw)
-  if (raw.startsWith('/')) throw new TocError('name-absolute', 'name is absolute', raw)
   const parts: string[] = []
   for (const p of raw.split('/')) {
     if (p === '' || p === '.') continue
-    if (p === '..') throw new TocError('name-dotdot', 'name has a ".." component', raw)
+    if (p === '..') {
+      if (parts.length === 0) throw new TocError('name-escape', 'name climbs above the layer root with ".."', raw)
+      parts.pop()
+      continue
+    }
     parts.push(p)
   }
   return parts.join('/')
@@ -136,7 +145,9 @@ export interface ValidateOptions {
  *   directly and are contiguous, covering [0, size) exactly;
  * - eStargz (non-legacy) chunks carry a chunkDigest;
  * - hardlink targets exist and are not directories; symlinks have a target;
- * - no name appears twice (chunks aside).
+ * - no two entries clean to the same name (chunks aside): "./a" and "/a" are one file, and which
+ *   of two claims wins must not depend on the reader;
+ * - hardlink targets are cleaned the same way as names.
  */
 export function validateToc(json: unknown, opts: ValidateOptions): Toc {
   const limits: TocLimits = { ...DEFAULT_TOC_LIMITS, ...opts.limits }
@@ -180,7 +191,7 @@ export function validateToc(json: unknown, opts: ValidateOptions): Toc {
           if ((e.chunkOffset ?? 0) !== 0) fail('chunk-contiguous', `first chunk starts at ${e.chunkOffset}, not 0`, e.name)
           const cs = e.chunkSize ?? 0
           if (cs > size) fail('chunk-coverage', `chunkSize ${cs} exceeds file size ${size}`, e.name)
-          if (opts.footerKind === 'estargz' && e.chunkDigest === undefined) fail('chunk-digest-required', 'chunk has no chunkDigest', e.name)
+          if (opts.footerKind !== 'legacy' && e.chunkDigest === undefined) fail('chunk-digest-required', 'chunk has no chunkDigest', e.name)
           open = { entry: e, size, next: cs === 0 ? size : cs, openEnded: false }
         }
         break
@@ -193,7 +204,7 @@ export function validateToc(json: unknown, opts: ValidateOptions): Toc {
         const cs = e.chunkSize ?? 0
         const end = cs === 0 ? open.size : open.next + cs
         if (end > open.size) fail('chunk-coverage', `chunk [${open.next}, ${end}) runs past the file size ${open.size}`, e.name)
-        if (opts.footerKind === 'estargz' && e.chunkDigest === undefined) fail('chunk-digest-required', 'chunk has no chunkDigest', e.name)
+        if (opts.footerKind !== 'legacy' && e.chunkDigest === undefined) fail('chunk-digest-required', 'chunk has no chunkDigest', e.name)
         open.next = end
         continue // chunks are not names of their own
       }
@@ -206,7 +217,8 @@ export function validateToc(json: unknown, opts: ValidateOptions): Toc {
       default:
         break
     }
-    if (seen.has(e.name)) fail('duplicate-name', 'name appears more than once', e.name)
+    const prev = seen.get(e.name)
+    if (prev) fail('duplicate-name', `cleans to ${JSON.stringify(e.name)}, as an earlier entry does`, (t.entries[i] as { name: string }).name)
     seen.set(e.name, e)
   }
   closeOpen()

@@ -8,7 +8,8 @@
  * then the footer.
  *
  * TOC entries follow the reference writer (containerd/stargz-snapshotter estargz.Writer):
- * names are the tar names as they are (not cleaned; readers clean them), userName/groupName only
+ * names are the tar names as they are ("./x", "/x", "/" for the root: not cleaned; readers clean
+ * them, see toc-validate.ts normaliseName), userName/groupName only
  * when they differ from the last name seen for that uid/gid, `chunkSize` on every chunk except a
  * file's last partial one, zero-size files carry the digest of no bytes and no offset.
  *
@@ -17,17 +18,22 @@
  */
 import { createHash } from 'node:crypto'
 import { availableParallelism } from 'node:os'
-import { InvalidArgumentError } from '../errors.js'
+import { InvalidArgumentError, TocError } from '../errors.js'
 import { decompressLayer, type ByteInput } from '../tar/decompress.js'
 import { emptyHeader, type TarHeader } from '../tar/header.js'
 import { readTar } from '../tar/reader.js'
 import { encodeHeader, endOfArchive, paddingFor } from '../tar/writer.js'
-import { cleanEntryName, orderEntries } from './entry-order.js'
+import { orderEntries } from './entry-order.js'
 import { writeFooter } from './footer-writer.js'
 import { GzipMemberPool } from './gzip-members.js'
 import { MemberSink } from './member-sink.js'
 import { Spool } from './spool.js'
+import { zstdCompressFrame } from './zstd-codec.js'
+import { skippableFrame, zstdFooterBytes, SKIPPABLE_HEADER_SIZE } from './zstd-format.js'
+import { externalTocFooterBytes } from './external-toc.js'
+import { gzipSync } from 'node:zlib'
 import { formatModtime, serializeToc } from './toc-json.js'
+import { normaliseName } from './toc-validate.js'
 import {
   LANDMARK_CONTENTS, NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, TOC_TAR_NAME, type TocEntry, type TocEntryType,
 } from './types.js'
@@ -37,8 +43,19 @@ export interface ConvertOptions {
   chunkSize?: number
   /** Paths to put first, in this order (cleaned like the reference: "/a", "./a", "a" are the same). */
   prioritizedFiles?: string[]
-  /** gzip level 0..9; default 6. */
+  /** gzip level 0..9, default 6; with zstdChunked a zstd level 1..22, default 3. */
   compressionLevel?: number
+  /**
+   * Write zstd:chunked (zstd frames, TOC in a skippable frame, zstd:chunked footer; layout in
+   * zstd-format.ts) instead of gzip eStargz. The blob is then a .tar.zst.
+   */
+  zstdChunked?: boolean
+  /**
+   * Leave the TOC out of the blob (the reference's external-TOC mode, external-toc.ts): the blob
+   * ends with the end-of-archive member and the external-TOC footer, and the TOC member is
+   * returned in `ConvertResult.externalToc` for the caller to store as its own blob.
+   */
+  externalToc?: boolean
   /** Write the 47-byte legacy stargz footer instead of the eStargz one. */
   legacyFooter?: boolean
   /** Compression worker threads; default min(2, available cores). */
@@ -64,6 +81,10 @@ export interface ConvertResult {
   entries: number
   /** Prioritized paths that matched nothing in the layer. */
   missingPrioritizedFiles: string[]
+  /** zstd:chunked only: the values of the two io.containers.zstd-chunked.* annotations. */
+  zstdChunked?: { manifestChecksum: string; manifestPosition: string }
+  /** externalToc only: the TOC blob (gzip member holding the stargz.index.json tar entry). */
+  externalToc?: Buffer
 }
 
 export const DEFAULT_CHUNK_SIZE = 4 << 20
@@ -89,6 +110,20 @@ function checkInt(v: number | undefined, name: string, min: number, max: number)
   if (!Number.isSafeInteger(v) || v < min || v > max) throw new InvalidArgumentError(`convert: ${name} must be an integer in [${min}, ${max}], got ${v}`)
 }
 
+/**
+ * The name every reader will use for a tar name, refusing what a reader would refuse (a ".." above
+ * the root, a NUL): the blob we write must open with our own reader, and dedupe and ordering must
+ * key on the same name the reader sees, so "./a" then "/a" is one file replaced, not two.
+ */
+function readerName(raw: string, what: string): string {
+  try {
+    return normaliseName(raw, Number.MAX_SAFE_INTEGER)
+  } catch (e) {
+    if (e instanceof TocError) throw new InvalidArgumentError(`convert: tar ${what} ${JSON.stringify(raw)} is not a safe layer path: ${e.message}`, { cause: e })
+    throw e
+  }
+}
+
 function landmark(name: string): LayerEntry {
   const header = emptyHeader(name, '0')
   header.size = 1
@@ -101,10 +136,11 @@ function landmark(name: string): LayerEntry {
  */
 export async function convertLayer(input: ByteInput, output: NodeJS.WritableStream, opts: ConvertOptions = {}): Promise<ConvertResult> {
   checkInt(opts.chunkSize, 'chunkSize', 1, 2 ** 31 - 1)
-  checkInt(opts.compressionLevel, 'compressionLevel', 0, 9)
+  checkInt(opts.compressionLevel, 'compressionLevel', opts.zstdChunked ? 1 : 0, opts.zstdChunked ? 22 : 9)
   checkInt(opts.concurrency, 'concurrency', 1, 64)
+  if (opts.zstdChunked && (opts.externalToc || opts.legacyFooter)) throw new InvalidArgumentError('convert: zstdChunked cannot be combined with externalToc or legacyFooter')
   const chunkSize = opts.chunkSize ?? DEFAULT_CHUNK_SIZE
-  const level = opts.compressionLevel ?? 6
+  const level = opts.compressionLevel ?? (opts.zstdChunked ? 3 : 6)
   const workers = opts.concurrency ?? Math.max(1, Math.min(2, availableParallelism()))
 
   const spool = await Spool.create(opts.tmpDir)
@@ -114,7 +150,8 @@ export async function convertLayer(input: ByteInput, output: NodeJS.WritableStre
     const entries: LayerEntry[] = []
     const byName = new Map<string, LayerEntry>()
     for await (const e of readTar(decompressLayer(input))) {
-      const cleanName = cleanEntryName(e.header.name)
+      const cleanName = readerName(e.header.name, 'entry')
+      if (e.header.typeflag === '1') readerName(e.header.linkname, `hardlink target of ${JSON.stringify(e.header.name)}:`)
       // A layer converted twice must not carry two TOCs or landmarks (as the reference).
       if (cleanName === TOC_TAR_NAME || cleanName === PREFETCH_LANDMARK || cleanName === NO_PREFETCH_LANDMARK) continue
       const spoolOffset = await spool.append(e.body, e.header.size, e.header.name)
@@ -132,7 +169,7 @@ export async function convertLayer(input: ByteInput, output: NodeJS.WritableStre
     const ordered = [...prioritized, landmark(prioritizedFiles.length > 0 ? PREFETCH_LANDMARK : NO_PREFETCH_LANDMARK), ...rest]
 
     // Pass 2: emit tar + gzip members.
-    pool = new GzipMemberPool(level, workers)
+    pool = new GzipMemberPool(level, workers, opts.zstdChunked ? 'zstd' : 'gzip')
     const sink = new MemberSink(pool, output, workers * 2 + 1)
     const toc: TocEntry[] = []
     const lastUname = new Map<number, string>()
@@ -203,10 +240,49 @@ export async function convertLayer(input: ByteInput, output: NodeJS.WritableStre
     }
     await sink.flushAll()
 
-    // The TOC member, then the footer.
-    const tocOffset = sink.compressedSize
     const tocJson = serializeToc(toc)
     const tocDigest = 'sha256:' + createHash('sha256').update(tocJson).digest('hex')
+    if (opts.zstdChunked) {
+      // zstd:chunked: the end-of-archive blocks in a frame of their own, then the bare TOC JSON
+      // in one zstd frame inside a skippable frame, then the footer (zstd-format.ts). Skippable
+      // frames are not tar data: diffID and uncompressed size cover the tar stream alone.
+      await sink.startMember(0, {})
+      sink.write(endOfArchive())
+      await sink.flushAll()
+      const frame = zstdCompressFrame(tocJson, level)
+      const tocOffset = sink.compressedSize + SKIPPABLE_HEADER_SIZE
+      await sink.writeRaw(skippableFrame(frame))
+      await sink.writeRaw(zstdFooterBytes(tocOffset, frame.length, tocJson.length))
+      await endOutput(output)
+      return {
+        digest: sink.digest, diffID: sink.diffID, tocDigest, size: sink.compressedSize, uncompressedSize: sink.uncompressedSize,
+        entries: toc.length, missingPrioritizedFiles: missing,
+        zstdChunked: {
+          manifestChecksum: 'sha256:' + createHash('sha256').update(frame).digest('hex'),
+          manifestPosition: `${tocOffset}:${frame.length}:${tocJson.length}:1`,
+        },
+      }
+    }
+    if (opts.externalToc) {
+      // The end-of-archive blocks in the blob, so the blob alone is a complete tar.gz; the TOC
+      // member goes to the caller. diffID covers the blob's tar stream, TOC excluded.
+      await sink.startMember(0, {})
+      sink.write(endOfArchive())
+      await sink.flushAll()
+      await sink.writeRaw(externalTocFooterBytes())
+      await endOutput(output)
+      const tocTar = emptyHeader(TOC_TAR_NAME, '0')
+      tocTar.mode = 0o644
+      tocTar.size = tocJson.length
+      const tocBlob = gzipSync(Buffer.concat([encodeHeader(tocTar), tocJson, Buffer.alloc(paddingFor(tocJson.length)), endOfArchive()]), { level })
+      tocBlob[9] = 0xff // OS unknown, as the members (Go's compress/gzip)
+      return {
+        digest: sink.digest, diffID: sink.diffID, tocDigest, size: sink.compressedSize, uncompressedSize: sink.uncompressedSize,
+        entries: toc.length, missingPrioritizedFiles: missing, externalToc: tocBlob,
+      }
+    }
+    // The TOC member, then the footer.
+    const tocOffset = sink.compressedSize
     const tocHeader = emptyHeader(TOC_TAR_NAME, '0')
     tocHeader.mode = 0o644
     tocHeader.size = tocJson.length

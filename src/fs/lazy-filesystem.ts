@@ -13,6 +13,7 @@ import { FailedPreconditionError, UnavailableError, errorMessage } from '../erro
 import { isMounted, unmountPath } from '../fuse/unmount.js'
 import { LayerResolver, type ResolverStats } from '../layer/resolver.js'
 import type { StargzLayer } from '../layer/layer.js'
+import { fetchExternalToc } from '../estargz/external-toc-fetch.js'
 import type { MetricsHooks } from '../metrics/hooks.js'
 import type { RegistryClient } from '../registry/client.js'
 import type { FileSystem, RemoteLayerInfo } from '../snapshot/filesystem.js'
@@ -100,6 +101,8 @@ export class LazyFileSystem implements FileSystem {
         digest: info.layerDigest,
         ...(info.tocDigest === undefined ? {} : { tocDigest: info.tocDigest }),
         open: () => this.o.client.blob(info.imageRef, info.layerDigest),
+        // Asked for only when the footer says the TOC is external (the reference's -esgztoc image).
+        externalToc: () => fetchExternalToc(this.o.client, info.imageRef, info.layerDigest, signal),
       }, signal)
       const metrics = this.o.metrics
       const mounted = await mountLayer(lease, mountpoint, {

@@ -16,6 +16,7 @@
 import type { ChunkCache } from '../cache/types.js'
 import { LIBRARY_DEFAULTS } from '../config/defaults.js'
 import type { ChunkDecoder } from '../estargz/chunk-decoder.js'
+import type { ExternalTocSource } from '../estargz/external-toc.js'
 import type { TocLimits } from '../estargz/types.js'
 import { UnavailableError, errorMessage } from '../errors.js'
 import type { MultiRangeSource, ReaderHooks } from '../reader/chunk-reader.js'
@@ -53,6 +54,8 @@ export interface LayerSpec {
   digest: string
   /** Expected TOC digest (the layer annotation). */
   tocDigest?: string
+  /** Where the TOC is when the footer says it is not in the blob (external TOC). */
+  externalToc?: ExternalTocSource
   /** Opens the blob; called at most once per resolution. */
   open(signal: AbortSignal): Promise<MultiRangeSource>
 }
@@ -190,6 +193,7 @@ export class LayerResolver {
           ...(this.o.tocLimits === undefined ? {} : { tocLimits: this.o.tocLimits }),
           ...(hooks === undefined ? {} : { hooks }),
           ...(spec.tocDigest === undefined ? {} : { tocDigest: spec.tocDigest }),
+          ...(spec.externalToc === undefined ? {} : { externalToc: spec.externalToc }),
         }
         const layer = await openLayer(opts)
         entry.layer = layer

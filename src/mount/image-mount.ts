@@ -14,6 +14,7 @@ import { join } from 'node:path'
 import { pino, type Logger } from 'pino'
 import { FailedPreconditionError, errorMessage, isNotEstargz } from '../errors.js'
 import type { RangeSource, TocEntry } from '../estargz/types.js'
+import type { ExternalTocSource } from '../estargz/external-toc.js'
 import type { LayerMountOptions } from '../fuse/layer-fs.js'
 import type { LayerMount } from '../fuse/layer-fs.js'
 import { unmountPath } from '../fuse/unmount.js'
@@ -47,6 +48,8 @@ export interface ImageMountOptions {
   logger?: Logger
   /** Resolves the eStargz layers (stays the caller's: close it after the ImageMount). */
   resolver: LayerResolver
+  /** Where a layer's external TOC comes from, when its footer says the TOC is not in the blob. */
+  externalToc?: (ref: string, desc: LayerDescriptor) => ExternalTocSource
   /** Each file's first access, with the index (0 = bottom) of the layer that served it. */
   onFirstAccess?: (layerIndex: number, entry: TocEntry) => void
   fuse?: Omit<LayerMountOptions, 'logger' | 'closeLayer'>
@@ -77,9 +80,11 @@ export class ImageMount {
         let full = false
         try {
           const tocDigest = desc.annotations?.[TOC_DIGEST_ANNOTATION]
+          const externalToc = opts.externalToc?.(ref, desc)
           lease = await opts.resolver.resolve({
             digest: desc.digest,
             ...(tocDigest === undefined ? {} : { tocDigest }),
+            ...(externalToc === undefined ? {} : { externalToc }),
             open: async () => (await source.blob(ref, desc)) as MultiRangeSource,
           }, opts.signal)
         } catch (e) {

@@ -2,8 +2,10 @@
  * The registry side of `stargz mount`: RegistryClient as an ImageSource. Layers are resolved by a
  * LayerResolver (src/layer/resolver.ts) over a chunk cache from src/cache/chunk-cache.ts.
  */
+import { fetchExternalToc, type TocImageClient } from '../estargz/external-toc-fetch.js'
+import type { ExternalTocSource } from '../estargz/external-toc.js'
 import type { RegistryClient } from '../registry/client.js'
-import type { ImageSource } from './image-mount.js'
+import type { ImageSource, LayerDescriptor } from './image-mount.js'
 
 export function registryImageSource(client: RegistryClient, platform?: string): ImageSource {
   return {
@@ -13,4 +15,9 @@ export function registryImageSource(client: RegistryClient, platform?: string): 
     },
     blob: (ref, desc) => client.blob(ref, desc.digest, desc.size),
   }
+}
+
+/** External TOCs (the reference's `<tag>-esgztoc` image) of an image's layers, from `client`. */
+export function registryExternalToc(client: TocImageClient): (ref: string, desc: LayerDescriptor) => ExternalTocSource {
+  return (ref, desc) => () => fetchExternalToc(client, ref, desc.digest)
 }

@@ -97,8 +97,8 @@ t.test('a corrupted chunk gives an error, never wrong bytes', async (t) => {
 
 t.test('TOC validation names the entry and the rule', async (t) => {
   const cases: Array<[string, (toc: { entries: Array<Record<string, unknown>> }) => void, RegExp]> = [
-    ['absolute name', (toc) => { toc.entries[1]!.name = '/etc/hello.txt' }, /name-absolute/],
-    ['dotdot', (toc) => { toc.entries[1]!.name = 'etc/../../x' }, /name-dotdot/],
+    ['dotdot escape', (toc) => { toc.entries[1]!.name = 'etc/../../x' }, /name-escape/],
+    ['absolute dotdot escape', (toc) => { toc.entries[1]!.name = '/../etc/hello.txt' }, /name-escape/],
     ['nul', (toc) => { toc.entries[1]!.name = 'a\0b' }, /name-nul/],
     ['bad type', (toc) => { toc.entries[1]!.type = 'sock' }, /rule: type|unknown type/],
     ['offset order', (toc) => { toc.entries[3]!.offset = 1 }, /offset-order|offset-range/],

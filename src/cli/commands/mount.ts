@@ -14,7 +14,7 @@ import { listMounts } from '../../fuse/unmount.js'
 import { ImageMount } from '../../mount/image-mount.js'
 import { openChunkCache } from '../../cache/chunk-cache.js'
 import { LayerResolver } from '../../layer/resolver.js'
-import { registryImageSource } from '../../mount/registry-source.js'
+import { registryExternalToc, registryImageSource } from '../../mount/registry-source.js'
 import { RegistryClient } from '../../registry/client.js'
 import { flagBool, flagString, parseArgs } from '../args.js'
 
@@ -61,7 +61,7 @@ export async function run(argv: string[]): Promise<number> {
     try {
       image = await ImageMount.mount(registryImageSource(client, platform), ref, mountpoint, {
         stateDir, rw: flagBool(args, 'rw'), allowFullFetch: flagBool(args, 'allow-full-fetch'), logger,
-        resolver, signal: abort.signal,
+        resolver, externalToc: registryExternalToc(client), signal: abort.signal,
       })
     } finally {
       process.off('SIGINT', onEarlySignal)

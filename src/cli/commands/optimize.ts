@@ -1,6 +1,10 @@
 /**
  * stargz optimize SRC DST [--period SECONDS] [--prioritized-from FILE] [--record-out FILE]
- *   [--env K=V]... [--user U[:G]] [--workdir DIR] [--state-dir DIR] [convert flags] -- CMD [ARGS...]
+ *   [--env K=V]... [--user U[:G]] [--workdir DIR] [--mount SRC:DST[:ro]]... [--net-host]
+ *   [--state-dir DIR] [convert flags] -- CMD [ARGS...]
+ *
+ * The workload runs as a runc container (src/optimize/oci-spec.ts): its own network namespace
+ * with loopback only unless --net-host, a minimal /dev, default capabilities, no_new_privs.
  *
  * Runs the workload (CMD, or the image's entrypoint + cmd) once on a lazy mount of SRC, records
  * the files each layer served first, and converts SRC to DST with those files at the front of
@@ -20,7 +24,7 @@ import { convertFlagSpec, convertOptionsFromArgs, openEnds, printSummary, report
 
 export const summary = 'run a workload on a lazy mount of an image, then convert it with the files it read first'
 
-const USAGE = 'usage: stargz optimize SRC DST [--period SECONDS] [--prioritized-from FILE] [--record-out FILE] [--env K=V]... [--user U[:G]] [--workdir DIR] [--state-dir DIR] [convert flags] -- CMD [ARGS...]'
+const USAGE = 'usage: stargz optimize SRC DST [--period SECONDS] [--prioritized-from FILE] [--record-out FILE] [--env K=V]... [--user U[:G]] [--workdir DIR] [--mount SRC:DST[:ro]]... [--net-host] [--state-dir DIR] [convert flags] -- CMD [ARGS...]'
 
 const DEFAULT_PERIOD_SECONDS = 10
 
@@ -48,10 +52,11 @@ function periodMs(v: string | undefined): number {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const { rest, values: env } = extractRepeated(argv, 'env')
+  const { rest: afterEnv, values: env } = extractRepeated(argv, 'env')
+  const { rest, values: mounts } = extractRepeated(afterEnv, 'mount')
   const args = parseArgs(rest, {
     values: [...convertFlagSpec.values, 'period', 'record-out', 'user', 'workdir', 'state-dir'],
-    booleans: convertFlagSpec.booleans,
+    booleans: [...convertFlagSpec.booleans, 'net-host'],
   })
   if (flagBool(args, 'help')) { process.stdout.write(USAGE + '\n'); return 0 }
   if (args.positionals.length !== 2) throw new InvalidArgumentError(`expected SRC and DST\n${USAGE}`)
@@ -80,6 +85,8 @@ export async function run(argv: string[]): Promise<number> {
         ...(env.length > 0 ? { env } : {}),
         ...(user !== undefined ? { user } : {}),
         ...(workdir !== undefined ? { workdir } : {}),
+        ...(mounts.length > 0 ? { mounts } : {}),
+        ...(flagBool(args, 'net-host') ? { netHost: true } : {}),
       },
       output: process.stderr,
       logger,
