@@ -13,10 +13,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { MemoryCache } from '../src/cache/memory-cache.js'
-import { LayerMount, type LayerMountOptions } from '../src/fuse/layer-fs.js'
+import type { LayerMountOptions } from '../src/fuse/layer-fs.js'
+import { mountLayer, type MountedLayer } from '../src/fs/mount-layer.js'
 import { InodeTable } from '../src/fuse/inode-table.js'
 import { unmountPath } from '../src/fuse/unmount.js'
-import { openLayer } from '../src/layer/layer.js'
+import { LayerResolver } from '../src/layer/resolver.js'
 import { buildMiniEstargz, type MiniFile } from '../harness/mini-estargz.js'
 import { FileRangeSource } from '../src/estargz/file-source.js'
 
@@ -82,7 +83,10 @@ async function main(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'stargz-bench-'))
   const mnt = join(dir, 'mnt')
   await mkdir(mnt)
-  let mount: LayerMount | undefined
+  let mount: MountedLayer | undefined
+  // The resolver owns the layers, their blobs, the cache and the decode pool; no prefetch or
+  // background fetch, so the figures are the mount's and the reads'.
+  let resolver = new LayerResolver({ cache: new MemoryCache({ maxBytes: 512 << 20 }), noPrefetch: true, noBackgroundFetch: true, ttlMs: 0 })
   try {
     // The layer is generated in a child process so this process's RSS reflects only what
     // mounting costs (a generator's freed heap is not returned to the OS).
@@ -94,10 +98,11 @@ async function main(): Promise<void> {
     rows.push(['layer', `${FILES.toLocaleString()} small files + 64 MiB file, blob ${mb(blobSize)} MiB, generated in ${((performance.now() - genStart) / 1000).toFixed(1)} s`])
 
     const rssBefore = process.memoryUsage().rss
-    const [layer, openMs] = await timed(async () => openLayer({ digest: 'sha256:' + '0'.repeat(64), source: await FileRangeSource.open(blobPath), cache: new MemoryCache({ maxBytes: 512 << 20 }), noPrefetch: true, noBackgroundFetch: true }))
+    const [lease, openMs] = await timed(() => resolver.resolve({ digest: 'sha256:' + '0'.repeat(64), open: () => FileRangeSource.open(blobPath) }))
+    const layer = lease.layer
     const [table, tableMs] = await timed(async () => InodeTable.build(layer.index))
     const cache = (process.argv.includes('--kernel-cache') ? 'kernel' : 'auto') as LayerMountOptions['cache']
-    const [mt, mountMs] = await timed(() => LayerMount.mount(layer, mnt, { table, cache: cache ?? 'auto', readAheadKib: 1024 }))
+    const [mt, mountMs] = await timed(() => mountLayer(lease, mnt, { table, cache: cache ?? 'auto', readAheadKib: 1024 }))
     mount = mt
     // Steady state: the inflated TOC is garbage once parsed, but only goes after a GC (run with
     // --expose-gc, as `npm run bench:fuse` does) and a moment for malloc to return memory.
@@ -133,9 +138,11 @@ async function main(): Promise<void> {
     // Fresh layer for the random reads so no chunk is cached in the daemon yet.
     await mount.close()
     mount = undefined
-    await layer.close()
-    const layer2 = await openLayer({ digest: 'sha256:' + '1'.repeat(64), source: await FileRangeSource.open(blobPath), cache: new MemoryCache({ maxBytes: 512 << 20 }), noPrefetch: true, noBackgroundFetch: true })
-    mount = await LayerMount.mount(layer2, mnt, { table: InodeTable.build(layer2.index), readAheadKib: 1024 })
+    // A fresh resolver (fresh cache) so no chunk is cached in the daemon yet.
+    await resolver.close()
+    resolver = new LayerResolver({ cache: new MemoryCache({ maxBytes: 512 << 20 }), noPrefetch: true, noBackgroundFetch: true, ttlMs: 0 })
+    const lease2 = await resolver.resolve({ digest: 'sha256:' + '1'.repeat(64), open: () => FileRangeSource.open(blobPath) })
+    mount = await mountLayer(lease2, mnt, { table: InodeTable.build(lease2.layer.index), readAheadKib: 1024 })
     const py = join(dir, 'rr.py')
     await writeFile(py, RANDOM_READS_PY)
     for (const mode of ['cold', 'daemon-warm']) {
@@ -145,9 +152,9 @@ async function main(): Promise<void> {
     }
     await mount.close()
     mount = undefined
-    await layer2.close()
   } finally {
     if (mount) await mount.close().catch(() => undefined)
+    await resolver.close()
     await unmountPath(mnt).catch(() => undefined)
     await rm(dir, { recursive: true, force: true })
   }

@@ -24,7 +24,7 @@ import { MemoryCache } from '../src/cache/memory-cache.js'
 import { TieredCache } from '../src/cache/tiered-cache.js'
 import type { ChunkCache } from '../src/cache/types.js'
 import { FileRangeSource } from '../src/estargz/file-source.js'
-import { ChunkDigestError, StargzError } from '../src/errors.js'
+import { ChunkDigestError, FetchError } from '../src/errors.js'
 import type { ChunkDecoder } from '../src/estargz/chunk-decoder.js'
 import { EstargzReader } from '../src/estargz/reader.js'
 import type { ChunkRef } from '../src/estargz/toc-index.js'
@@ -60,7 +60,7 @@ function makeData(n: number): Buffer {
 }
 
 function fail(ref: ChunkRef, e: unknown): never {
-  throw new StargzError('ERR_FETCH', `member of ${ref.name} at ${ref.compressedOffset} does not inflate: ${(e as Error).message}`)
+  throw new FetchError(`member of ${ref.name} at ${ref.compressedOffset} does not inflate: ${(e as Error).message}`)
 }
 
 /** node:zlib async (libuv pool) inflate; sha256 on the main thread. */

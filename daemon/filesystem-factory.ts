@@ -6,7 +6,7 @@
  */
 import { access, constants } from 'node:fs/promises'
 import { join } from 'node:path'
-import { openChunkCache } from '../src/mount/registry-source.js'
+import { openChunkCache } from '../src/cache/chunk-cache.js'
 import type { Config } from '../src/config/schema.js'
 import { UnavailableError } from '../src/errors.js'
 import { LazyFileSystem } from '../src/fs/lazy-filesystem.js'
@@ -59,7 +59,8 @@ export async function createFileSystem(cfg: Readonly<Config>, log: Logger, metri
     blob: cfg.blob.force_single_range_mode ? { maxRangesPerRequest: 1 } : {},
   })
   const cacheDir = cfg.cache.dir === '' ? join(cfg.root, 'cache') : cfg.cache.dir
-  const cache = await openChunkCache(cacheDir, { diskBytes: cfg.cache.max_size_mb * 1024 * 1024 })
+  // Owned by the filesystem from here on (its resolver closes it after the last layer).
+  const cache = await openChunkCache(cacheDir, { diskBytes: cfg.cache.max_size_mb * 1024 * 1024, observer: metrics })
   const fs = new LazyFileSystem({
     client,
     cache,
@@ -75,6 +76,7 @@ export async function createFileSystem(cfg: Readonly<Config>, log: Logger, metri
     attrTimeoutSec: cfg.fuse.attr_timeout,
     entryTimeoutSec: cfg.fuse.entry_timeout,
     checkIntervalMs: cfg.blob.check_always ? 0 : cfg.blob.valid_interval * 1000,
+    layerTtlMs: cfg.resolve_result_entry_ttl_sec * 1000,
   })
   let closed = false
   return {
@@ -83,7 +85,7 @@ export async function createFileSystem(cfg: Readonly<Config>, log: Logger, metri
     close: async () => {
       if (closed) return
       closed = true
-      await fs.close()
+      await fs.close() // mounts, then layers, blobs, decode pool, chunk cache
       await client.close()
     },
   }

@@ -5,6 +5,7 @@
  * Start-up: config → logger → metrics → FileSystem (./filesystem-factory.ts) → snapshotter (open
  * store, restore remote mounts, sweep orphans) → gRPC on the unix socket → systemd readiness.
  * SIGTERM/SIGINT: stop accepting calls, let in-flight ones finish, unmount, close the store, exit 0.
+ * A signal during start-up stops restore from starting new mounts and waits for it, then the same.
  */
 import './threadpool.js'
 import { configWarnings, loadConfig } from '../src/config/load.js'
@@ -51,78 +52,98 @@ async function main(argv: readonly string[]): Promise<number> {
   // Reference config keys we accept but do not implement: once each, at start.
   for (const w of configWarnings(cfg)) log.warn({ key: w.key, instead: w.instead }, 'config-key-not-implemented')
 
-  // Owned resources, released in reverse order of acquisition.
+  // Owned resources, released in reverse order of acquisition, once.
   let metricsServer: MetricsServer | undefined
   let fsHandle: FileSystemHandle | undefined
   let snapshotter: Snapshotter | undefined
   let server: SnapshotServer | undefined
   let criProxy: ImageServiceProxy | undefined
-  const release = async (): Promise<void> => {
-    await criProxy?.close().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing CRI image service proxy'))
-    await server?.close({ graceMs: cfg.shutdown_timeout_sec * 1000 }).catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing gRPC server'))
-    await snapshotter?.close().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing snapshotter'))
-    await fsHandle?.close().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing filesystem'))
-    await metricsServer?.close().catch(() => undefined)
+  let released: Promise<void> | undefined
+  const release = (): Promise<void> => {
+    released ??= (async () => {
+      await criProxy?.close().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing CRI image service proxy'))
+      await server?.close({ graceMs: cfg.shutdown_timeout_sec * 1000 }).catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing gRPC server'))
+      await snapshotter?.close().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing snapshotter'))
+      await fsHandle?.close().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing filesystem'))
+      await metricsServer?.close().catch(() => undefined)
+    })()
+    return released
   }
 
+  // A signal during start-up (e.g. while restore is re-mounting layers) does not race it: it
+  // stops restore from starting new mounts, waits for start-up to settle — so every mount made
+  // is known to the snapshotter — and only then releases everything. The process exits once
+  // the release is done, never in the middle of unmounts.
+  const startupStop = new AbortController()
+  const startup = (async (): Promise<number> => {
+    try {
+      let hooks: MetricsHooks = NO_METRICS
+      if (!cfg.no_prometheus) {
+        const m = createMetrics()
+        hooks = m.hooks
+        if (cfg.metrics_address !== '') {
+          metricsServer = await startMetricsServer(cfg.metrics_address, m.registry)
+          log.info({ address: metricsServer.address }, 'metrics endpoint listening')
+        }
+      }
+      // [cri_keychain]: credentials from kubelet's PullImage calls first, then the Docker config.
+      const keychain = cfg.cri_keychain.enable_keychain ? new CriKeychain({ ttlMs: cfg.cri_keychain.credential_ttl_sec * 1000 }) : undefined
+      const credentials: CredentialProvider | undefined = keychain ? new ChainedCredentials([keychain, new DockerConfigCredentials()]) : undefined
+      fsHandle = await createFileSystem(cfg, root.child({ component: 'fs' }), hooks, credentials)
+      if (!fsHandle.lazy) log.warn('lazy mounts are unavailable: every layer falls back to a normal snapshot (download + unpack)')
+      snapshotter = await Snapshotter.open({
+        root: cfg.root,
+        fs: fsHandle.fs,
+        log: root.child({ component: 'snapshot' }),
+        metrics: hooks,
+        mountTimeoutMs: cfg.mount_timeout_sec * 1000,
+      })
+      const report = await snapshotter.restore(startupStop.signal)
+      log.info({ restored: report.restored.length, failed: report.failed.length, staleMounts: report.staleMounts }, 'restored remote snapshots')
+      if (startupStop.signal.aborted) return -1 // the stop path releases and exits
+      server = await startSnapshotServer({ address: cfg.address, snapshotter, log: root.child({ component: 'grpc' }) })
+      if (keychain) {
+        criProxy = await startImageServiceProxy({
+          address: cfg.cri_keychain.proxy_path,
+          backend: cfg.cri_keychain.image_service_path,
+          keychain,
+          log: root.child({ component: 'cri' }),
+        })
+      }
+      if (startupStop.signal.aborted) return -1
+      const how = await notifyReady().catch((e: unknown) => {
+        log.warn({ err: errorMessage(e) }, 'systemd readiness notification failed')
+        return 'failed'
+      })
+      log.info({ address: cfg.address, root: cfg.root, systemd: how }, 'ready')
+      return -1 // keep running until a signal
+    } catch (e) {
+      log.fatal({ err: errorMessage(e) }, 'start-up failed')
+      await release()
+      return 1
+    }
+  })()
   let stopping: Promise<void> | undefined
   const stop = (signal: string): void => {
     if (stopping) return
     log.info({ signal }, 'shutting down')
     notifyStopping()
-    stopping = release().then(() => {
+    startupStop.abort()
+    stopping = (async () => {
+      await startup.catch(() => undefined)
+      await release()
       log.info('stopped')
-      process.exit(0)
-    })
+    })()
+    void stopping.then(() => process.exit(0))
   }
+
   process.on('SIGTERM', () => stop('SIGTERM'))
   process.on('SIGINT', () => stop('SIGINT'))
 
-  try {
-    let hooks: MetricsHooks = NO_METRICS
-    if (!cfg.no_prometheus) {
-      const m = createMetrics()
-      hooks = m.hooks
-      if (cfg.metrics_address !== '') {
-        metricsServer = await startMetricsServer(cfg.metrics_address, m.registry)
-        log.info({ address: metricsServer.address }, 'metrics endpoint listening')
-      }
-    }
-    // [cri_keychain]: credentials from kubelet's PullImage calls first, then the Docker config.
-    const keychain = cfg.cri_keychain.enable_keychain ? new CriKeychain({ ttlMs: cfg.cri_keychain.credential_ttl_sec * 1000 }) : undefined
-    const credentials: CredentialProvider | undefined = keychain ? new ChainedCredentials([keychain, new DockerConfigCredentials()]) : undefined
-    fsHandle = await createFileSystem(cfg, root.child({ component: 'fs' }), hooks, credentials)
-    if (!fsHandle.lazy) log.warn('lazy mounts are unavailable: every layer falls back to a normal snapshot (download + unpack)')
-    snapshotter = await Snapshotter.open({
-      root: cfg.root,
-      fs: fsHandle.fs,
-      log: root.child({ component: 'snapshot' }),
-      metrics: hooks,
-      mountTimeoutMs: cfg.mount_timeout_sec * 1000,
-    })
-    const report = await snapshotter.restore()
-    log.info({ restored: report.restored.length, failed: report.failed.length, staleMounts: report.staleMounts }, 'restored remote snapshots')
-    if (stopping) return 0
-    server = await startSnapshotServer({ address: cfg.address, snapshotter, log: root.child({ component: 'grpc' }) })
-    if (keychain) {
-      criProxy = await startImageServiceProxy({
-        address: cfg.cri_keychain.proxy_path,
-        backend: cfg.cri_keychain.image_service_path,
-        keychain,
-        log: root.child({ component: 'cri' }),
-      })
-    }
-    const how = await notifyReady().catch((e: unknown) => {
-      log.warn({ err: errorMessage(e) }, 'systemd readiness notification failed')
-      return 'failed'
-    })
-    log.info({ address: cfg.address, root: cfg.root, systemd: how }, 'ready')
-    return -1 // keep running until a signal
-  } catch (e) {
-    log.fatal({ err: errorMessage(e) }, 'start-up failed')
-    await release()
-    return 1
-  }
+  const code = await startup
+  // A signal came during a failed start-up: let the stop path finish and exit.
+  if (code >= 0 && stopping) return -1
+  return code
 }
 
 main(process.argv.slice(2)).then(

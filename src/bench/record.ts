@@ -15,11 +15,11 @@ import { existsSync } from 'node:fs'
 import { mkdir, mkdtemp, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { PassThrough } from 'node:stream'
-import { MemoryCache } from '../cache/memory-cache.js'
+import { openChunkCache } from '../cache/chunk-cache.js'
 import { cleanEntryName } from '../estargz/entry-order.js'
 import { FileRangeSource } from '../estargz/file-source.js'
-import { TOC_DIGEST_ANNOTATION, type TocEntry } from '../estargz/types.js'
-import { openLayer } from '../layer/layer.js'
+import type { TocEntry } from '../estargz/types.js'
+import { LayerResolver } from '../layer/resolver.js'
 import { silentLogger } from '../log/logger.js'
 import { ImageMount, type ImageSource, type LayerDescriptor } from '../mount/image-mount.js'
 import { runWorkload, workloadFor } from '../optimize/workload.js'
@@ -69,13 +69,13 @@ export async function recordAccessedFiles(layout: BuiltLayout, opts: RecordOptio
   await mkdir(state)
   const perLayer: string[][] = layout.layers.map(() => [])
   const descs: LayerDescriptor[] = layout.layers.map((l) => ({ digest: l.digest, size: l.size, mediaType: l.mediaType, ...(l.annotations ? { annotations: l.annotations } : {}) }))
-  const position = new Map(descs.map((d, i) => [d, i]))
   const source: ImageSource = {
     resolveLayers: async () => ({ name: layout.tag, layers: descs }),
     blob: (_ref, desc) => FileRangeSource.open(join(layout.dir, 'blobs', 'sha256', desc.digest.slice(7))),
   }
-  const cache = new MemoryCache({ maxBytes: 512 << 20 })
   const logger = silentLogger()
+  // Owns the cache, the decode pool and the layers; no prefetch, so the record is the workload's.
+  const resolver = new LayerResolver({ cache: await openChunkCache(undefined, { memoryBytes: 512 << 20 }), logger, noPrefetch: true, noBackgroundFetch: true, ttlMs: 0 })
   let mount: ImageMount | undefined
   let unregister = (): void => undefined
   const t0 = performance.now()
@@ -84,16 +84,8 @@ export async function recordAccessedFiles(layout: BuiltLayout, opts: RecordOptio
       stateDir: state,
       rw: true,
       logger,
-      openLayer: async (blob, desc) => {
-        const i = position.get(desc)
-        if (i === undefined) throw new Error(`layer ${desc.digest} was not asked for`)
-        const tocDigest = desc.annotations?.[TOC_DIGEST_ANNOTATION]
-        return openLayer({
-          digest: desc.digest, source: blob, cache, logger, noPrefetch: true, noBackgroundFetch: true,
-          ...(tocDigest === undefined ? {} : { tocDigest }),
-          onFirstAccess: (e: TocEntry) => { perLayer[i]?.push('/' + cleanEntryName(e.name)) },
-        })
-      },
+      resolver,
+      onFirstAccess: (i: number, e: TocEntry) => { perLayer[i]?.push('/' + cleanEntryName(e.name)) },
     })
     const m = mount
     unregister = onCleanup(() => m.close())
@@ -115,7 +107,7 @@ export async function recordAccessedFiles(layout: BuiltLayout, opts: RecordOptio
   } finally {
     await mount?.close()
     unregister()
-    await cache.close().catch(() => undefined)
+    await resolver.close().catch(() => undefined)
     if ((await mountsUnder(scratch)).length === 0) {
       await rm(state, { recursive: true, force: true })
       await rm(join(rootfs), { recursive: true, force: true }).catch(() => rmdir(rootfs))

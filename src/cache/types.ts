@@ -41,7 +41,10 @@ export interface ChunkCache {
   get(key: string): Promise<Buffer | undefined>
   /** Synchronous lookup in memory only; undefined when the cache has no memory tier. */
   peek?(key: string): Buffer | undefined
-  /** Whether the cache holds the key, answered from memory (no I/O); absent: unknown. */
+  /**
+   * Is the key in memory? A probe (read-ahead planning), not a lookup: not counted as a hit or
+   * a miss. Falls back to `peek` where a cache has no `has`.
+   */
   has?(key: string): boolean
   /** Mark a key as recently used without reading it (a tier in front served it). */
   touch?(key: string): void

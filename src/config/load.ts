@@ -8,15 +8,11 @@
 import { readFile } from 'node:fs/promises'
 import { isAbsolute, join } from 'node:path'
 import { parse as parseToml } from 'smol-toml'
-import { StargzError } from '../errors.js'
+import { ConfigError } from '../errors.js'
 import { REFERENCE_SECTION_KEYS, REFERENCE_TOP_KEYS, type ReferenceKey } from './reference.js'
 import { DEFAULT_CONFIG_PATH, DEFAULTS, SECTION_KEYS, TOP_KEYS, type Config, type KeySpec, type Section } from './schema.js'
 
-export class ConfigError extends StargzError {
-  constructor(readonly key: string, message: string, options?: { cause?: unknown }) {
-    super('ERR_CONFIG_INVALID', key === '' ? message : `config key ${key}: ${message}`, options)
-  }
-}
+export { ConfigError }
 
 export interface Overrides {
   address?: string | undefined

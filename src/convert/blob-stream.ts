@@ -1,20 +1,18 @@
 /** Blob bytes as a stream, hashed on the way: a mismatch is an error at the end of the stream. */
 import { createHash } from 'node:crypto'
 import { createReadStream } from 'node:fs'
-import { StargzError } from '../errors.js'
+import { FetchError, InvalidArgumentError } from '../errors.js'
 import type { RangeSource } from '../estargz/types.js'
 
 const PIECE = 4 << 20
 
-export class BlobDigestError extends StargzError {
-  constructor(where: string, expected: string, actual: string) {
-    super('ERR_FETCH', `${where}: bytes hash to ${actual}, expected ${expected}`)
-  }
+function blobDigestError(where: string, expected: string, actual: string): FetchError {
+  return new FetchError(`${where}: bytes hash to ${actual}, expected ${expected}`, { expected, actual })
 }
 
 function hasherFor(digest: string): { update(b: Buffer): void; done(): string } {
   const algo = digest.slice(0, digest.indexOf(':'))
-  if (!['sha256', 'sha384', 'sha512'].includes(algo)) throw new StargzError('ERR_INVALID_ARGUMENT', `cannot verify digest ${digest}: unsupported algorithm`)
+  if (!['sha256', 'sha384', 'sha512'].includes(algo)) throw new InvalidArgumentError(`cannot verify digest ${digest}: unsupported algorithm`)
   const h = createHash(algo)
   return { update: (b) => h.update(b), done: () => `${algo}:${h.digest('hex')}` }
 }
@@ -29,7 +27,7 @@ export async function* rangeSourceStream(source: RangeSource, digest: string, wh
     yield b
   }
   const got = h.done()
-  if (got !== digest) throw new BlobDigestError(where, digest, got)
+  if (got !== digest) throw blobDigestError(where, digest, got)
 }
 
 /** Reads a local file, checking its size and digest. */
@@ -43,9 +41,9 @@ export async function* fileStream(path: string, digest: string, size: number | u
     onBytes?.(b.length)
     yield b
   }
-  if (size !== undefined && n !== size) throw new StargzError('ERR_FETCH', `${path}: ${n} bytes, descriptor says ${size}`)
+  if (size !== undefined && n !== size) throw new FetchError(`${path}: ${n} bytes, descriptor says ${size}`)
   const got = h.done()
-  if (got !== digest) throw new BlobDigestError(path, digest, got)
+  if (got !== digest) throw blobDigestError(path, digest, got)
 }
 
 /**

@@ -2,7 +2,7 @@
  * One layer of a conversion: leave a foreign layer alone, keep an eStargz layer as it is, or
  * convert (through the cache).
  */
-import { FooterError } from '../errors.js'
+import { isNotEstargz } from '../errors.js'
 import { parseFooter } from '../estargz/footer.js'
 import { FOOTER_SIZE, TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from '../estargz/types.js'
 import type { Descriptor } from '../registry/manifest.js'
@@ -52,7 +52,7 @@ export async function isEstargzLayer(input: ImageInput, layer: Descriptor): Prom
     parseFooter(await blob.read(blob.size - FOOTER_SIZE, FOOTER_SIZE), blob.size)
     return true
   } catch (e) {
-    if (e instanceof FooterError) return false
+    if (isNotEstargz(e)) return false
     throw e
   } finally {
     await blob.close?.()

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises'
 import type { RangeSource } from '../estargz/types.js'
 import { repositoryScope } from '../registry/auth.js'
 import type { RegistryClient } from '../registry/client.js'
-import { DigestMismatchError } from '../registry/errors.js'
+import { digestMismatch } from '../registry/errors.js'
 import { sha256Digest, type Descriptor } from '../registry/manifest.js'
 import { formatReference, withDigest, type Reference } from '../registry/reference.js'
 import { header } from '../registry/transport.js'
@@ -43,13 +43,13 @@ export class RegistryOutput implements ImageOutput {
     // The blob was verified when it was written; verify again what we read back from disk.
     const bytes = await readFile(path)
     const got = sha256Digest(bytes)
-    if (got !== desc.digest) throw new DigestMismatchError(desc.digest, got, { digest: desc.digest, path })
+    if (got !== desc.digest) throw digestMismatch(desc.digest, got, { digest: desc.digest, path })
     return (await this.client.pushBlob(this.ref, bytes)).via
   }
 
   async putBlobBytes(desc: Descriptor, bytes: Buffer): Promise<BlobPlacement> {
     const r = await this.client.pushBlob(this.ref, bytes)
-    if (r.digest !== desc.digest) throw new DigestMismatchError(desc.digest, r.digest, { registry: this.ref.registry, repository: this.ref.repository })
+    if (r.digest !== desc.digest) throw digestMismatch(desc.digest, r.digest, { registry: this.ref.registry, repository: this.ref.repository })
     return r.via
   }
 

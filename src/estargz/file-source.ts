@@ -1,5 +1,5 @@
 import { open, type FileHandle } from 'node:fs/promises'
-import { InvalidArgumentError, NotFoundError, StargzError } from '../errors.js'
+import { FetchError, InvalidArgumentError, NotFoundError } from '../errors.js'
 import type { RangeSource } from './types.js'
 
 /**
@@ -26,13 +26,13 @@ export class FileRangeSource implements RangeSource {
 
   async read(offset: number, length: number): Promise<Buffer> {
     if (offset < 0 || length < 0 || offset + length > this.size) {
-      throw new StargzError('ERR_INVALID_ARGUMENT', `read of ${length} bytes at ${offset} is outside ${this.path} (size ${this.size})`)
+      throw new InvalidArgumentError(`read of ${length} bytes at ${offset} is outside ${this.path} (size ${this.size})`)
     }
     const buf = Buffer.allocUnsafe(length)
     let done = 0
     while (done < length) {
       const { bytesRead } = await this.fh.read(buf, done, length - done, offset + done)
-      if (bytesRead === 0) throw new StargzError('ERR_FETCH', `unexpected end of ${this.path} at ${offset + done}`)
+      if (bytesRead === 0) throw new FetchError(`unexpected end of ${this.path} at ${offset + done}`)
       done += bytesRead
     }
     return buf

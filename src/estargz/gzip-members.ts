@@ -11,7 +11,7 @@
  * compress/gzip, so the output depends only on the input bytes and the level.
  */
 import { Worker } from 'node:worker_threads'
-import { StargzError } from '../errors.js'
+import { FailedPreconditionError, UnavailableError } from '../errors.js'
 import { ZSTD_BINDING_PATH } from './zstd-codec.js'
 
 export interface MemberJob {
@@ -93,7 +93,7 @@ export class GzipMemberPool {
       const w = new Worker(WORKER_SOURCE, { eval: true })
       w.on('message', (m: WorkerReply) => this.onReply(i, m))
       w.on('error', (e) => this.failAll(e))
-      w.on('exit', (code) => { if (!this.closed) this.failAll(new StargzError('ERR_UNAVAILABLE', `gzip worker exited with code ${code}`)) })
+      w.on('exit', (code) => { if (!this.closed) this.failAll(new UnavailableError(`gzip worker exited with code ${code}`)) })
       this.workers.push(w)
       this.inflight.push(0)
     }
@@ -106,7 +106,7 @@ export class GzipMemberPool {
 
   compress(jobs: MemberJob[]): Promise<MemberResult[]> {
     if (this.failure !== undefined) return Promise.reject(this.failure)
-    if (this.closed) return Promise.reject(new StargzError('ERR_FAILED_PRECONDITION', 'gzip pool is closed'))
+    if (this.closed) return Promise.reject(new FailedPreconditionError('gzip pool is closed'))
     let total = 0
     for (const j of jobs) total += j.length
     const buf = new Uint8Array(total)
@@ -129,7 +129,7 @@ export class GzipMemberPool {
     this.pending.delete(m.id)
     this.inflight[wi] = (this.inflight[wi] as number) - 1
     if (m.error !== undefined || !m.buf || !m.sizes || !m.digests) {
-      p.reject(new StargzError('ERR_UNAVAILABLE', `gzip worker failed: ${m.error ?? 'empty reply'}`))
+      p.reject(new UnavailableError(`gzip worker failed: ${m.error ?? 'empty reply'}`))
       return
     }
     const all = Buffer.from(m.buf)
@@ -153,7 +153,7 @@ export class GzipMemberPool {
   async close(): Promise<void> {
     if (this.closed) return
     this.closed = true
-    this.failAll(new StargzError('ERR_FAILED_PRECONDITION', 'gzip pool closed'))
+    this.failAll(new FailedPreconditionError('gzip pool closed'))
     await Promise.all(this.workers.map((w) => w.terminate()))
   }
 }

@@ -7,7 +7,7 @@
  * being compressed or waiting to be written at any time.
  */
 import { createHash, type Hash } from 'node:crypto'
-import { StargzError } from '../errors.js'
+import { UnavailableError } from '../errors.js'
 import type { GzipMemberPool, MemberJob, MemberResult } from './gzip-members.js'
 
 const BATCH_BYTES = 1 << 20
@@ -108,7 +108,7 @@ export class MemberSink {
       const done = (): void => { out.off('drain', onDrain); out.off('error', onError); out.off('close', onClose) }
       const onDrain = (): void => { done(); resolve() }
       const onError = (e: unknown): void => { done(); reject(e) }
-      const onClose = (): void => { done(); reject(this.outputError ?? new StargzError('ERR_UNAVAILABLE', 'output stream closed before the layer was written')) }
+      const onClose = (): void => { done(); reject(this.outputError ?? new UnavailableError('output stream closed before the layer was written')) }
       out.on('drain', onDrain)
       out.on('error', onError)
       out.on('close', onClose)

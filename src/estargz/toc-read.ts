@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto'
 import { promisify } from 'node:util'
 import { gunzip } from 'node:zlib'
-import { LimitError, StargzError, TocDigestError, TocError } from '../errors.js'
+import { FooterError, LimitError, TocDigestError, TocError, UnavailableError } from '../errors.js'
 import { parseFooter } from './footer.js'
 import { readZstdTocJson } from './zstd-toc.js'
 import { EXTERNAL_TOC_FOOTER_SIZE, hasExternalTocFooter, type ExternalTocSource } from './external-toc.js'
@@ -58,7 +58,7 @@ export function sha256Digest(buf: Uint8Array): string {
 export async function loadToc(src: RangeSource, opts: LoadTocOptions = {}): Promise<LoadedToc> {
   const limits: TocLimits = { ...DEFAULT_TOC_LIMITS, ...opts.limits }
   const size = src.size
-  if (size < 47) throw new StargzError('ERR_FOOTER_INVALID', `blob is ${size} bytes, too small to be eStargz`)
+  if (size < 47) throw new FooterError(`blob is ${size} bytes, too small to be eStargz`)
   // Guess that the TOC is within the last 64 KiB so small layers cost a single request.
   const guess = Math.min(size, 64 * 1024)
   let tail = await src.read(size - guess, guess, opts.signal)
@@ -98,7 +98,7 @@ async function loadExternalToc(size: number, from: ExternalTocSource, opts: Load
   try {
     blob = typeof from === 'function' ? await from() : from
   } catch (e) {
-    throw new StargzError('ERR_UNAVAILABLE', `the layer's TOC is external and could not be fetched: ${(e as Error).message}`, { cause: e })
+    throw new UnavailableError(`the layer's TOC is external and could not be fetched: ${(e as Error).message}`, { cause: e })
   }
   if (blob.length > limits.maxTocBytes) throw new LimitError(`external TOC blob is ${blob.length} bytes, more than the limit ${limits.maxTocBytes}`)
   let tarBytes: Buffer

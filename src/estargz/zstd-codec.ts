@@ -15,7 +15,7 @@
  * second hand-written copy would be free to diverge.
  */
 import { createRequire } from 'node:module'
-import { StargzError } from '../errors.js'
+import { FetchError } from '../errors.js'
 import type { ChunkRef } from './toc-index.js'
 
 const require = createRequire(import.meta.url)
@@ -93,9 +93,9 @@ export function zstdDecodePrefix(src: Uint8Array, want: number, what: string): B
   try {
     r = mainDecoder().decodePrefix(src, want)
   } catch (e) {
-    throw new StargzError('ERR_FETCH', `zstd data of ${what} does not decode: ${(e as Error).message}`, { cause: e })
+    throw new FetchError(`zstd data of ${what} does not decode: ${(e as Error).message}`, {}, undefined, { cause: e })
   }
-  if (typeof r === 'number') throw new StargzError('ERR_FETCH', `zstd data of ${what} holds ${r} bytes, need ${want}`)
+  if (typeof r === 'number') throw new FetchError(`zstd data of ${what} holds ${r} bytes, need ${want}`)
   return r
 }
 

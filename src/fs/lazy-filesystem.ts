@@ -3,15 +3,16 @@
  * its registry (footer + TOC only, TOC verified against the layer's toc.digest label), mounted
  * read-only with FUSE at the snapshot's fs dir, and served lazily through the chunk cache.
  *
- * Owns: one RegistryClient, one chunk cache, one priority gate shared by every layer (so any
- * on-demand read pauses all background fetching), and the LayerMounts it made.
+ * Owns: one LayerResolver (layers, blobs, the chunk cache, the decode pool), one priority gate
+ * shared by every layer (so any on-demand read pauses all background fetching), and the mounts
+ * it made. The RegistryClient stays its creator's (daemon/filesystem-factory.ts).
  */
 import type { Logger } from 'pino'
 import type { ChunkCache } from '../cache/types.js'
-import { FailedPreconditionError, UnavailableError } from '../errors.js'
-import { LayerMount } from '../fuse/layer-fs.js'
+import { FailedPreconditionError, UnavailableError, errorMessage } from '../errors.js'
 import { isMounted, unmountPath } from '../fuse/unmount.js'
-import { openLayer } from '../layer/layer.js'
+import { LayerResolver, type ResolverStats } from '../layer/resolver.js'
+import type { StargzLayer } from '../layer/layer.js'
 import { fetchExternalToc } from '../estargz/external-toc-fetch.js'
 import type { MetricsHooks } from '../metrics/hooks.js'
 import type { RegistryClient } from '../registry/client.js'
@@ -19,9 +20,11 @@ import type { RegistryBlob } from '../registry/blob.js'
 import type { FileSystem, RemoteLayerInfo } from '../snapshot/filesystem.js'
 import { PriorityGate } from '../task/priority-gate.js'
 import { LIBRARY_DEFAULTS } from '../config/defaults.js'
+import { mountLayer, type MountedLayer } from './mount-layer.js'
 
 export interface LazyFileSystemOptions {
   client: RegistryClient
+  /** Owned from here on (through the resolver): closed by close(). */
   cache: ChunkCache
   log: Logger
   metrics: MetricsHooks
@@ -38,11 +41,12 @@ export interface LazyFileSystemOptions {
   entryTimeoutSec: number
   /** How long a successful health check is trusted ([blob] valid_interval; 0 = always check). */
   checkIntervalMs: number
+  /** Keep a layer this long after its last unmount (default: the resolver's, 120 s). */
+  layerTtlMs?: number
 }
 
 interface Mounted {
-  mount: LayerMount
-  blob: RegistryBlob
+  mounted: MountedLayer<StargzLayer>
   info: RemoteLayerInfo
   checkedAt: number
 }
@@ -54,7 +58,7 @@ interface Mounted {
  * costs one more read of just the missing part.
  */
 export const TOC_TAIL_BYTES = 256 * 1024
-/** A layer resolved ahead of its own Prepare (resolveAhead) is dropped if nobody asks for it in this long. */
+/** A blob opened ahead of its own Prepare (resolveAhead) is dropped if nobody asks for it in this long. */
 const RESOLVED_AHEAD_TTL_MS = 60_000
 
 export class LazyFileSystem implements FileSystem {
@@ -62,7 +66,8 @@ export class LazyFileSystem implements FileSystem {
   /** Blobs opened ahead for the image's other layers, by image ref + digest. */
   private readonly ahead = new Map<string, { blob: Promise<RegistryBlob>; timer: NodeJS.Timeout }>()
   private readonly gate: PriorityGate
-  private closed = false
+  private readonly resolver: LayerResolver
+  private closing: Promise<void> | undefined
 
   constructor(private readonly o: LazyFileSystemOptions) {
     // Background fetching yields to start-up: a mount counts as on-demand work, and background
@@ -70,6 +75,28 @@ export class LazyFileSystem implements FileSystem {
     // container (gaps of a few hundred ms between the steps) is not slowed by it. Measured with
     // `stargz bench`: background fetch running during start-up cost python3 ~0.2 s (1.26 vs 1.06 s).
     this.gate = new PriorityGate({ backgroundConcurrency: o.backgroundConcurrency, graceMs: LIBRARY_DEFAULTS.backgroundGraceMs })
+    const metrics = o.metrics
+    this.resolver = new LayerResolver({
+      cache: o.cache,
+      gate: this.gate,
+      logger: o.log,
+      noPrefetch: o.noPrefetch,
+      prefetchTimeoutSec: o.prefetchTimeoutSec,
+      noBackgroundFetch: o.noBackgroundFetch,
+      backgroundUnitBytes: o.backgroundUnitBytes,
+      allowUnverified: o.allowUnverified,
+      ...(o.layerTtlMs === undefined ? {} : { ttlMs: o.layerTtlMs }),
+      hooksFor: (digest) => ({
+        onFetch: (ev) => { if (ev.ok) { metrics.fetchedBytes(ev.length, digest, ev.mode); metrics.fetchLatency(ev.durationMs / 1000, digest) } },
+        // Tier counts come from the cache itself (src/cache/chunk-cache.ts); this is per layer.
+        onCacheHit: (ev) => metrics.layerCacheHit(digest, ev.bytes),
+      }),
+    })
+  }
+
+  /** What the resolver holds (tests: a failed mount leaves nothing behind). */
+  resolverStats(): ResolverStats {
+    return this.resolver.stats()
   }
 
   mount(mountpoint: string, info: RemoteLayerInfo, signal?: AbortSignal): Promise<void> {
@@ -77,7 +104,7 @@ export class LazyFileSystem implements FileSystem {
   }
 
   private async mountNow(mountpoint: string, info: RemoteLayerInfo, signal?: AbortSignal): Promise<void> {
-    if (this.closed) throw new UnavailableError('filesystem is shutting down')
+    if (this.closing) throw new UnavailableError(`filesystem is shutting down; not mounting ${info.layerDigest} at ${mountpoint}`)
     if (this.mounts.has(mountpoint)) throw new FailedPreconditionError(`${mountpoint} is already a lazy mount`)
     if (info.tocDigest === undefined && this.o.requireTocDigest) {
       throw new FailedPreconditionError(`layer ${info.layerDigest} has no containerd.io/snapshot/stargz/toc.digest annotation; refusing an unverifiable TOC`)
@@ -85,67 +112,44 @@ export class LazyFileSystem implements FileSystem {
     const log = this.o.log.child({ digest: info.layerDigest, mountpoint })
     const started = performance.now()
     this.resolveAhead(info)
-    const blob = await this.openBlob(info.imageRef, info.layerDigest, signal)
-    let mount: LayerMount | undefined
     try {
-      const metrics = this.o.metrics
-      const layer = await openLayer({
+      const lease = await this.resolver.resolve({
         digest: info.layerDigest,
-        source: blob,
-        cache: this.o.cache,
-        gate: this.gate,
-        logger: log,
-        noPrefetch: this.o.noPrefetch,
-        prefetchTimeoutSec: this.o.prefetchTimeoutSec,
-        noBackgroundFetch: this.o.noBackgroundFetch,
-        backgroundUnitBytes: this.o.backgroundUnitBytes,
-        allowUnverified: this.o.allowUnverified,
-        hooks: {
-          onFetch: (ev) => { if (ev.ok) { metrics.fetchedBytes(ev.length, info.layerDigest, ev.mode); metrics.fetchLatency(ev.durationMs / 1000, info.layerDigest) } },
-          onCacheHit: (ev) => metrics.cacheHit('memory', info.layerDigest, ev.bytes),
-          onCacheMiss: () => metrics.cacheMiss(info.layerDigest),
-        },
         ...(info.tocDigest === undefined ? {} : { tocDigest: info.tocDigest }),
-        ...(signal === undefined ? {} : { signal }),
+        open: (sig) => this.openBlob(info.imageRef, info.layerDigest, sig),
         // Asked for only when the footer says the TOC is external (the reference's -esgztoc image).
         externalToc: () => fetchExternalToc(this.o.client, info.imageRef, info.layerDigest, signal),
-      })
-      signal?.throwIfAborted()
-      mount = await LayerMount.mount(layer, mountpoint, {
+      }, signal)
+      const metrics = this.o.metrics
+      const mounted = await mountLayer(lease, mountpoint, {
         logger: log,
-        closeLayer: true,
         attrTimeoutSec: this.o.attrTimeoutSec,
         entryTimeoutSec: this.o.entryTimeoutSec,
         onOp: (op, seconds) => metrics.fuseOp(op, seconds, info.layerDigest),
+        ...(signal === undefined ? {} : { signal }),
       })
-      if (signal?.aborted) throw signal.reason ?? new UnavailableError('mount cancelled')
-      this.mounts.set(mountpoint, { mount, blob, info, checkedAt: Date.now() })
-      const served = mount
+      if (this.closing) {
+        await mounted.close()
+        throw new UnavailableError(`filesystem is shutting down; mount of ${info.layerDigest} at ${mountpoint} undone`)
+      }
+      this.mounts.set(mountpoint, { mounted, info, checkedAt: Date.now() })
+      // The gauge moves where the mount table changes, never around calls that may not mount.
+      metrics.mountedLayers(1)
+      const layer = lease.layer
       metrics.layerOperation('mount', info.layerDigest, performance.now() - started)
       metrics.layerMounted(mountpoint, info.layerDigest, () => {
         const st = layer.state()
         const pf = layer.stats().prefetch
-        return { size: st.size, fetchedSize: st.fetchedSize, prefetchSize: pf?.status === 'done' ? pf.bytes : 0, bytesServed: served.stats().bytesRead }
+        return { size: st.size, fetchedSize: st.fetchedSize, prefetchSize: pf?.status === 'done' ? pf.bytes : 0, bytesServed: mounted.mount.stats().bytesRead }
       })
       void layer.prefetchDone.then((r) => { if (r.status === 'done') metrics.layerOperation('all_prefetches_completed', info.layerDigest, performance.now() - started) })
       log.info({ ms: Math.round(performance.now() - started), tocDigest: layer.tocDigest }, 'lazy-layer-mounted')
     } catch (e) {
-      // Leave the mountpoint empty and unmounted, as the snapshotter expects on failure.
-      if (mount) await mount.close().catch(() => undefined)
-      else if (await isMounted(mountpoint).catch(() => false)) await unmountPath(mountpoint, { lazyFallback: true }).catch(() => undefined)
-      await blob.close().catch(() => undefined)
+      // Leave the mountpoint empty and unmounted, as the snapshotter expects on failure
+      // (mountLayer undid its own steps; this catches a mount left by an earlier process).
+      if (await isMounted(mountpoint).catch(() => false)) await unmountPath(mountpoint, { lazyFallback: true }).catch(() => undefined)
       throw e
     }
-  }
-
-  private openBlob(imageRef: string, digest: string, signal?: AbortSignal): Promise<RegistryBlob> {
-    const key = `${imageRef}@${digest}`
-    const pre = this.ahead.get(key)
-    if (!pre) return this.o.client.blobWithTail(imageRef, digest, TOC_TAIL_BYTES, signal)
-    this.ahead.delete(key)
-    clearTimeout(pre.timer)
-    // A failed look-ahead is retried here, so its error is the one this layer's Prepare reports.
-    return pre.blob.catch(() => this.o.client.blobWithTail(imageRef, digest, TOC_TAIL_BYTES, signal))
   }
 
   /**
@@ -155,6 +159,7 @@ export class LazyFileSystem implements FileSystem {
    * trip of its own. Only the fetch happens ahead; the TOC is verified when its layer mounts.
    */
   private resolveAhead(info: RemoteLayerInfo): void {
+    if (this.closing) return
     const mounted = new Set([...this.mounts.values()].map((m) => `${m.info.imageRef}@${m.info.layerDigest}`))
     for (const digest of info.imageLayers ?? []) {
       const key = `${info.imageRef}@${digest}`
@@ -169,6 +174,17 @@ export class LazyFileSystem implements FileSystem {
       timer.unref()
       this.ahead.set(key, { blob, timer })
     }
+  }
+
+  /** The blob for a layer: the one opened ahead if there is one (handed over: the resolver owns it now). */
+  private openBlob(imageRef: string, digest: string, signal?: AbortSignal): Promise<RegistryBlob> {
+    const key = `${imageRef}@${digest}`
+    const pre = this.ahead.get(key)
+    if (!pre) return this.o.client.blobWithTail(imageRef, digest, TOC_TAIL_BYTES, signal)
+    this.ahead.delete(key)
+    clearTimeout(pre.timer)
+    // A failed look-ahead is retried here, so its error is the one this layer's Prepare reports.
+    return pre.blob.catch(() => this.o.client.blobWithTail(imageRef, digest, TOC_TAIL_BYTES, signal))
   }
 
   async check(mountpoint: string): Promise<void> {
@@ -195,22 +211,29 @@ export class LazyFileSystem implements FileSystem {
       if (await isMounted(mountpoint).catch(() => false)) await unmountPath(mountpoint, { lazyFallback: true })
       return
     }
+    await m.mounted.close()
     this.mounts.delete(mountpoint)
     this.o.metrics.layerUnmounted(mountpoint)
-    await m.mount.close()
-    await m.blob.close().catch(() => undefined)
+    this.o.metrics.mountedLayers(-1)
   }
 
-  /** Unmount everything this filesystem mounted; safe to call twice. */
-  async close(): Promise<void> {
-    this.closed = true
-    for (const { blob, timer } of this.ahead.values()) {
-      clearTimeout(timer)
-      blob.then((b) => b.close(), () => undefined).catch(() => undefined)
-    }
-    this.ahead.clear()
-    for (const mp of [...this.mounts.keys()]) {
-      await this.unmount(mp).catch((e: unknown) => this.o.log.warn({ mountpoint: mp, err: (e as Error).message }, 'unmount failed at shutdown'))
-    }
+  /**
+   * Unmount everything this filesystem mounted, then release the layers, the decode pool and
+   * the chunk cache (the resolver owns them). Safe to call twice.
+   */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      for (const { blob, timer } of this.ahead.values()) {
+        clearTimeout(timer)
+        blob.then((b) => b.close(), () => undefined).catch(() => undefined)
+      }
+      this.ahead.clear()
+      for (const mp of [...this.mounts.keys()]) {
+        await this.unmount(mp).catch((e: unknown) => this.o.log.warn({ mountpoint: mp, err: errorMessage(e) }, 'unmount failed at shutdown'))
+      }
+      await this.resolver.close()
+      this.gate.close()
+    })()
+    return this.closing
   }
 }

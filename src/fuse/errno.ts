@@ -20,7 +20,8 @@ export const EBADF = -E.EBADF
 export const ENODATA = -E.ENODATA
 export const ENOTSUP = -E.ENOTSUP
 
-const BY_CODE: Record<ErrorCode, number> = {
+/** Every code's errno; checked to be total by test/errors. */
+export const ERRNO_BY_CODE: Readonly<Record<ErrorCode, number>> = {
   ERR_NOT_FOUND: ENOENT,
   ERR_INVALID_ARGUMENT: EINVAL,
   ERR_ALREADY_EXISTS: -E.EEXIST,
@@ -38,14 +39,13 @@ const BY_CODE: Record<ErrorCode, number> = {
   ERR_AUTH: EIO,
   ERR_FETCH: EIO,
   ERR_TIMEOUT: EIO,
-  ERR_REFERENCE_INVALID: EIO,
   ERR_MANIFEST_INVALID: EIO,
   ERR_CONFIG_INVALID: EIO,
 }
 
 /** Negative errno for anything a handler caught. Unknown errors are EIO, never success. */
 export function toErrno(e: unknown): number {
-  if (isStargzError(e)) return BY_CODE[e.code] ?? EIO
+  if (isStargzError(e)) return ERRNO_BY_CODE[e.code] ?? EIO
   if (e instanceof Error && e.name === 'AbortError') return EINTR
   const code = (e as NodeJS.ErrnoException | undefined)?.code
   if (typeof code === 'string' && code in E) {

@@ -35,7 +35,6 @@ export interface LayerOpsStats {
   reads: number
   bytesRead: number
   readErrors: number
-  firstAccesses: number
 }
 
 export interface LayerOps {
@@ -44,9 +43,8 @@ export interface LayerOps {
 }
 
 export function createLayerOps(layer: Layer, table: LayerTree, log: Logger, opts: LayerOpsOptions = {}): LayerOps {
-  const stats: LayerOpsStats = { opens: 0, reads: 0, bytesRead: 0, readErrors: 0, firstAccesses: 0 }
+  const stats: LayerOpsStats = { opens: 0, reads: 0, bytesRead: 0, readErrors: 0 }
   const opaqueNames: string[] = (opts.opaqueXattrs ?? ['trusted']).map((k) => (k === 'user' ? OPAQUE_USER_XATTR : OPAQUE_XATTR))
-  const accessed = new Uint8Array(table.count)
   const stateDirIno = table.maxIno + 1
   const stateFileIno = table.maxIno + 2
   const stateDirPath = `/${STATE_DIR}`
@@ -141,12 +139,11 @@ export function createLayerOps(layer: Layer, table: LayerTree, log: Logger, opts
       if (table.isDir(s)) return cb(EISDIR)
       stats.opens++
       const p = table.primary(s)
-      if (accessed[p] === 0 && table.isRegular(s) && !table.isWhiteout(s)) {
-        accessed[p] = 1
-        stats.firstAccesses++
-        const e = entryOf(s)
-        if (e && layer.onFirstAccess) {
-          try { layer.onFirstAccess(e) } catch (err) { log.warn({ err, path }, 'first-access-hook-failed') }
+      // The layer de-duplicates first accesses; here we only report the open.
+      if (layer.noteAccess && table.isRegular(s) && !table.isWhiteout(s)) {
+        const e = entryOf(p)
+        if (e) {
+          try { layer.noteAccess(e) } catch (err) { log.warn({ err, path }, 'first-access-hook-failed') }
         }
       }
       cb(0, table.ino(s))

@@ -13,6 +13,7 @@
 import { createRequire } from 'node:module'
 import { dirname } from 'node:path'
 import { unmountPath, type UnmountResult } from './unmount.js'
+import { ENODATA, ERANGE } from './errno.js'
 
 const require = createRequire(import.meta.url)
 
@@ -98,12 +99,12 @@ export async function nativeMount(mountpoint: string, ops: FuseOps, opts: Native
 
     _op_getxattr(signal: (ret: number, buf: ArrayBuffer) => void, path: string, name: string, valueBuf: Buffer, position: number): void {
       const getxattr = ops.getxattr
-      if (!getxattr) { signal(-61, valueBuf.buffer as ArrayBuffer); return }
+      if (!getxattr) { signal(ENODATA, valueBuf.buffer as ArrayBuffer); return }
       getxattr(path, name, position, (err, value) => {
         if (err !== 0) return signal(err, valueBuf.buffer as ArrayBuffer)
-        if (!value) return signal(-61, valueBuf.buffer as ArrayBuffer) // ENODATA
+        if (!value) return signal(ENODATA, valueBuf.buffer as ArrayBuffer)
         if (valueBuf.length === 0) return signal(value.length, valueBuf.buffer as ArrayBuffer)
-        if (value.length > valueBuf.length) return signal(-34, valueBuf.buffer as ArrayBuffer) // ERANGE
+        if (value.length > valueBuf.length) return signal(ERANGE, valueBuf.buffer as ArrayBuffer)
         value.copy(valueBuf)
         return signal(value.length, valueBuf.buffer as ArrayBuffer)
       })

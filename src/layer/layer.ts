@@ -2,9 +2,12 @@
  * A resolved eStargz layer: TOC + ChunkReader + prefetch + background fetch, reference-counted.
  *
  * Lifecycle:
- *   openLayer() ....... loads and verifies the TOC (tocDigest), builds the reader, then starts,
- *                       without waiting for them: the prefetch of [0, landmark offset) in one
- *                       range request, and after it the background fetch of the rest.
+ *   openLayer() ....... loads and verifies the TOC (tocDigest) and builds the reader. Nothing is
+ *                       fetched beyond the footer and TOC: the layer has not started.
+ *   start() ........... once mounted (src/fs/mount-layer.ts), starts without waiting for them the
+ *                       prefetch of [0, landmark offset) in one range request, and after it the
+ *                       background fetch of the rest. Idempotent. A layer whose mount failed was
+ *                       never started, so nothing keeps fetching against a closed blob.
  *   acquire()/close() . take/drop a reference; the last close() releases everything.
  *   evict() ........... release now, whatever the count (the daemon dropping a broken layer).
  *
@@ -18,7 +21,7 @@ import type { ChunkDecoder } from '../estargz/chunk-decoder.js'
 import type { ExternalTocSource } from '../estargz/external-toc.js'
 import type { ChunkRef } from '../estargz/toc-index.js'
 import type { TocEntry, TocLimits } from '../estargz/types.js'
-import { FailedPreconditionError, isStargzError, StargzError } from '../errors.js'
+import { FailedPreconditionError, isStargzError, TimeoutError } from '../errors.js'
 import type { ChunkCache } from '../cache/types.js'
 import { ChunkReader, type MultiRangeSource, type ReaderCounters, type ReaderHooks } from '../reader/chunk-reader.js'
 import { childLogger, silentLogger, type Logger } from '../reader/logger.js'
@@ -56,7 +59,7 @@ export interface OpenLayerOptions {
   tocLimits?: Partial<TocLimits>
   logger?: Logger
   hooks?: ReaderHooks
-  /** Fired once per file, on its first read or when the filesystem calls layer.onFirstAccess. */
+  /** Fired once per file, on its first read or open (the filesystem calls layer.noteAccess). */
   onFirstAccess?: (entry: TocEntry) => void
   signal?: AbortSignal
 }
@@ -90,7 +93,6 @@ export async function openLayer(opts: OpenLayerOptions): Promise<StargzLayer> {
   const reader = await EstargzReader.open(opts.source, loadOpts)
   const layer = new StargzLayer(opts, reader, log)
   log.info({ entries: reader.toc.entries.length, tocDigest: reader.tocDigest, ms: Math.round(performance.now() - started) }, 'layer-opened')
-  layer.start()
   return layer
 }
 
@@ -104,12 +106,14 @@ export class StargzLayer implements Layer {
   prefetchDone: Promise<PrefetchResult> = Promise.resolve({ status: 'skipped', bytes: 0, chunks: 0, reason: 'not started' })
   /** Settles (never rejects) when background fetch completed, failed, was disabled or stopped. */
   backgroundDone: Promise<void> = Promise.resolve()
-  readonly onFirstAccess: (entry: TocEntry) => void
 
   private readonly ranges = new FetchedRanges()
   private readonly ownGate: boolean
   private readonly stop = new AbortController()
+  /** THE first-access de-duplication (the FUSE ops and reads both report here). */
   private readonly accessed = new Set<string>()
+  private readonly accessListeners = new Set<(entry: TocEntry) => void>()
+  private started = false
   private prefetchResult: PrefetchResult | undefined
   private backgroundComplete = false
   private refs = 1
@@ -139,23 +143,41 @@ export class StargzLayer implements Layer {
     if (opts.maxSpanBytes !== undefined) readerOpts.maxSpanBytes = opts.maxSpanBytes
     if (opts.allowUnverified !== undefined) readerOpts.allowUnverified = opts.allowUnverified
     this.chunkReader = new ChunkReader(readerOpts)
-    const hook = opts.onFirstAccess
-    this.onFirstAccess = (entry: TocEntry): void => {
-      if (this.accessed.has(entry.name)) return
-      this.accessed.add(entry.name)
-      if (!hook) return
+    if (opts.onFirstAccess) this.accessListeners.add(opts.onFirstAccess)
+  }
+
+  /**
+   * Start prefetch and background fetch; called once the layer is mounted. Idempotent (a layer
+   * shared by several mounts starts once); a closed layer does not start.
+   */
+  start(): void {
+    if (this.started || this.released) return
+    this.started = true
+    this.prefetchDone = this.runPrefetch()
+    this.backgroundDone = this.prefetchDone.then(() => this.runBackground())
+  }
+
+  get isStarted(): boolean {
+    return this.started
+  }
+
+  /** A file was opened or read: the first time for each file, tell the listeners. */
+  noteAccess(entry: TocEntry): void {
+    if (this.accessed.has(entry.name)) return
+    this.accessed.add(entry.name)
+    for (const l of this.accessListeners) {
       try {
-        hook(entry)
+        l(entry)
       } catch (e) {
         this.log.warn({ path: entry.name, err: (e as Error).message }, 'first-access-hook-failed')
       }
     }
   }
 
-  /** @internal called by openLayer */
-  start(): void {
-    this.prefetchDone = this.runPrefetch()
-    this.backgroundDone = this.prefetchDone.then(() => this.runBackground())
+  /** Listen for first accesses (optimize records them); returns the unsubscribe. */
+  onFirstAccess(listener: (entry: TocEntry) => void): () => void {
+    this.accessListeners.add(listener)
+    return () => { this.accessListeners.delete(listener) }
   }
 
   get closed(): boolean {
@@ -165,7 +187,7 @@ export class StargzLayer implements Layer {
   async read(name: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
     if (this.released) throw new FailedPreconditionError(`layer ${this.digest} is closed; cannot read ${JSON.stringify(name)} at offset ${offset}`)
     const entry = this.index.resolve(name)
-    if (entry && !this.accessed.has(entry.name)) this.onFirstAccess(entry)
+    if (entry) this.noteAccess(entry)
     return this.chunkReader.read(name, offset, length, signal)
   }
 
@@ -202,6 +224,7 @@ export class StargzLayer implements Layer {
 
   private release(): Promise<void> {
     this.released ??= (async () => {
+      this.accessListeners.clear()
       this.stop.abort(new FailedPreconditionError(`layer ${this.digest} closed`))
       await this.prefetchDone
       await this.backgroundDone
@@ -236,7 +259,7 @@ export class StargzLayer implements Layer {
     // Our own timer rather than AbortSignal.timeout: that one is unref'd, so a process with
     // nothing else to do would exit instead of timing out; this one is cleared when done.
     const timeout = new AbortController()
-    const timer = setTimeout(() => timeout.abort(new StargzError('ERR_TIMEOUT', `prefetch of ${end} bytes of layer ${this.digest} took longer than ${timeoutSec} s (prefetch_timeout_sec)`)), timeoutSec * 1000)
+    const timer = setTimeout(() => timeout.abort(new TimeoutError(`prefetch of ${end} bytes of layer ${this.digest} took longer than ${timeoutSec} s (prefetch_timeout_sec)`)), timeoutSec * 1000)
     const signal = AbortSignal.any([this.stop.signal, timeout.signal])
     const started = performance.now()
     const before = this.chunkReader.stats().bytesFetched

@@ -24,8 +24,25 @@ export interface Layer {
    */
   read(name: string, offset: number, length: number, signal?: AbortSignal): Promise<Buffer>
   state(): LayerState
-  /** Called by the filesystem on the first access of each file (for `stargz optimize`). */
-  onFirstAccess?: (entry: TocEntry) => void
+  /**
+   * Called by the filesystem on every open of a regular file. The layer (and only the layer)
+   * de-duplicates: its first-access listeners hear of each file once (for `stargz optimize`).
+   */
+  noteAccess?(entry: TocEntry): void
+  /** Hear of each file's first access; returns the unsubscribe. */
+  onFirstAccess?(listener: (entry: TocEntry) => void): () => void
+  /**
+   * Start prefetch and background fetch. Called once, by mountLayer, when the layer is mounted;
+   * layers without background work have none.
+   */
+  start?(): void
   /** Drop this holder's reference; resources go when the last one is released. */
   close(): Promise<void>
+}
+
+/** One holder's reference to a layer owned by someone else (the LayerResolver). */
+export interface LayerLease<L extends Layer = Layer> {
+  readonly layer: L
+  /** Drop the reference (safe to call twice); `evict` drops the layer now if nobody else holds it. */
+  release(opts?: { evict?: boolean }): Promise<void>
 }

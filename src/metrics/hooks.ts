@@ -33,6 +33,8 @@ export interface MetricsHooks {
   /** A chunk answered from a cache tier; `bytes` its size. */
   cacheHit(tier: 'memory' | 'disk', digest?: string, bytes?: number): void
   cacheMiss(digest?: string): void
+  /** A chunk of layer `digest` was answered from the cache (per-layer bytes; tiers are counted by cacheHit). */
+  layerCacheHit(digest: string, bytes: number): void
   /** Duration of one FUSE operation, in seconds. */
   fuseOp(op: string, seconds: number, digest?: string): void
   /** A step of bringing up a layer took `ms` milliseconds. */
@@ -51,6 +53,7 @@ export const NO_METRICS: MetricsHooks = Object.freeze({
   fetchLatency: () => undefined,
   cacheHit: () => undefined,
   cacheMiss: () => undefined,
+  layerCacheHit: () => undefined,
   fuseOp: () => undefined,
   layerOperation: () => undefined,
   layerMounted: () => undefined,

@@ -63,6 +63,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): Metrics 
       if (digest !== undefined && bytes !== undefined) layerCached.inc({ layer: digest }, bytes)
     },
     cacheMiss: () => cacheMisses.inc(),
+    layerCacheHit: (digest, bytes) => layerCached.inc({ layer: digest }, bytes),
     fuseOp: (op, s, digest) => {
       fuseOps.observe({ op }, s)
       if (digest === undefined) return

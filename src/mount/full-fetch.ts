@@ -11,7 +11,7 @@ import { open, type FileHandle } from 'node:fs/promises'
 import { pipeline } from 'node:stream/promises'
 import { Readable } from 'node:stream'
 import { join } from 'node:path'
-import { StargzError, NotFoundError } from '../errors.js'
+import { FetchError, NotFoundError } from '../errors.js'
 import { cleanEntryName } from '../estargz/entry-order.js'
 import { TocIndex } from '../estargz/toc-index.js'
 import { NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, type RangeSource, type TocEntry, type TocEntryType } from '../estargz/types.js'
@@ -32,7 +32,7 @@ async function* pieces(source: RangeSource, digest: string, signal?: AbortSignal
     yield b
   }
   const got = 'sha256:' + h.digest('hex')
-  if (got !== digest) throw new StargzError('ERR_FETCH', `layer ${digest}: fetched bytes hash to ${got}`)
+  if (got !== digest) throw new FetchError(`layer ${digest}: fetched bytes hash to ${got}`)
 }
 
 /** A Layer over an uncompressed tar on local disk. */
@@ -83,7 +83,7 @@ export class TarLayer implements Layer {
     let done = 0
     while (done < buf.length) {
       const { bytesRead } = await this.fh.read(buf, done, buf.length - done, at + offset + done)
-      if (bytesRead === 0) throw new StargzError('ERR_FETCH', `layer ${this.digest}: local tar ends early reading ${JSON.stringify(name)}`)
+      if (bytesRead === 0) throw new FetchError(`layer ${this.digest}: local tar ends early reading ${JSON.stringify(name)}`)
       done += bytesRead
     }
     return buf

@@ -12,11 +12,16 @@
 import { mkdir, rm, rmdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pino, type Logger } from 'pino'
-import { FailedPreconditionError, errorMessage } from '../errors.js'
-import type { RangeSource } from '../estargz/types.js'
-import { LayerMount, type LayerMountOptions } from '../fuse/layer-fs.js'
+import { FailedPreconditionError, errorMessage, isNotEstargz } from '../errors.js'
+import type { RangeSource, TocEntry } from '../estargz/types.js'
+import type { ExternalTocSource } from '../estargz/external-toc.js'
+import type { LayerMountOptions } from '../fuse/layer-fs.js'
+import type { LayerMount } from '../fuse/layer-fs.js'
 import { unmountPath } from '../fuse/unmount.js'
-import type { Layer } from '../layer/types.js'
+import { ownLease, type LayerResolver } from '../layer/resolver.js'
+import type { LayerLease } from '../layer/types.js'
+import type { MultiRangeSource } from '../reader/types.js'
+import { mountLayer } from '../fs/mount-layer.js'
 import { TarLayer } from './full-fetch.js'
 import { mountOverlay } from './overlay.js'
 import { UndoStack } from './undo-stack.js'
@@ -36,21 +41,19 @@ export interface ImageSource {
   blob(ref: string, desc: LayerDescriptor): Promise<RangeSource>
 }
 
-/** Opens an eStargz layer over its blob; rejects with ERR_FOOTER_INVALID when it is not one. */
-export type LayerOpener = (source: RangeSource, desc: LayerDescriptor, ref: string) => Promise<Layer>
-
 export interface ImageMountOptions {
   stateDir: string
   rw?: boolean
   allowFullFetch?: boolean
   logger?: Logger
-  openLayer: LayerOpener
+  /** Resolves the eStargz layers (stays the caller's: close it after the ImageMount). */
+  resolver: LayerResolver
+  /** Where a layer's external TOC comes from, when its footer says the TOC is not in the blob. */
+  externalToc?: (ref: string, desc: LayerDescriptor) => ExternalTocSource
+  /** Each file's first access, with the index (0 = bottom) of the layer that served it. */
+  onFirstAccess?: (layerIndex: number, entry: TocEntry) => void
   fuse?: Omit<LayerMountOptions, 'logger' | 'closeLayer'>
   signal?: AbortSignal
-}
-
-function isNotEstargz(e: unknown): boolean {
-  return (e as { code?: unknown })?.code === 'ERR_FOOTER_INVALID'
 }
 
 export class ImageMount {
@@ -69,41 +72,57 @@ export class ImageMount {
     try {
       const { name, layers } = await source.resolveLayers(ref, opts.signal)
       log.info({ name, layers: layers.length }, 'image-resolved')
-      // 1. Open every layer first, so a non-eStargz layer is refused before anything is mounted.
-      const opened: Array<{ desc: LayerDescriptor; layer: Layer; full: boolean }> = []
+      // 1. Resolve every layer first, so a non-eStargz layer is refused before anything is
+      //    mounted. Resolved layers have not started fetching: that waits for their mount.
+      const opened: Array<{ desc: LayerDescriptor; lease: LayerLease; full: boolean; handedOver: boolean }> = []
       for (const [i, desc] of layers.entries()) {
-        const blob = await source.blob(ref, desc)
-        let layer: Layer
+        let lease: LayerLease
         let full = false
         try {
-          layer = await opts.openLayer(blob, desc, ref)
+          const tocDigest = desc.annotations?.[TOC_DIGEST_ANNOTATION]
+          const externalToc = opts.externalToc?.(ref, desc)
+          lease = await opts.resolver.resolve({
+            digest: desc.digest,
+            ...(tocDigest === undefined ? {} : { tocDigest }),
+            ...(externalToc === undefined ? {} : { externalToc }),
+            open: async () => (await source.blob(ref, desc)) as MultiRangeSource,
+          }, opts.signal)
         } catch (e) {
-          if (!isNotEstargz(e)) { await blob.close?.(); throw e }
+          if (!isNotEstargz(e)) throw e
           if (!opts.allowFullFetch) {
-            await blob.close?.()
             throw new FailedPreconditionError(`layer ${i} (${desc.digest}, ${desc.mediaType}) of ${ref} is not eStargz (${errorMessage(e)}); pass --allow-full-fetch to fetch it whole`, { cause: e })
           }
           const dir = join(opts.stateDir, 'full', String(i))
           await mkdir(dir, { recursive: true })
           undo.push(`remove ${dir}`, () => rm(dir, { recursive: true, force: true }))
           log.warn({ digest: desc.digest, index: i }, 'layer-full-fetch')
-          try { layer = await TarLayer.fetch(blob, desc.digest, dir, opts.signal) } finally { await blob.close?.() }
+          const blob = await source.blob(ref, desc)
+          try { lease = ownLease(await TarLayer.fetch(blob, desc.digest, dir, opts.signal)) } finally { await blob.close?.() }
           full = true
         }
-        const l = layer
-        undo.push(`close layer ${desc.digest}`, () => l.close())
-        opened.push({ desc, layer, full })
+        const o = { desc, lease, full, handedOver: false }
+        // Until mountLayer owns it (it releases on its own failure, MountedLayer on close; a
+        // layer whose unmount failed is kept, for the mount may still serve it).
+        undo.push(`release layer ${desc.digest}`, () => o.handedOver ? Promise.resolve() : o.lease.release())
+        opened.push(o)
       }
-      // 2. One FUSE mount per layer.
+      // 2. One FUSE mount per layer; each starts fetching once mounted.
       const mounted: Array<{ digest: string; mount: LayerMount; full: boolean; dir: string }> = []
       for (const [i, o] of opened.entries()) {
         const dir = join(opts.stateDir, 'layers', String(i))
         await mkdir(dir, { recursive: true })
         // rmdir, never rm -r: if the unmount failed, this must not walk into the mount.
         undo.push(`remove ${dir}`, () => rmdir(dir))
-        const m = await LayerMount.mount(o.layer, dir, { ...opts.fuse, logger: log })
+        const hook = opts.onFirstAccess
+        o.handedOver = true
+        const m = await mountLayer(o.lease, dir, {
+          ...opts.fuse,
+          logger: log,
+          ...(hook === undefined ? {} : { onFirstAccess: (e: TocEntry) => hook(i, e) }),
+          ...(opts.signal === undefined ? {} : { signal: opts.signal }),
+        })
         undo.push(`unmount ${dir}`, () => m.close())
-        mounted.push({ digest: o.desc.digest, mount: m, full: o.full, dir })
+        mounted.push({ digest: o.desc.digest, mount: m.mount, full: o.full, dir })
       }
       // 3. overlayfs, top layer first.
       let upper: { upperdir: string; workdir: string } | undefined

@@ -3,7 +3,7 @@
  * bottom-first). Read-only unless upper/work dirs are given.
  */
 import { execFile } from 'node:child_process'
-import { InvalidArgumentError, StargzError } from '../errors.js'
+import { FailedPreconditionError, InvalidArgumentError } from '../errors.js'
 
 /** The kernel takes mount options in one page. */
 const MAX_OPTIONS = 4000
@@ -37,7 +37,7 @@ export function mountOverlay(spec: OverlaySpec, mountpoint: string): Promise<voi
   return new Promise((resolve, reject) => {
     execFile('mount', args, { timeout: 60_000 }, (err, _out, stderr) => {
       if (!err) return resolve()
-      reject(new StargzError('ERR_FAILED_PRECONDITION', `mounting overlay at ${mountpoint} failed: ${String(stderr).trim() || err.message}`, { cause: err }))
+      reject(new FailedPreconditionError(`mounting overlay at ${mountpoint} failed: ${String(stderr).trim() || err.message}`, { cause: err }))
     })
   })
 }

@@ -8,14 +8,12 @@
 import { mkdir, rm, rmdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pino, type Logger } from 'pino'
-import { MemoryCache } from '../cache/memory-cache.js'
+import { openChunkCache } from '../cache/chunk-cache.js'
 import { cleanEntryName } from '../estargz/entry-order.js'
 import type { RangeSource, TocEntry } from '../estargz/types.js'
-import { TOC_DIGEST_ANNOTATION } from '../estargz/types.js'
 import { listMounts } from '../fuse/unmount.js'
-import { openLayer } from '../layer/layer.js'
+import { LayerResolver } from '../layer/resolver.js'
 import { ImageMount, type ImageSource, type LayerDescriptor } from '../mount/image-mount.js'
-import type { MultiRangeSource } from '../reader/types.js'
 import type { ImageInput } from '../convert/image-io.js'
 import type { SourceImage } from '../convert/image-plan.js'
 import type { LayerOutcome } from '../convert/layer-job.js'
@@ -55,7 +53,9 @@ export async function recordAccesses(input: ImageInput, image: SourceImage, laye
       return l.path !== undefined ? FileRangeSource.open(l.path) : input.openBlob(l.source)
     },
   }
-  const cache = new MemoryCache({ maxBytes: 256 << 20 })
+  // Owns the cache, the decode pool and the layers; nothing is fetched ahead (the record must
+  // show what the workload reads, not what prefetch brought).
+  const resolver = new LayerResolver({ cache: await openChunkCache(undefined), logger: log, noPrefetch: true, noBackgroundFetch: true, ttlMs: 0 })
   const rootfs = join(opts.stateDir, 'rootfs')
   const state = join(opts.stateDir, 'state')
   await mkdir(rootfs, { recursive: true })
@@ -67,21 +67,10 @@ export async function recordAccesses(input: ImageInput, image: SourceImage, laye
       rw: true,
       logger: log,
       ...(opts.signal ? { signal: opts.signal } : {}),
-      openLayer: async (blob, desc) => {
-        const i = position.get(desc)
-        if (i === undefined) throw new Error(`layer ${desc.digest} was not asked for`)
+      resolver,
+      onFirstAccess: (i: number, e: TocEntry) => {
         const src = layers[i] as LayerOutcome
-        const tocDigest = desc.annotations?.[TOC_DIGEST_ANNOTATION]
-        return openLayer({
-          digest: desc.digest,
-          source: blob as MultiRangeSource,
-          cache,
-          logger: log,
-          noPrefetch: true,
-          noBackgroundFetch: true,
-          ...(tocDigest === undefined ? {} : { tocDigest }),
-          onFirstAccess: (e: TocEntry) => { records.push({ path: '/' + cleanEntryName(e.name), layer: src.source.digest, layerIndex: i }) },
-        })
+        records.push({ path: '/' + cleanEntryName(e.name), layer: src.source.digest, layerIndex: i })
       },
     })
     const config = JSON.parse(image.config.toString('utf8')) as Record<string, unknown>
@@ -92,6 +81,7 @@ export async function recordAccesses(input: ImageInput, image: SourceImage, laye
     return { records: [...records], run }
   } finally {
     await mount?.close()
+    await resolver.close()
     // Remove the scratch dirs only when nothing is mounted under them any more.
     const busy = (await listMounts()).some((m) => m.mountpoint === opts.stateDir || m.mountpoint.startsWith(opts.stateDir + '/'))
     if (!busy) {

@@ -227,7 +227,7 @@ export class ChunkReader {
     this.lastEnd.set(name, end)
     if (!sequential || end >= size) return
     const ahead = this.index.chunksInRange(name, end, this.readaheadBytes).filter((r) =>
-      r.digest !== undefined && !this.isBig(r) && this.peekChunk(r) === undefined && !this.flights.has(keyOf(r)))
+      r.digest !== undefined && !this.isBig(r) && !(this.cache.has?.(r.digest) ?? this.peekChunk(r) !== undefined) && !this.flights.has(keyOf(r)))
     if (ahead.length === 0) return
     // 'prefetch' mode: decoded at high priority, and a reader that joins a failed read-ahead
     // fetches for itself. Failures are already logged by the load itself.

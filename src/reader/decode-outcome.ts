@@ -1,5 +1,5 @@
 /** Turns a decode outcome (main thread or worker) into the chunk's bytes or a typed error. */
-import { ChunkDigestError, StargzError } from '../errors.js'
+import { ChunkDigestError, FetchError, type StargzError } from '../errors.js'
 import type { ChunkRef } from '../estargz/toc-index.js'
 import type { DecodeOutcome } from './decode-member.js'
 import { bufferPieces, streamDecode } from './stream-decode.js'
@@ -14,18 +14,18 @@ export function outcomeError(o: Exclude<DecodeOutcome, { kind: 'ok' }>, ref: Chu
     case 'mismatch':
       return new ChunkDigestError(ref.name, ref.chunkOffset, ref.digest ?? '', o.actual)
     case 'short':
-      return new StargzError('ERR_FETCH', `${where(ref)} holds ${o.got} bytes, chunk needs ${ref.chunkSize}`)
+      return new FetchError(`${where(ref)} holds ${o.got} bytes, chunk needs ${ref.chunkSize}`, { file: ref.name, blobOffset: ref.compressedOffset })
     case 'error':
-      return new StargzError('ERR_FETCH', `${where(ref)} does not inflate: ${o.message}`)
+      return new FetchError(`${where(ref)} does not inflate: ${o.message}`, { file: ref.name, blobOffset: ref.compressedOffset })
     case 'too-large':
-      return new StargzError('ERR_FETCH', `${where(ref)} carries too much data after the chunk`)
+      return new FetchError(`${where(ref)} carries too much data after the chunk`, { file: ref.name, blobOffset: ref.compressedOffset })
   }
 }
 
 /** The bytes of an 'ok' outcome (exactly the chunk's size); throws the typed error otherwise. */
 export function outcomeBytes(o: DecodeOutcome, ref: ChunkRef): Buffer {
   if (o.kind !== 'ok') throw outcomeError(o, ref)
-  if (o.data.length !== ref.chunkSize) throw new StargzError('ERR_FETCH', `${where(ref)}: decoder returned ${o.data.length} bytes, chunk is ${ref.chunkSize}`)
+  if (o.data.length !== ref.chunkSize) throw new FetchError(`${where(ref)}: decoder returned ${o.data.length} bytes, chunk is ${ref.chunkSize}`, { file: ref.name, blobOffset: ref.compressedOffset })
   return o.data
 }
 

@@ -37,23 +37,18 @@ export class ChunkVerifyError extends ChunkDigestError implements ChunkLocation 
   readonly chunkOffset: number
   readonly blobOffset: number
   readonly digest: string | undefined
-  readonly actual: string
   constructor(ref: ChunkRef, actual: string) {
     super(ref.name, ref.chunkOffset, ref.digest ?? '', actual)
     this.message = `${this.message} (blob offset ${ref.compressedOffset})`
     this.chunkOffset = ref.chunkOffset
     this.blobOffset = ref.compressedOffset
     this.digest = ref.digest
-    this.actual = actual
   }
 }
 
 /** Wrap whatever a fetch or decode threw into one of the two typed errors above. */
 export function chunkError(ref: ChunkRef, e: unknown): ChunkFetchError | ChunkVerifyError {
   if (e instanceof ChunkVerifyError || e instanceof ChunkFetchError) return e
-  if (e instanceof ChunkDigestError) {
-    const m = /got (sha256:[0-9a-f]+)/.exec(e.message)
-    return new ChunkVerifyError(ref, m?.[1] ?? 'unknown')
-  }
+  if (e instanceof ChunkDigestError) return new ChunkVerifyError(ref, e.actual)
   return new ChunkFetchError(ref, e instanceof Error ? e.message : String(e), { cause: e })
 }

@@ -8,7 +8,7 @@ import {
   DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST_V1, DOCKER_MANIFEST_V1_SIGNED, OCI_INDEX, OCI_MANIFEST,
   isIndexType, isManifestType,
 } from './media-types.js'
-import { DigestMismatchError, ManifestError, type RequestContext } from './errors.js'
+import { digestMismatch, ManifestError, type RequestContext } from './errors.js'
 import { validateDigest } from './reference.js'
 
 export interface Platform {
@@ -53,7 +53,7 @@ export function sha256Digest(data: Uint8Array): string {
   return 'sha256:' + createHash('sha256').update(data).digest('hex')
 }
 
-/** Throws DigestMismatchError unless `data` hashes to `digest` (sha256/sha384/sha512). */
+/** Throws digestMismatch unless `data` hashes to `digest` (sha256/sha384/sha512). */
 export function verifyDigest(data: Uint8Array, digest: string, ctx: RequestContext): void {
   const colon = digest.indexOf(':')
   const algo = digest.slice(0, colon)
@@ -61,7 +61,7 @@ export function verifyDigest(data: Uint8Array, digest: string, ctx: RequestConte
     throw new ManifestError(`cannot verify digest with unsupported algorithm ${algo}`, ctx)
   }
   const actual = `${algo}:` + createHash(algo).update(data).digest('hex')
-  if (actual !== digest) throw new DigestMismatchError(digest, actual, ctx)
+  if (actual !== digest) throw digestMismatch(digest, actual, ctx)
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

@@ -8,7 +8,7 @@
  *   PUT   <Location>?digest=<d> [body]                  201 (monolithic: the whole body here)
  *   PUT   /v2/<repo>/manifests/<tag|digest>             201 Docker-Content-Digest
  */
-import { DigestMismatchError, RegistryError, type RequestContext } from './errors.js'
+import { digestMismatch, RegistryError, type RequestContext } from './errors.js'
 import { repositoryScope } from './auth.js'
 import type { Endpoint } from './hosts.js'
 import { sha256Digest } from './manifest.js'
@@ -92,7 +92,7 @@ export async function pushBlob(session: RegistrySession, repository: string, dat
   }, put)
   if (res.status !== 201) throw statusError(res, 'completing blob upload failed', ctx)
   const got = header(res, 'docker-content-digest')
-  if (got && got !== digest) throw new DigestMismatchError(digest, got, ctx)
+  if (got && got !== digest) throw digestMismatch(digest, got, ctx)
   return { digest, size: data.length, via: 'uploaded' }
 }
 
@@ -106,6 +106,6 @@ export async function pushManifest(session: RegistrySession, repository: string,
   })
   if (res.status !== 201 && res.status !== 200) throw statusError(res, `pushing manifest ${reference} failed`, ctx)
   const got = header(res, 'docker-content-digest')
-  if (got && got !== digest) throw new DigestMismatchError(digest, got, ctx)
+  if (got && got !== digest) throw digestMismatch(digest, got, ctx)
   return digest
 }

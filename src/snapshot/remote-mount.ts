@@ -1,17 +1,12 @@
 /**
  * FileSystem.mount under a deadline. On timeout the mount is aborted through its AbortSignal and
  * we wait a grace period for it to settle: a mount that completes after we gave up is unmounted
- * again, and one that never settles is reported as `unsettled` so the caller can abandon the
- * mountpoint instead of letting containerd unpack into a directory that may still get a mount.
+ * again. Every timeout is a TimeoutError; `mayHoldMount` says the directory may have a mount on
+ * it now or later — the mount never settled, or it landed late and could not be undone — so the
+ * caller abandons the mountpoint instead of letting containerd unpack into it.
  */
-import { StargzError, errorMessage } from '../errors.js'
+import { TimeoutError, errorMessage } from '../errors.js'
 import type { FileSystem, RemoteLayerInfo } from './filesystem.js'
-
-export class MountTimeoutError extends StargzError {
-  constructor(readonly mountpoint: string, readonly ms: number, readonly unsettled: boolean) {
-    super('ERR_TIMEOUT', `mounting ${mountpoint} did not finish within ${ms} ms${unsettled ? ' and did not stop when aborted' : ''}`)
-  }
-}
 
 function settleWithin(p: Promise<void>, ms: number): Promise<'resolved' | 'rejected' | 'pending'> {
   let timer: NodeJS.Timeout | undefined
@@ -29,12 +24,15 @@ export async function mountWithDeadline(fs: FileSystem, mountpoint: string, laye
     await attempt // rethrows the FileSystem's own error
     return
   }
-  ac.abort(new StargzError('ERR_TIMEOUT', `mount deadline of ${ms} ms passed`))
+  ac.abort(new TimeoutError(`mount deadline of ${ms} ms passed`, { ms, mountpoint }))
   const late = await settleWithin(attempt, graceMs)
   if (late === 'resolved') {
-    await fs.unmount(mountpoint).catch((e: unknown) => {
-      throw new StargzError('ERR_TIMEOUT', `mount of ${mountpoint} completed after its deadline and could not be undone: ${errorMessage(e)}`)
-    })
+    try {
+      await fs.unmount(mountpoint)
+    } catch (e) {
+      throw new TimeoutError(`mount of ${mountpoint} completed after its deadline of ${ms} ms and could not be undone: ${errorMessage(e)}`, { ms, mountpoint, mayHoldMount: true }, { cause: e })
+    }
   }
-  throw new MountTimeoutError(mountpoint, ms, late === 'pending')
+  const unsettled = late === 'pending'
+  throw new TimeoutError(`mounting ${mountpoint} did not finish within ${ms} ms${unsettled ? ' and did not stop when aborted' : ''}`, { ms, mountpoint, mayHoldMount: unsettled })
 }

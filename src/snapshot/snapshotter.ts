@@ -15,7 +15,7 @@
 import { mkdir, readdir, rm, stat, lchown } from 'node:fs/promises'
 import { renameSync } from 'node:fs'
 import { basename, join } from 'node:path'
-import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, UnavailableError, errorMessage, isStargzError } from '../errors.js'
+import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, TimeoutError, UnavailableError, errorMessage, isStargzError } from '../errors.js'
 import type { Logger } from '../log/logger.js'
 import { NO_METRICS, type MetricsHooks } from '../metrics/hooks.js'
 import { MetaStore } from '../store/metastore.js'
@@ -31,7 +31,7 @@ import { detachAllUnder } from './mountinfo.js'
 import { snapshotMounts } from './mounts.js'
 import { detectOverlayOptions, type OverlayOptions } from './overlay-options.js'
 import { SnapshotPaths } from './paths.js'
-import { MountTimeoutError, mountWithDeadline } from './remote-mount.js'
+import { mountWithDeadline } from './remote-mount.js'
 import type { Info, Mount, RequestContext, Usage } from './types.js'
 
 export interface SnapshotterOptions {
@@ -77,7 +77,6 @@ function layerOf(rec: SnapshotRecord): RemoteLayerInfo {
 
 /** A short fixed category for metrics, from a mount error. */
 function fallbackReason(e: unknown): string {
-  if (e instanceof MountTimeoutError) return 'timeout'
   if (isStargzError(e)) return e.code.replace(/^ERR_/, '').toLowerCase()
   return 'error'
 }
@@ -231,20 +230,21 @@ export class Snapshotter {
    * At start-up, before serving: detach mounts a previous process left under snapshots/ (a dead
    * FUSE server's mounts answer ENOTCONN), mount every remote snapshot again, sweep orphans.
    * Failures are reported, not fatal: Mounts() on a layer that did not come back says Unavailable.
+   * `signal` (shutdown) stops starting new mounts; the ones in progress finish (each under its
+   * deadline) before this resolves, so close() afterwards sees every mount that was made.
    */
-  async restore(): Promise<RestoreReport> {
+  async restore(signal?: AbortSignal): Promise<RestoreReport> {
     const before = await detachAllUnder(this.paths.snapshots)
     if (before.length > 0) this.log.warn({ mounts: before }, 'stale mounts could not be detached')
     const remotes = this.store.read((db) => listRecords(db, undefined)).filter((r) => isRemote(r.labels))
     const report: RestoreReport = { restored: [], failed: [], staleMounts: before.length }
     const queue = [...remotes]
     const worker = async (): Promise<void> => {
-      for (let rec = queue.shift(); rec; rec = queue.shift()) {
+      for (let rec = queue.shift(); rec && !signal?.aborted; rec = queue.shift()) {
         const mp = this.paths.fs(rec.id)
         try {
           await mkdir(mp, { recursive: true })
           await mountWithDeadline(this.fs, mp, layerOf(rec), this.mountTimeoutMs)
-          this.metrics.mountedLayers(1)
           report.restored.push(rec.key)
           this.log.info({ key: rec.key, namespace: rec.namespace, mountpoint: mp }, 'remote-snapshot-restored')
         } catch (e) {
@@ -254,6 +254,10 @@ export class Snapshotter {
       }
     }
     await Promise.all([worker(), worker(), worker(), worker()])
+    if (signal?.aborted) {
+      this.log.info({ restored: report.restored.length, skipped: remotes.length - report.restored.length - report.failed.length }, 'restore stopped by shutdown')
+      return report
+    }
     const orphans = await this.cleanup()
     if (orphans.length > 0) this.log.info({ dirs: orphans }, 'removed orphan snapshot directories')
     return report
@@ -269,10 +273,7 @@ export class Snapshotter {
         remotes = []
       }
       for (const r of remotes) {
-        await this.fs.unmount(this.paths.fs(r.id)).then(
-          () => this.metrics.mountedLayers(-1),
-          (e: unknown) => this.log.debug({ key: r.key, err: errorMessage(e) }, 'unmount at close failed'),
-        )
+        await this.fs.unmount(this.paths.fs(r.id)).catch((e: unknown) => this.log.debug({ key: r.key, err: errorMessage(e) }, 'unmount at close failed'))
       }
       this.store.close()
     })()
@@ -338,11 +339,11 @@ export class Snapshotter {
       await mountWithDeadline(this.fs, mp, layer, this.mountTimeoutMs)
     } catch (e) {
       this.metrics.fallback(fallbackReason(e))
-      if (e instanceof MountTimeoutError && e.unsettled) {
-        // The mount may still land on this dir: never hand it to containerd for unpacking.
+      if (e instanceof TimeoutError && e.mayHoldMount) {
+        // A mount may be on this dir, now or later: never hand it to containerd for unpacking.
         await this.dropActive(rec)
         log.warn({ layer: layer.layerDigest, reason: errorMessage(e) }, 'remote-snapshot-fallback')
-        throw new UnavailableError(`remote mount of ${layer.layerDigest} did not stop after its deadline; retry the pull`, { cause: e })
+        throw new UnavailableError(`remote mount of ${layer.layerDigest} at ${mp} passed its deadline and may still be mounted; retry the pull`, { cause: e })
       }
       log.info({ layer: layer.layerDigest, reason: errorMessage(e) }, 'remote-snapshot-fallback')
       return false
@@ -361,7 +362,6 @@ export class Snapshotter {
       log.info({ layer: layer.layerDigest, reason: errorMessage(e) }, 'remote-snapshot-fallback')
       return false
     }
-    this.metrics.mountedLayers(1)
     log.info({ layer: layer.layerDigest, mountpoint: mp }, 'remote-snapshot-prepared')
     return true
   }
@@ -377,10 +377,7 @@ export class Snapshotter {
   private async removeDir(id: number, remote: boolean): Promise<void> {
     const dir = this.paths.dir(id)
     if (remote) {
-      await this.fs.unmount(this.paths.fs(id)).then(
-        () => this.metrics.mountedLayers(-1),
-        (e: unknown) => this.log.debug({ dir, err: errorMessage(e) }, 'unmount of removed snapshot failed'),
-      )
+      await this.fs.unmount(this.paths.fs(id)).catch((e: unknown) => this.log.debug({ dir, err: errorMessage(e) }, 'unmount of removed snapshot failed'))
     }
     await this.removeDirPath(dir)
   }

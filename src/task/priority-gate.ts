@@ -10,7 +10,7 @@
  * One gate is meant to be shared by every layer of the daemon: a read on any layer pauses
  * background fetching on all of them, since they share the link and the CPU.
  */
-import { StargzError } from '../errors.js'
+import { UnavailableError, isPreempted } from '../errors.js'
 import { LIBRARY_DEFAULTS } from '../config/defaults.js'
 
 export interface PriorityGateOptions {
@@ -23,8 +23,9 @@ export interface PriorityGateOptions {
 }
 
 /** The reason a background task's signal is aborted when a priority task starts. */
-export class PreemptedError extends StargzError {
-  constructor() { super('ERR_UNAVAILABLE', 'background task preempted by an on-demand read') }
+/** The abort reason of a preempted background task (isPreempted tells it apart). */
+export function preemptedError(): UnavailableError {
+  return new UnavailableError('background task preempted by an on-demand read', { preempted: true })
 }
 
 export class PriorityGate {
@@ -57,7 +58,7 @@ export class PriorityGate {
     this.stats.priorityTasks++
     if (this.preempt && this.runningAborts.size > 0) {
       for (const ac of this.runningAborts) {
-        if (!ac.signal.aborted) { this.stats.preemptions++; ac.abort(new PreemptedError()) }
+        if (!ac.signal.aborted) { this.stats.preemptions++; ac.abort(preemptedError()) }
       }
     }
     let done = false
@@ -132,7 +133,7 @@ export class PriorityGate {
       try {
         return await fn(ac.signal)
       } catch (e) {
-        const preempted = ac.signal.aborted && ac.signal.reason instanceof PreemptedError && !signal?.aborted
+        const preempted = ac.signal.aborted && isPreempted(ac.signal.reason) && !signal?.aborted
         if (!preempted) throw e
       } finally {
         this.runningAborts.delete(ac)

@@ -14,9 +14,7 @@ import { REPO } from '../../harness/cli.js'
  * Keys whose reader is being built in another branch, with who builds it. The test fails when a
  * listed key gets a reader, so the entry cannot outlive its reason.
  */
-const PENDING: Record<string, string> = {
-  resolve_result_entry_ttl_sec: 'the LayerResolver TTL (ws/ownership: LazyFileSystem layerTtlMs)',
-}
+const PENDING: Record<string, string> = {}
 
 async function sources(dir: string): Promise<string[]> {
   const out: string[] = []

@@ -44,6 +44,7 @@ async function open(t: Teardown, over: Partial<OpenLayerOptions> = {}, source = 
     ...over,
   })
   t.teardown(() => layer.evict())
+  layer.start() // as mountLayer does once the FUSE mount is up
   const openRequests = source.requests.splice(0)
   return { layer, source, lines, openRequests }
 }
@@ -207,7 +208,7 @@ t.test('first-access hook: once per file, in access order, hardlinks as their ta
   await layer.read('etc/passwd', 0, 4)
   await layer.read('bin/sh', 0, 4)
   await layer.read('etc/passwd', 4, 4)
-  layer.onFirstAccess(layer.index.entries.get('usr/share/doc.txt') as TocEntry) // FUSE open
+  layer.noteAccess(layer.index.entries.get('usr/share/doc.txt') as TocEntry) // FUSE open
   await layer.read('usr/share/doc.txt', 0, 1)
   await layer.read('usr/bin/link', 0, 1)
   await layer.read('usr/bin/tool', 0, 1)

@@ -1,5 +1,5 @@
-// `stargz mount`'s layer opener shares one priority gate across layers and counts opening a layer
-// as on-demand work, as the daemon does: right after the layers open, no background fetch has
+// `stargz mount`'s layers come from one LayerResolver, which shares one priority gate across its
+// layers and counts opening a layer as on-demand work, as the daemon does: right after the layers open, no background fetch has
 // sent a request yet (it waits for the grace period, LIBRARY_DEFAULTS.backgroundGraceMs = 2 s).
 // Before, each layer had its own idle gate and started fetching the whole blob at once (issue #13).
 import t from 'tap'
@@ -12,9 +12,8 @@ import pino from 'pino'
 import { tarOf, type TarFile } from '../../harness/image.js'
 import { MemoryCache } from '../../src/cache/memory-cache.js'
 import { convertLayer } from '../../src/estargz/writer.js'
-import { TOC_DIGEST_ANNOTATION, type RangeSource } from '../../src/estargz/types.js'
-import { stargzLayerOpener } from '../../src/mount/registry-source.js'
-import type { Layer } from '../../src/layer/types.js'
+import type { RangeSource } from '../../src/estargz/types.js'
+import { LayerResolver } from '../../src/layer/resolver.js'
 
 const work = await mkdtemp(join(tmpdir(), 'stargz-gate-'))
 t.teardown(() => rm(work, { recursive: true, force: true }))
@@ -41,16 +40,18 @@ class CountingSource implements RangeSource {
 }
 
 t.test('no background fetch right after the layers open', async (t) => {
-  const open = stargzLayerOpener(new MemoryCache({ maxBytes: 64 << 20 }), pino({ level: 'silent' }))
-  const layers: Layer[] = []
+  const resolver = new LayerResolver({ cache: new MemoryCache({ maxBytes: 64 << 20 }), logger: pino({ level: 'silent' }), ttlMs: 0 })
+  t.teardown(() => resolver.close())
   const sources: CountingSource[] = []
   for (const seed of [1, 2]) {
     const b = await layerBlob(seed)
     const src = new CountingSource(b.data)
     sources.push(src)
-    layers.push(await open(src, { digest: `sha256:${String(seed).repeat(64)}`, size: b.data.length, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', annotations: { [TOC_DIGEST_ANNOTATION]: b.tocDigest } }, 'example.com/x:y'))
+    const lease = await resolver.resolve({ digest: `sha256:${String(seed).repeat(64)}`, tocDigest: b.tocDigest, open: async () => src })
+    // What mountLayer does once the FUSE mount is up: prefetch and background fetch may begin.
+    lease.layer.start()
+    t.teardown(() => lease.release())
   }
-  t.teardown(() => Promise.all(layers.map((l) => l.close())))
   const afterOpen = sources.map((s) => s.reads)
   await sleep(300) // well inside the grace period
   t.same(sources.map((s) => s.reads), afterOpen, `no requests after opening (TOC reads: ${afterOpen.join(', ')})`)

@@ -3,7 +3,7 @@ import { writeFile, rm, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Writable } from 'node:stream'
 import { pino, type Logger } from 'pino'
-import { StargzError, UnavailableError } from '../../src/errors.js'
+import { FailedPreconditionError, FooterError, UnavailableError } from '../../src/errors.js'
 import type { FileSystem, RemoteLayerInfo } from '../../src/snapshot/filesystem.js'
 
 export class FakeFileSystem implements FileSystem {
@@ -15,13 +15,25 @@ export class FakeFileSystem implements FileSystem {
   unhealthy = new Set<string>()
   /** When set, mount waits for the abort signal (to test deadlines). */
   hang = false
+  /** When set, mount waits for the abort signal and then lands anyway (a mount that is late). */
+  landLate = false
+  /** When set, every mount waits for it (to hold mounts in progress). */
+  gate: Promise<void> | undefined
+  /** Unmount throws (the mount stays). */
+  failUnmount = false
 
   async mount(mountpoint: string, layer: RemoteLayerInfo, signal?: AbortSignal): Promise<void> {
     this.mountCalls.push({ mountpoint, layer })
+    signal?.throwIfAborted()
+    if (this.mounted.has(mountpoint)) throw new FailedPreconditionError(`${mountpoint} is already mounted`)
     if (this.hang) {
       await new Promise<void>((_, reject) => signal?.addEventListener('abort', () => reject(signal.reason)))
     }
-    if (this.failDigests.has(layer.layerDigest)) throw new StargzError('ERR_FOOTER_INVALID', `layer ${layer.layerDigest} is not eStargz`)
+    if (this.gate) await this.gate
+    if (this.landLate) {
+      await new Promise<void>((resolve) => signal?.addEventListener('abort', () => resolve()))
+    }
+    if (this.failDigests.has(layer.layerDigest)) throw new FooterError(`layer ${layer.layerDigest} is not eStargz`)
     await writeFile(join(mountpoint, '.fake-mounted'), layer.layerDigest)
     this.mounted.set(mountpoint, layer)
   }
@@ -33,6 +45,7 @@ export class FakeFileSystem implements FileSystem {
 
   async unmount(mountpoint: string): Promise<void> {
     this.unmounts.push(mountpoint)
+    if (this.failUnmount && this.mounted.has(mountpoint)) throw new UnavailableError(`${mountpoint} is busy`)
     if (this.mounted.delete(mountpoint)) {
       await rm(join(mountpoint, '.fake-mounted'), { force: true })
       if ((await readdir(mountpoint).catch(() => [])).length > 0) throw new Error('left files behind')

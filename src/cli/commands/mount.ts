@@ -11,7 +11,9 @@ import { pino } from 'pino'
 import { InvalidArgumentError } from '../../errors.js'
 import { listMounts } from '../../fuse/unmount.js'
 import { ImageMount } from '../../mount/image-mount.js'
-import { openChunkCache, registryImageSource, stargzLayerOpener } from '../../mount/registry-source.js'
+import { openChunkCache } from '../../cache/chunk-cache.js'
+import { LayerResolver } from '../../layer/resolver.js'
+import { registryExternalToc, registryImageSource } from '../../mount/registry-source.js'
 import { RegistryClient } from '../../registry/client.js'
 import { flagBool, flagString, positionals, type CommandSpec, type ParsedArgs } from '../args.js'
 import { REGISTRY_OPTIONS } from '../remote.js'
@@ -51,7 +53,13 @@ export async function run(args: ParsedArgs): Promise<number> {
     insecure: flagBool(args, 'insecure'),
     ...(hostsDir === undefined ? {} : { hostsDir }),
   })
-  const cache = await openChunkCache(cacheDir === undefined ? undefined : resolve(cacheDir))
+  // The resolver owns the cache, the decode pool and every layer; closed after the unmounts.
+  const resolver = new LayerResolver({
+    cache: await openChunkCache(cacheDir === undefined ? undefined : resolve(cacheDir)),
+    logger,
+    noPrefetch: flagBool(args, 'no-prefetch'),
+    noBackgroundFetch: flagBool(args, 'no-background-fetch'),
+  })
   let image: ImageMount | undefined
   try {
     const abort = new AbortController()
@@ -61,7 +69,7 @@ export async function run(args: ParsedArgs): Promise<number> {
     try {
       image = await ImageMount.mount(registryImageSource(client, platform), ref, mountpoint, {
         stateDir, rw: flagBool(args, 'rw'), allowFullFetch: flagBool(args, 'allow-full-fetch'), logger,
-        openLayer: stargzLayerOpener(cache, logger, { noPrefetch: flagBool(args, 'no-prefetch'), noBackgroundFetch: flagBool(args, 'no-background-fetch') }, client), signal: abort.signal,
+        resolver, externalToc: registryExternalToc(client), signal: abort.signal,
       })
     } finally {
       process.off('SIGINT', onEarlySignal)
@@ -77,7 +85,7 @@ export async function run(args: ParsedArgs): Promise<number> {
   } finally {
     let clean = true
     try { await image?.close() } catch (e) { clean = false; logger.error({ err: e }, 'unmount-failed') }
-    await cache.close().catch(() => undefined)
+    await resolver.close().catch(() => undefined)
     await client.close().catch(() => undefined)
     // Never rm -r a state dir that still has something mounted in it.
     const busy = (await listMounts()).some((m) => m.mountpoint === stateDir || m.mountpoint.startsWith(stateDir + '/'))

@@ -10,7 +10,7 @@
 import { once } from 'node:events'
 import * as grpc from '@grpc/grpc-js'
 import * as protoLoader from '@grpc/proto-loader'
-import { AlreadyExistsError, NotFoundError, StargzError, UnavailableError } from '../../errors.js'
+import { AlreadyExistsError, FailedPreconditionError, NotFoundError, StargzError, UnavailableError } from '../../errors.js'
 import { protoDir } from '../../grpc/proto.js'
 
 const SERVICES = {
@@ -49,7 +49,7 @@ function translate(e: unknown, what: string): Error {
     case grpc.status.ALREADY_EXISTS: return new AlreadyExistsError(msg, { cause: e })
     case grpc.status.NOT_FOUND: return new NotFoundError(msg, { cause: e })
     case grpc.status.UNAVAILABLE: return new UnavailableError(msg, { cause: e })
-    default: return new StargzError('ERR_FAILED_PRECONDITION', msg, { cause: e })
+    default: return new FailedPreconditionError(msg, { cause: e })
   }
 }
 
