@@ -47,8 +47,16 @@ export class AlreadyExistsError extends StargzError {
 export class FailedPreconditionError extends StargzError {
   constructor(message: string, options?: Cause) { super('ERR_FAILED_PRECONDITION', message, options) }
 }
+export interface InvalidArgumentOptions extends Cause {
+  /** The mistake is in how a command was called (flags, arguments): the CLI exits 2 for it. */
+  usage?: boolean
+}
 export class InvalidArgumentError extends StargzError {
-  constructor(message: string, options?: Cause) { super('ERR_INVALID_ARGUMENT', message, options) }
+  readonly usage: boolean
+  constructor(message: string, options?: InvalidArgumentOptions) {
+    super('ERR_INVALID_ARGUMENT', message, options)
+    this.usage = options?.usage ?? false
+  }
 }
 
 export interface UnavailableOptions extends Cause {

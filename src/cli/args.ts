@@ -5,18 +5,19 @@
  * help. The same spec drives parsing, `--help` output and the table-driven test that checks
  * every accepted flag is documented, so the usage text cannot drift from the parser.
  *
- * Usage errors (unknown flag, missing value, wrong positionals, bad flag value) are UsageError;
+ * Usage errors (unknown flag, missing value, wrong positionals, bad flag value) are InvalidArgumentError with `usage` set (usageError());
  * main.ts turns them into exit status 2, as POSIX utilities and ctr/nerdctl do.
  */
 import { parseArgs as nodeParseArgs } from 'node:util'
 import { InvalidArgumentError } from '../errors.js'
 
 /** A mistake in how the command was called, not in what it worked on: exit status 2. */
-export class UsageError extends InvalidArgumentError {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options)
-    this.name = 'UsageError'
-  }
+export function usageError(message: string, options?: { cause?: unknown }): InvalidArgumentError {
+  return new InvalidArgumentError(message, { ...options, usage: true })
+}
+
+export function isUsageError(e: unknown): e is InvalidArgumentError {
+  return e instanceof InvalidArgumentError && e.usage
 }
 
 export interface OptionSpec {
@@ -78,13 +79,13 @@ export function parseArgs(argv: readonly string[], spec: FlagSpec): ParsedArgs {
     if (tok.kind === 'option-terminator') { out.rest = argv.slice(tok.index + 1); break }
     if (tok.kind === 'positional') { out.positionals.push(tok.value); continue }
     const opt = options[tok.name]
-    if (!opt) throw new UsageError(`unknown flag ${tok.rawName}`)
+    if (!opt) throw usageError(`unknown flag ${tok.rawName}`)
     if (opt.type === 'boolean') {
-      if (tok.value !== undefined) throw new UsageError(`flag ${tok.rawName} takes no value`)
+      if (tok.value !== undefined) throw usageError(`flag ${tok.rawName} takes no value`)
       out.flags.set(tok.name, true)
       continue
     }
-    if (tok.value === undefined) throw new UsageError(`flag ${tok.rawName} needs a value`)
+    if (tok.value === undefined) throw usageError(`flag ${tok.rawName} needs a value`)
     if (opt.multiple) {
       const prev = out.flags.get(tok.name)
       out.flags.set(tok.name, Array.isArray(prev) ? [...prev, tok.value] : [tok.value])
@@ -116,7 +117,7 @@ export function parseCommand(argv: readonly string[], spec: CommandSpec): Parsed
     const v = args.flags.get(o.name) as string | true | string[]
     const prev = args.flags.get(o.aliasOf)
     if (prev !== undefined && JSON.stringify(prev) !== JSON.stringify(v)) {
-      throw new UsageError(`--${o.name} is another name for --${o.aliasOf}; give only one of them`)
+      throw usageError(`--${o.name} is another name for --${o.aliasOf}; give only one of them`)
     }
     args.flags.delete(o.name)
     args.flags.set(o.aliasOf, v)
@@ -163,15 +164,15 @@ export function flagInt(args: ParsedArgs, name: string, min = 1): number | undef
   const v = flagString(args, name)
   if (v === undefined) return undefined
   if (!/^\d+$/.test(v) || Number(v) < min || !Number.isSafeInteger(Number(v))) {
-    throw new UsageError(`flag --${name}: expected an integer >= ${min}, got ${JSON.stringify(v)}`)
+    throw usageError(`flag --${name}: expected an integer >= ${min}, got ${JSON.stringify(v)}`)
   }
   return Number(v)
 }
 
-/** Exactly `names.length` positionals, or a UsageError naming what is expected. */
+/** Exactly `names.length` positionals, or a usage error naming what is expected. */
 export function positionals(args: ParsedArgs, spec: CommandSpec, count: number): string[] {
   if (args.positionals.length !== count) {
-    throw new UsageError(`expected ${spec.args || 'no arguments'}, got ${args.positionals.length === 0 ? 'none' : args.positionals.map((p) => JSON.stringify(p)).join(' ')}\nusage: ${spec.name} ${spec.args} [flags] (see --help)`)
+    throw usageError(`expected ${spec.args || 'no arguments'}, got ${args.positionals.length === 0 ? 'none' : args.positionals.map((p) => JSON.stringify(p)).join(' ')}\nusage: ${spec.name} ${spec.args} [flags] (see --help)`)
   }
   return args.positionals
 }

@@ -97,8 +97,8 @@ function reserve(bytes: number, limits: IndexLimits): { release(): void } | unde
 }
 
 /** The file is not a usable index: wrong magic, version, size or digest. Callers rebuild it. */
-export class IndexFileError extends TocError {
-  constructor(message: string) { super('index-file', message) }
+export function indexFileError(message: string): TocError {
+  return new TocError('index-file', message)
 }
 
 function sortedSearch(n: number, key: string, at: (i: number) => string): number {
@@ -341,16 +341,16 @@ export class CompactIndex implements LayerTree {
 
   /** Use a serialised index in place. Refuses a wrong magic, version, length or digest. */
   static fromBuffer(input: Buffer, limits: IndexLimits = {}): CompactIndex {
-    if (input.length < HEADER_BYTES + DIGEST_BYTES) throw new IndexFileError(`index file too short (${input.length} bytes)`)
-    if (input.toString('latin1', 0, 8) !== INDEX_MAGIC) throw new IndexFileError('not an index file (bad magic)')
+    if (input.length < HEADER_BYTES + DIGEST_BYTES) throw indexFileError(`index file too short (${input.length} bytes)`)
+    if (input.toString('latin1', 0, 8) !== INDEX_MAGIC) throw indexFileError('not an index file (bad magic)')
     const version = input.readUInt32LE(8)
-    if (version !== INDEX_VERSION) throw new IndexFileError(`index file version ${version}, expected ${INDEX_VERSION}`)
+    if (version !== INDEX_VERSION) throw indexFileError(`index file version ${version}, expected ${INDEX_VERSION}`)
     const k = Object.fromEntries(HEADER_FIELDS.map((f, i) => [f, input.readUInt32LE(16 + 4 * i)])) as Counts
     const L = layout(k)
-    if (input.length !== L.total) throw new IndexFileError(`index file is ${input.length} bytes, its header says ${L.total}`)
+    if (input.length !== L.total) throw indexFileError(`index file is ${input.length} bytes, its header says ${L.total}`)
     const want = input.subarray(L.total - DIGEST_BYTES)
     const got = createHash('sha256').update(input.subarray(0, L.total - DIGEST_BYTES)).digest()
-    if (!got.equals(want)) throw new IndexFileError('index file digest mismatch')
+    if (!got.equals(want)) throw indexFileError('index file digest mismatch')
     // Typed-array views need aligned offsets; a pooled or sliced Buffer may not be.
     const buf = input.byteOffset % 8 === 0 ? input : Buffer.from(input)
     const idx = new CompactIndex(buf, k)
@@ -524,7 +524,7 @@ export async function writeIndexFile(path: string, index: CompactIndex): Promise
   }
 }
 
-/** Open a persisted index (one read, digest checked, then used in place). Throws IndexFileError. */
+/** Open a persisted index (one read, digest checked, then used in place). Throws a TocError (rule index-file). */
 export async function openIndexFile(path: string, limits: IndexLimits = {}): Promise<CompactIndex> {
   return CompactIndex.fromBuffer(await readFile(path), limits)
 }

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { spawn } from 'node:child_process'
 import { COMMANDS } from '../../src/cli/command-table.js'
-import { flagSpecOf, parseCommand, UsageError } from '../../src/cli/args.js'
+import { flagSpecOf, parseCommand } from '../../src/cli/args.js'
 import { runCommand, type Command } from '../../src/cli/dispatch.js'
 import { VERSION } from '../../src/cli/version.js'
 import { FLAGS as DAEMON_FLAGS, parseArgs as parseDaemonArgs } from '../../daemon/args.js'
@@ -74,7 +74,7 @@ t.test('aliases fold into the option they name; conflicting values are a usage e
   t.equal(a.flags.get('compression-level'), '5')
   t.equal(a.flags.get('prioritized-from'), 'r.jsonl')
   t.notOk(a.flags.has('estargz-chunk-size'))
-  t.throws(() => parseCommand(['--chunk-size', '1', '--estargz-chunk-size', '2'], convert.spec), UsageError)
+  t.throws(() => parseCommand(['--chunk-size', '1', '--estargz-chunk-size', '2'], convert.spec), { code: 'ERR_INVALID_ARGUMENT', usage: true })
   t.same(parseCommand(['--chunk-size', '8', '--estargz-chunk-size', '8'], convert.spec).flags.get('chunk-size'), '8', 'same value twice is fine')
   const optimize = await (COMMANDS.optimize as () => Promise<Command>)()
   const o = parseCommand(['s', 'd', '--cwd', '/w', '--mount', 'type=bind,src=/a,dst=/b', '--mount=type=bind,src=/c,dst=/d', '--', 'sh', '-c', 'x --y'], optimize.spec)
@@ -87,13 +87,13 @@ t.test('optimize: workload flags become OptimizeOptions overrides', async (t) =>
   const { overridesFromArgs, parseEnvFile, spec } = await import('../../src/cli/commands/optimize.js')
   const o = await overridesFromArgs(parseCommand(['s', 'd', '--entrypoint', '["/bin/sh","-c"]', '--args', '["echo hi"]', '--env', 'A=1', '--wait-on-line', 'ready', '--cwd', '/srv', '--mount', 'type=bind,src=/x,dst=/y,options=ro', '--mount', '/a:/b', '--net-host'], spec))
   t.same(o, { entrypoint: ['/bin/sh', '-c'], args: ['echo hi'], env: ['A=1'], workdir: '/srv', mounts: ['/x:/y:ro', '/a:/b'], waitOnLine: 'ready', netHost: true })
-  await t.rejects(overridesFromArgs(parseCommand(['s', 'd', '--entrypoint', '/bin/sh'], spec)), UsageError, 'entrypoint must be a JSON array')
-  await t.rejects(overridesFromArgs(parseCommand(['s', 'd', '--mount', 'type=bind,src=/x'], spec)), UsageError, 'a mount needs dst')
-  await t.rejects(overridesFromArgs(parseCommand(['s', 'd', '--mount', 'type=tmpfs,dst=/x'], spec)), UsageError, 'only bind mounts')
-  await t.rejects(overridesFromArgs(parseCommand(['s', 'd', '--mount', 'rel:/x'], spec)), UsageError, 'absolute source')
-  await t.rejects(overridesFromArgs(parseCommand(['s', 'd', '--args', '["x"]', '--', 'y'], spec)), UsageError, '-- and --args exclude each other')
+  await t.rejects(overridesFromArgs(parseCommand(['s', 'd', '--entrypoint', '/bin/sh'], spec)), { code: 'ERR_INVALID_ARGUMENT', usage: true }, 'entrypoint must be a JSON array')
+  await t.rejects(overridesFromArgs(parseCommand(['s', 'd', '--mount', 'type=bind,src=/x'], spec)), { code: 'ERR_INVALID_ARGUMENT', usage: true }, 'a mount needs dst')
+  await t.rejects(overridesFromArgs(parseCommand(['s', 'd', '--mount', 'type=tmpfs,dst=/x'], spec)), { code: 'ERR_INVALID_ARGUMENT', usage: true }, 'only bind mounts')
+  await t.rejects(overridesFromArgs(parseCommand(['s', 'd', '--mount', 'rel:/x'], spec)), { code: 'ERR_INVALID_ARGUMENT', usage: true }, 'absolute source')
+  await t.rejects(overridesFromArgs(parseCommand(['s', 'd', '--args', '["x"]', '--', 'y'], spec)), { code: 'ERR_INVALID_ARGUMENT', usage: true }, '-- and --args exclude each other')
   t.same(parseEnvFile('# comment\nA=1\n\n  C=\nD=x=y\r\n', 'f'), ['A=1', 'C=', 'D=x=y'], 'K=V lines; blanks and comments skipped')
-  t.throws(() => parseEnvFile('JUSTKEY\n', 'f'), UsageError)
+  t.throws(() => parseEnvFile('JUSTKEY\n', 'f'), { code: 'ERR_INVALID_ARGUMENT', usage: true })
 })
 
 t.test('stargzd: every flag is in the usage; --help/-h/--version; unknown flags are errors', async (t) => {

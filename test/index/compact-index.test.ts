@@ -7,7 +7,7 @@ import { TocIndex } from '../../src/estargz/toc-index.js'
 import { NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, type TocEntry } from '../../src/estargz/types.js'
 import { InodeTable } from '../../src/fuse/inode-table.js'
 import { LimitError } from '../../src/errors.js'
-import { CompactIndex, IndexFileError, openIndexFile, writeIndexFile } from '../../src/index/compact-index.js'
+import { CompactIndex, openIndexFile, writeIndexFile } from '../../src/index/compact-index.js'
 
 // The compact index must answer exactly what the object index (TocIndex) and the FUSE tree
 // (InodeTable) answer: every lookup, getattr, readdir, readlink, xattr and chunk mapping.
@@ -164,7 +164,7 @@ t.test('index file: written, re-opened in place, refused when damaged', async (t
   ] as Array<[string, (b: Buffer) => Buffer | void]>) {
     const b = Buffer.from(good)
     await writeFile(file, mutate(b) ?? b)
-    await t.rejects(openIndexFile(file), IndexFileError, what)
+    await t.rejects(openIndexFile(file), { code: 'ERR_TOC_INVALID', rule: 'index-file' }, what)
   }
 })
 

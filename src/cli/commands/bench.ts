@@ -15,7 +15,7 @@ import { installSignalCleanup } from '../../bench/link/wan-link.js'
 import { BENCH_DAEMONS, BENCH_MODES, type BenchDaemon, type BenchMode } from '../../bench/measure.js'
 import { CancelledError, installBenchSignalHandlers } from '../../bench/proc.js'
 import { runBench } from '../../bench/run-bench.js'
-import { flagBool, flagInt, flagString, positionals, UsageError, type CommandSpec, type ParsedArgs } from '../args.js'
+import { flagBool, flagInt, flagString, positionals, usageError, type CommandSpec, type ParsedArgs } from '../args.js'
 
 export const spec: CommandSpec = {
   name: 'stargz bench',
@@ -44,15 +44,15 @@ export const spec: CommandSpec = {
 function list<T extends string>(v: string | undefined, all: readonly T[], what: string): T[] {
   if (v === undefined) return [...all]
   const out = v.split(',').map((s) => s.trim()).filter(Boolean)
-  for (const x of out) if (!(all as readonly string[]).includes(x)) throw new UsageError(`--${what}: unknown ${JSON.stringify(x)} (one of ${all.join(', ')})`)
-  if (out.length === 0) throw new UsageError(`--${what}: empty`)
+  for (const x of out) if (!(all as readonly string[]).includes(x)) throw usageError(`--${what}: unknown ${JSON.stringify(x)} (one of ${all.join(', ')})`)
+  if (out.length === 0) throw usageError(`--${what}: empty`)
   return [...new Set(out)] as T[]
 }
 
 function positiveNumber(v: string | undefined, name: string, dflt: number, allowZero = false): number {
   if (v === undefined) return dflt
   const n = Number(v)
-  if (!Number.isFinite(n) || n < 0 || (!allowZero && n === 0)) throw new UsageError(`--${name}: expected a ${allowZero ? 'non-negative' : 'positive'} number, got ${JSON.stringify(v)}`)
+  if (!Number.isFinite(n) || n < 0 || (!allowZero && n === 0)) throw usageError(`--${name}: expected a ${allowZero ? 'non-negative' : 'positive'} number, got ${JSON.stringify(v)}`)
   return n
 }
 

@@ -10,7 +10,7 @@ import { readFile, rename, stat, unlink, writeFile } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { InvalidArgumentError, NotFoundError } from '../../errors.js'
 import { convertLayer } from '../../estargz/writer.js'
-import { flagBool, flagInt, flagString, positionals, UsageError, type CommandSpec, type ParsedArgs } from '../args.js'
+import { flagBool, flagInt, flagString, positionals, usageError, type CommandSpec, type ParsedArgs } from '../args.js'
 
 export const spec: CommandSpec = {
   name: 'stargz convert-layer',
@@ -53,7 +53,7 @@ export async function run(args: ParsedArgs): Promise<number> {
   const prioritizedPath = flagString(args, 'prioritized')
   const externalTocPath = flagString(args, 'external-toc')
   const zstd = flagBool(args, 'zstdchunked')
-  if (externalTocPath !== undefined && (zstd || flagBool(args, 'legacy'))) throw new UsageError('--external-toc writes gzip eStargz; it cannot be combined with --zstdchunked or --legacy')
+  if (externalTocPath !== undefined && (zstd || flagBool(args, 'legacy'))) throw usageError('--external-toc writes gzip eStargz; it cannot be combined with --zstdchunked or --legacy')
   const prioritizedFiles = prioritizedPath === undefined ? undefined : await readPrioritized(prioritizedPath)
   await checkInput(inPath)
 

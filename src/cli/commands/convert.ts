@@ -21,7 +21,7 @@ import { RegistryInput, RegistryOutput } from '../../convert/registry-io.js'
 import { RegistryClient } from '../../registry/client.js'
 import { DEFAULT_HOSTS_DIR } from '../../registry/hosts.js'
 import { hostPlatform, parsePlatform } from '../../registry/manifest.js'
-import { flagBool, flagInt, flagString, positionals, UsageError, type CommandSpec, type OptionSpec, type ParsedArgs } from '../args.js'
+import { flagBool, flagInt, flagString, positionals, usageError, type CommandSpec, type OptionSpec, type ParsedArgs } from '../args.js'
 import { REGISTRY_OPTIONS } from '../remote.js'
 
 /** The options convert and optimize share. */
@@ -77,24 +77,24 @@ export function openEnds(src: ImageLocation, dst: ImageLocation, args: ParsedArg
 
 /** The options shared by convert and optimize (everything but the prioritized files). */
 export async function convertOptionsFromArgs(args: ParsedArgs): Promise<ConvertImageOptions & { json: boolean }> {
-  if (flagBool(args, 'oci') && flagBool(args, 'docker')) throw new UsageError('--oci and --docker exclude each other')
+  if (flagBool(args, 'oci') && flagBool(args, 'docker')) throw usageError('--oci and --docker exclude each other')
   const platformFlag = flagString(args, 'platform')
   const allPlatforms = flagBool(args, 'all-platforms')
-  if (platformFlag !== undefined && allPlatforms) throw new UsageError('--platform and --all-platforms exclude each other')
+  if (platformFlag !== undefined && allPlatforms) throw usageError('--platform and --all-platforms exclude each other')
   const chunkSize = flagInt(args, 'chunk-size')
   const zstd = flagBool(args, 'zstdchunked')
-  if (zstd && flagBool(args, 'external-toc')) throw new UsageError('--external-toc writes gzip eStargz; it cannot be combined with --zstdchunked')
+  if (zstd && flagBool(args, 'external-toc')) throw usageError('--external-toc writes gzip eStargz; it cannot be combined with --zstdchunked')
   // zstd:chunked layers have an OCI media type only (as the reference: --zstdchunked needs --oci).
-  if (zstd && flagBool(args, 'docker')) throw new UsageError('--zstdchunked writes OCI images; it cannot be used with --docker')
+  if (zstd && flagBool(args, 'docker')) throw usageError('--zstdchunked writes OCI images; it cannot be used with --docker')
   const level = flagInt(args, 'compression-level', zstd ? 1 : 0)
-  if (level !== undefined && level > (zstd ? 22 : 9)) throw new UsageError(`--compression-level must be ${zstd ? '1..22 with --zstdchunked' : '0..9'}, got ${level}`)
+  if (level !== undefined && level > (zstd ? 22 : 9)) throw usageError(`--compression-level must be ${zstd ? '1..22 with --zstdchunked' : '0..9'}, got ${level}`)
   const minChunk = flagInt(args, 'estargz-min-chunk-size', 0)
   if (minChunk !== undefined && minChunk > 0) process.stderr.write(`stargz: warning: --estargz-min-chunk-size ${minChunk} is not implemented; every file starts its own gzip member (as with 0)\n`)
   let platform
   try {
     platform = allPlatforms ? undefined : platformFlag !== undefined ? parsePlatform(platformFlag) : hostPlatform()
   } catch (e) {
-    throw new UsageError(`--platform: ${(e as Error).message}`, { cause: e })
+    throw usageError(`--platform: ${(e as Error).message}`, { cause: e })
   }
   const jobs = flagInt(args, 'jobs')
   const json = flagBool(args, 'json')

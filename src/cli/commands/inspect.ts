@@ -10,7 +10,7 @@ import type { Descriptor } from '../../registry/manifest.js'
 import { formatPlatform } from '../../registry/manifest.js'
 import { isGzipLayer } from '../../registry/media-types.js'
 import { formatReference } from '../../registry/reference.js'
-import { flagBool, positionals, UsageError, type CommandSpec, type ParsedArgs } from '../args.js'
+import { flagBool, positionals, usageError, type CommandSpec, type ParsedArgs } from '../args.js'
 import { clientFromArgs, REMOTE_OPTIONS } from '../remote.js'
 
 export const spec: CommandSpec = {
@@ -110,7 +110,7 @@ export function formatTable(r: InspectReport): string {
 
 export async function run(args: ParsedArgs): Promise<number> {
   const [ref] = positionals(args, spec, 1) as [string]
-  if (flagBool(args, 'json') && flagBool(args, 'table')) throw new UsageError('--json and --table exclude each other')
+  if (flagBool(args, 'json') && flagBool(args, 'table')) throw usageError('--json and --table exclude each other')
   const client = clientFromArgs(args)
   try {
     const report = await inspect(client, ref)

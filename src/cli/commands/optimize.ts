@@ -22,7 +22,7 @@ import { formatPrioritizedList, readPrioritizedList } from '../../convert/priori
 import { listMounts } from '../../fuse/unmount.js'
 import { optimizeImage, type OptimizeOptions } from '../../optimize/optimize-image.js'
 import type { WorkloadOverrides } from '../../optimize/workload.js'
-import { flagBool, flagList, flagString, positionals, UsageError, type CommandSpec, type ParsedArgs } from '../args.js'
+import { flagBool, flagList, flagString, positionals, usageError, type CommandSpec, type ParsedArgs } from '../args.js'
 import { CONVERT_OPTIONS, convertOptionsFromArgs, openEnds, printSummary, reportMissing } from './convert.js'
 
 export const spec: CommandSpec = {
@@ -54,9 +54,9 @@ function jsonArgv(v: string | undefined, flag: string): string[] | undefined {
   if (v === undefined) return undefined
   let j: unknown
   try { j = JSON.parse(v) } catch (e) {
-    throw new UsageError(`--${flag}: expected a JSON array of strings, e.g. '["/bin/sh","-c"]', got ${JSON.stringify(v)}`, { cause: e })
+    throw usageError(`--${flag}: expected a JSON array of strings, e.g. '["/bin/sh","-c"]', got ${JSON.stringify(v)}`, { cause: e })
   }
-  if (!Array.isArray(j) || !j.every((x) => typeof x === 'string')) throw new UsageError(`--${flag}: expected a JSON array of strings, got ${JSON.stringify(v)}`)
+  if (!Array.isArray(j) || !j.every((x) => typeof x === 'string')) throw usageError(`--${flag}: expected a JSON array of strings, got ${JSON.stringify(v)}`)
   return j as string[]
 }
 
@@ -66,7 +66,7 @@ export function parseEnvFile(text: string, where: string): string[] {
   for (const [i, raw] of text.split('\n').entries()) {
     const line = raw.replace(/\r$/, '').trim()
     if (line === '' || line.startsWith('#')) continue
-    if (!/^[^=\s]+=/.test(line)) throw new UsageError(`${where} line ${i + 1}: expected KEY=VALUE, got ${JSON.stringify(line)}`)
+    if (!/^[^=\s]+=/.test(line)) throw usageError(`${where} line ${i + 1}: expected KEY=VALUE, got ${JSON.stringify(line)}`)
     out.push(line)
   }
   return out
@@ -97,17 +97,17 @@ export function normalizeMount(v: string): string {
   if (v.includes('=')) {
     const fields = new Map(v.split(',').map((kv) => { const i = kv.indexOf('='); return i < 0 ? [kv, ''] as const : [kv.slice(0, i), kv.slice(i + 1)] as const }))
     const type = fields.get('type') ?? 'bind'
-    if (type !== 'bind') throw new UsageError(`--mount ${JSON.stringify(v)}: only type=bind is supported`)
+    if (type !== 'bind') throw usageError(`--mount ${JSON.stringify(v)}: only type=bind is supported`)
     src = fields.get('src') ?? fields.get('source')
     dst = fields.get('dst') ?? fields.get('destination') ?? fields.get('target')
     ro = (fields.get('options') ?? '').split(/[:,]/).includes('ro') || fields.has('readonly') || fields.has('ro')
   } else {
     const parts = v.split(':')
-    if (parts.length > 3 || (parts[2] !== undefined && parts[2] !== 'ro' && parts[2] !== 'rw')) throw new UsageError(`--mount ${JSON.stringify(v)}: expected SRC:DST[:ro|rw]`)
+    if (parts.length > 3 || (parts[2] !== undefined && parts[2] !== 'ro' && parts[2] !== 'rw')) throw usageError(`--mount ${JSON.stringify(v)}: expected SRC:DST[:ro|rw]`)
     ;[src, dst] = parts
     ro = parts[2] === 'ro'
   }
-  if (!src || !src.startsWith('/') || !dst || !dst.startsWith('/')) throw new UsageError(`--mount ${JSON.stringify(v)}: needs an absolute source and destination (SRC:DST[:ro] or type=bind,src=/a,dst=/b)`)
+  if (!src || !src.startsWith('/') || !dst || !dst.startsWith('/')) throw usageError(`--mount ${JSON.stringify(v)}: needs an absolute source and destination (SRC:DST[:ro] or type=bind,src=/a,dst=/b)`)
   return `${src}:${dst}${ro ? ':ro' : ''}`
 }
 
@@ -115,7 +115,7 @@ export function normalizeMount(v: string): string {
 export async function overridesFromArgs(args: ParsedArgs): Promise<WorkloadOverrides> {
   const entrypoint = jsonArgv(flagString(args, 'entrypoint'), 'entrypoint')
   const cmdArgs = jsonArgv(flagString(args, 'args'), 'args')
-  if (args.rest.length > 0 && (entrypoint !== undefined || cmdArgs !== undefined)) throw new UsageError('give the command either after -- or with --entrypoint/--args, not both')
+  if (args.rest.length > 0 && (entrypoint !== undefined || cmdArgs !== undefined)) throw usageError('give the command either after -- or with --entrypoint/--args, not both')
   const env = [...(await readEnvFiles(flagList(args, 'env-file'))), ...flagList(args, 'env')]
   const mounts = flagList(args, 'mount').map(normalizeMount)
   const user = flagString(args, 'user')
@@ -137,7 +137,7 @@ export async function overridesFromArgs(args: ParsedArgs): Promise<WorkloadOverr
 
 function periodMs(v: string | undefined): number {
   if (v === undefined) return DEFAULT_PERIOD_SECONDS * 1000
-  if (!/^\d+(\.\d+)?$/.test(v) || Number(v) <= 0) throw new UsageError(`--period: expected a positive number of seconds, got ${JSON.stringify(v)}`)
+  if (!/^\d+(\.\d+)?$/.test(v) || Number(v) <= 0) throw usageError(`--period: expected a positive number of seconds, got ${JSON.stringify(v)}`)
   return Math.round(Number(v) * 1000)
 }
 

@@ -4,7 +4,7 @@
  */
 import { hostPlatform, parsePlatform } from '../../registry/manifest.js'
 import { parseReference } from '../../registry/reference.js'
-import { flagList, flagString, positionals, UsageError, type CommandSpec, type ParsedArgs } from '../args.js'
+import { flagList, flagString, positionals, usageError, type CommandSpec, type ParsedArgs } from '../args.js'
 import { ContainerdClient } from '../containerd/client.js'
 import { clientFromArgs, REGISTRY_OPTIONS } from '../remote.js'
 import { rpull } from '../rpull.js'
@@ -31,7 +31,7 @@ function parseLabels(list: string[]): Record<string, string> {
   const out: Record<string, string> = {}
   for (const kv of list) {
     const eq = kv.indexOf('=')
-    if (eq <= 0) throw new UsageError(`--label ${JSON.stringify(kv)}: expected KEY=VALUE`)
+    if (eq <= 0) throw usageError(`--label ${JSON.stringify(kv)}: expected KEY=VALUE`)
     out[kv.slice(0, eq)] = kv.slice(eq + 1)
   }
   return out
@@ -43,7 +43,7 @@ export async function run(args: ParsedArgs): Promise<number> {
   const platformFlag = flagString(args, 'platform')
   let platform
   try { platform = platformFlag === undefined ? hostPlatform() : parsePlatform(platformFlag) } catch (e) {
-    throw new UsageError(`--platform: ${(e as Error).message}`, { cause: e })
+    throw usageError(`--platform: ${(e as Error).message}`, { cause: e })
   }
   const labels = parseLabels(flagList(args, 'label'))
   const address = flagString(args, 'address') ?? process.env.CONTAINERD_ADDRESS ?? DEFAULT_CONTAINERD_ADDRESS
