@@ -21,6 +21,10 @@ import { Snapshotter } from '../src/snapshot/snapshotter.js'
 import { USAGE, parseArgs } from './args.js'
 import { createFileSystem, type FileSystemHandle } from './filesystem-factory.js'
 import { notifyReady, notifyStopping } from './systemd.js'
+import { attachOrStartFused } from './fused-launch.js'
+import { fusedSocket } from './fused-paths.js'
+import type { FusedClient } from '../src/fused/client.js'
+import { mkdir } from 'node:fs/promises'
 
 async function main(argv: readonly string[]): Promise<number> {
   let args
@@ -49,12 +53,15 @@ async function main(argv: readonly string[]): Promise<number> {
   // Owned resources, released in reverse order of acquisition.
   let metricsServer: MetricsServer | undefined
   let fsHandle: FileSystemHandle | undefined
+  let fused: FusedClient | undefined
   let snapshotter: Snapshotter | undefined
   let server: SnapshotServer | undefined
   let criProxy: ImageServiceProxy | undefined
   const release = async (): Promise<void> => {
     await criProxy?.close().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing CRI image service proxy'))
     await server?.close({ graceMs: cfg.shutdown_timeout_sec * 1000 }).catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing gRPC server'))
+    // With stargz-fused, layers stay mounted and served past this daemon's exit.
+    fused?.detach()
     await snapshotter?.close().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing snapshotter'))
     await fsHandle?.close().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing filesystem'))
     await metricsServer?.close().catch(() => undefined)
@@ -86,7 +93,17 @@ async function main(argv: readonly string[]): Promise<number> {
     // [cri_keychain]: credentials from kubelet's PullImage calls first, then the Docker config.
     const keychain = cfg.cri_keychain.enable_keychain ? new CriKeychain({ ttlMs: cfg.cri_keychain.credential_ttl_sec * 1000 }) : undefined
     const credentials: CredentialProvider | undefined = keychain ? new ChainedCredentials([keychain, new DockerConfigCredentials()]) : undefined
-    fsHandle = await createFileSystem(cfg, root.child({ component: 'fs' }), hooks, credentials)
+    if (args.fuseManager !== undefined) {
+      const socket = fusedSocket(args.fuseManager, cfg.root)
+      await mkdir(cfg.root, { recursive: true, mode: 0o700 })
+      const a = await attachOrStartFused(socket, argv, log)
+      fused = a.client
+      const client = a.client
+      fsHandle = { fs: client, lazy: true, close: () => client.close() }
+      log.info({ socket, pid: a.hello.pid, since: a.hello.startedAt, started: a.started }, 'attached to stargz-fused')
+    } else {
+      fsHandle = await createFileSystem(cfg, root.child({ component: 'fs' }), hooks, credentials)
+    }
     if (!fsHandle.lazy) log.warn('lazy mounts are unavailable: every layer falls back to a normal snapshot (download + unpack)')
     snapshotter = await Snapshotter.open({
       root: cfg.root,

@@ -233,10 +233,18 @@ export class Snapshotter {
    * Failures are reported, not fatal: Mounts() on a layer that did not come back says Unavailable.
    */
   async restore(): Promise<RestoreReport> {
-    const before = await detachAllUnder(this.paths.snapshots)
+    // Layers still served by a FUSE process that outlived us (stargz-fused) stay; mount() below
+    // re-attaches to them without the registry.
+    const live = new Set(await this.fs.liveMounts?.() ?? [])
+    const before = await detachAllUnder(this.paths.snapshots, live)
     if (before.length > 0) this.log.warn({ mounts: before }, 'stale mounts could not be detached')
     const remotes = this.store.read((db) => listRecords(db, undefined)).filter((r) => isRemote(r.labels))
     const report: RestoreReport = { restored: [], failed: [], staleMounts: before.length }
+    // A live layer no snapshot record owns (we died between mount and commit of a Prepare): undo.
+    const wanted = new Set(remotes.map((r) => this.paths.fs(r.id)))
+    for (const mp of live) {
+      if (!wanted.has(mp)) await this.fs.unmount(mp).catch((e: unknown) => this.log.warn({ mountpoint: mp, err: errorMessage(e) }, 'unmount of unowned live layer failed'))
+    }
     const queue = [...remotes]
     const worker = async (): Promise<void> => {
       for (let rec = queue.shift(); rec; rec = queue.shift()) {
