@@ -113,6 +113,7 @@ export class FusedServer {
       await this.o.fs.unmount(mountpoint).catch(() => undefined)
       this.served.delete(mountpoint)
     }
+    signal.throwIfAborted()
     const p = this.o.fs.mount(mountpoint, layer, signal)
     this.pending.set(mountpoint, p)
     try {
