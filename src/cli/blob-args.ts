@@ -1,9 +1,30 @@
+import { readFile } from 'node:fs/promises'
+import { InvalidArgumentError } from '../errors.js'
+import type { ReaderOptions } from '../estargz/reader.js'
+import { flagString, type ParsedArgs } from './args.js'
 import { remoteFlagSpec } from './remote.js'
 
 /** Flags every blob-reading command (toc, cat, verify) accepts: local or registry blobs. */
 export const blobFlagSpec = {
-  values: ['toc-digest', ...remoteFlagSpec.values],
+  values: ['toc-digest', 'external-toc', ...remoteFlagSpec.values],
   booleans: [...remoteFlagSpec.booleans],
 }
 
 export { openSourceFromArgs as openBlob } from './remote.js'
+
+/**
+ * Reader options from the blob flags: the TOC digest to check, and `--external-toc FILE` (the TOC
+ * blob of a layer written in external-TOC mode, e.g. by `stargz convert-layer --external-toc`).
+ */
+export async function readerOptionsFromArgs(args: ParsedArgs, tocDigest: string | undefined): Promise<ReaderOptions> {
+  const opts: ReaderOptions = tocDigest === undefined ? {} : { tocDigest }
+  const ext = flagString(args, 'external-toc')
+  if (ext !== undefined) {
+    try {
+      opts.externalToc = await readFile(ext)
+    } catch (e) {
+      throw new InvalidArgumentError(`cannot read the external TOC ${ext}: ${(e as Error).message}`, { cause: e })
+    }
+  }
+  return opts
+}

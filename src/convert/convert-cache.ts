@@ -34,6 +34,10 @@ export interface LayerConvertOptions {
   chunkSize?: number
   compressionLevel?: number
   prioritizedFiles?: string[]
+  /** Write zstd:chunked instead of gzip eStargz. */
+  zstdChunked?: boolean
+  /** Keep the TOC out of the blob; it is stored as a blob of its own (CachedConversion.externalTocBlob). */
+  externalToc?: boolean
 }
 
 export interface CachedConversion extends ConvertResult {
@@ -42,6 +46,8 @@ export interface CachedConversion extends ConvertResult {
   path: string
   /** True when it came from the cache rather than a conversion just now. */
   cached: boolean
+  /** externalToc conversions: the TOC blob, stored in the cache's blobs beside the layer. */
+  externalTocBlob?: { digest: string; size: number }
 }
 
 export function conversionKey(inputDigest: string, opts: LayerConvertOptions): string {
@@ -51,6 +57,9 @@ export function conversionKey(inputDigest: string, opts: LayerConvertOptions): s
     chunkSize: opts.chunkSize ?? null,
     compressionLevel: opts.compressionLevel ?? null,
     prioritizedFiles: opts.prioritizedFiles ?? [],
+    // Only when set, so the keys of existing gzip conversions do not change.
+    ...(opts.zstdChunked ? { codec: 'zstd' } : {}),
+    ...(opts.externalToc ? { externalToc: true } : {}),
   })
   return createHash('sha256').update(doc).digest('hex')
 }
@@ -98,6 +107,7 @@ export class ConvertCache {
     const path = this.blobPath(r.digest)
     try {
       if ((await stat(path)).size !== r.size) return undefined
+      if (r.externalTocBlob && (await stat(this.blobPath(r.externalTocBlob.digest))).size !== r.externalTocBlob.size) return undefined
     } catch { return undefined }
     return { ...r, path, cached: true }
   }
@@ -149,6 +159,8 @@ export class ConvertCache {
         ...(opts.chunkSize !== undefined ? { chunkSize: opts.chunkSize } : {}),
         ...(opts.compressionLevel !== undefined ? { compressionLevel: opts.compressionLevel } : {}),
         ...(opts.prioritizedFiles !== undefined && opts.prioritizedFiles.length > 0 ? { prioritizedFiles: opts.prioritizedFiles } : {}),
+        ...(opts.zstdChunked ? { zstdChunked: true } : {}),
+        ...(opts.externalToc ? { externalToc: true } : {}),
         tmpDir: this.tmpDir,
         ...(hooks.onWarning ? { onWarning: hooks.onWarning } : {}),
       })
@@ -161,7 +173,16 @@ export class ConvertCache {
       await unlink(tmp).catch(() => undefined)
       throw e
     }
-    const record: Omit<CachedConversion, 'path' | 'cached'> = { ...result, inputDigest }
+    // The TOC blob of an external-TOC conversion is a blob of its own, not part of the record.
+    const { externalToc, ...plain } = result
+    const record: Omit<CachedConversion, 'path' | 'cached'> = { ...plain, inputDigest }
+    if (externalToc) {
+      const digest = 'sha256:' + createHash('sha256').update(externalToc).digest('hex')
+      const ttmp = join(this.tmpDir, `${digest.slice(7)}.${randomBytes(6).toString('hex')}.partial`)
+      await writeFile(ttmp, externalToc, { mode: 0o644 })
+      await rename(ttmp, this.blobPath(digest))
+      record.externalTocBlob = { digest, size: externalToc.length }
+    }
     const rp = this.resultPath(key)
     await mkdir(join(rp, '..'), { recursive: true, mode: DIR_MODE })
     const rtmp = `${rp}.${randomBytes(6).toString('hex')}.tmp`

@@ -27,6 +27,10 @@ export interface ConvertImageOptions {
   /** Layers converted at once. Default min(2, cores). */
   jobs?: number
   keepEstargz?: boolean
+  /** Write zstd:chunked layers (OCI only). */
+  zstdChunked?: boolean
+  /** Keep TOCs out of the layers; each layer's TOC blob is stored beside it (see LayerSummary.externalToc). */
+  externalToc?: boolean
   progress?: Progress
   onWarning?: (message: string) => void
 }
@@ -43,6 +47,8 @@ export interface LayerSummary {
   action: LayerAction
   placement: BlobPlacement | 'skipped'
   missingPrioritizedFiles: string[]
+  /** External-TOC conversions: the layer's TOC blob, stored in the destination beside the layer. */
+  externalToc?: { digest: string; size: number }
 }
 
 export interface ImageSummary {
@@ -70,6 +76,8 @@ function layerOptions(opts: ConvertImageOptions, prioritized: string[] | undefin
     ...(opts.chunkSize !== undefined ? { chunkSize: opts.chunkSize } : {}),
     ...(opts.compressionLevel !== undefined ? { compressionLevel: opts.compressionLevel } : {}),
     ...(prioritized && prioritized.length > 0 ? { prioritizedFiles: prioritized } : {}),
+    ...(opts.zstdChunked ? { zstdChunked: true } : {}),
+    ...(opts.externalToc ? { externalToc: true } : {}),
   }
 }
 
@@ -99,6 +107,9 @@ async function writeImage(input: ImageInput, output: ImageOutput, image: SourceI
   const format = opts.format ?? formatOfManifest(image.doc.mediaType)
   const layers = await convertImageLayers(input, image, format, opts, limiter)
   const placements = await Promise.all(layers.map((l) => limiter.run(() => placeLayer(input, output, opts.cache, l))))
+  // TOC blobs go to the same repository or layout; the `-esgztoc` image that names them is
+  // written by the caller (external-toc-image.ts) once every layer is known.
+  for (const l of layers) if (l.externalToc) await output.putBlobFile({ mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip', digest: l.externalToc.digest, size: l.externalToc.size }, l.externalToc.path)
   const config = rewriteConfig(image.config, layers.map((l) => l.diffID), `${input.name} ${image.doc.digest}`)
   const configDesc: Descriptor = { mediaType: configMediaType(format), digest: sha256Digest(config), size: config.length }
   await output.putBlobBytes(configDesc, config)
@@ -126,6 +137,7 @@ async function writeImage(input: ImageInput, output: ImageOutput, image: SourceI
         source: l.source.digest, sourceSize: l.source.size, digest: l.desc.digest, size: l.desc.size, mediaType: l.desc.mediaType,
         diffID: l.diffID, tocDigest: l.tocDigest, uncompressedSize: l.uncompressedSize, action: l.action,
         placement: placements[i] as BlobPlacement | 'skipped', missingPrioritizedFiles: l.missingPrioritizedFiles,
+        ...(l.externalToc ? { externalToc: { digest: l.externalToc.digest, size: l.externalToc.size } } : {}),
       })),
     },
   }

@@ -12,6 +12,8 @@ import type { ConvertCache, LayerConvertOptions } from './convert-cache.js'
 import type { ImageInput } from './image-io.js'
 import { gzipLayerMediaType, isForeignLayer, type ImageFormat } from './image-rewrite.js'
 import type { Progress } from './progress.js'
+import { zstdLayerAnnotations } from './zstd-layer.js'
+import { ZSTD_LAYER_MEDIA_TYPE } from '../estargz/zstd-format.js'
 
 export type LayerAction = 'converted' | 'cached' | 'kept' | 'foreign'
 
@@ -26,6 +28,8 @@ export interface LayerOutcome {
   tocDigest: string | undefined
   uncompressedSize: number | undefined
   missingPrioritizedFiles: string[]
+  /** External-TOC conversions: the TOC blob (in the cache) that goes into the `-esgztoc` image. */
+  externalToc?: { digest: string; size: number; path: string }
 }
 
 export interface LayerJobOptions {
@@ -61,7 +65,9 @@ export async function runLayerJob(input: ImageInput, layer: Descriptor, diffID: 
   const base = { source: layer, path: undefined, tocDigest: undefined, uncompressedSize: undefined, missingPrioritizedFiles: [] }
   if (isForeignLayer(layer)) return { ...base, desc: layer, diffID, action: 'foreign' }
   const prioritized = (opts.convert.prioritizedFiles?.length ?? 0) > 0
-  if ((opts.keepEstargz ?? true) && !prioritized && await isEstargzLayer(input, layer)) {
+  const zstd = opts.convert.zstdChunked === true
+  // A gzip eStargz layer is kept only when the output is gzip eStargz with the TOC inside too.
+  if ((opts.keepEstargz ?? true) && !prioritized && !zstd && opts.convert.externalToc !== true && await isEstargzLayer(input, layer)) {
     const a = layer.annotations as Record<string, string>
     const desc: Descriptor = { ...layer, mediaType: gzipLayerMediaType(opts.format) }
     opts.progress?.task(short(layer.digest), layer.size).done('kept')
@@ -78,17 +84,19 @@ export async function runLayerJob(input: ImageInput, layer: Descriptor, diffID: 
   })
   task?.done(fresh ? 'converted' : 'cached')
   const desc: Descriptor = {
-    mediaType: gzipLayerMediaType(opts.format),
+    mediaType: zstd ? ZSTD_LAYER_MEDIA_TYPE : gzipLayerMediaType(opts.format),
     digest: r.digest,
     size: r.size,
     annotations: {
       ...layer.annotations,
       [TOC_DIGEST_ANNOTATION]: r.tocDigest,
       [UNCOMPRESSED_SIZE_ANNOTATION]: String(r.uncompressedSize),
+      ...(zstd ? zstdLayerAnnotations(r) : {}),
     },
   }
   return {
     ...base, desc, diffID: r.diffID, action: fresh ? 'converted' : 'cached', path: r.path,
     tocDigest: r.tocDigest, uncompressedSize: r.uncompressedSize, missingPrioritizedFiles: r.missingPrioritizedFiles,
+    ...(r.externalTocBlob ? { externalToc: { ...r.externalTocBlob, path: opts.cache.blobPath(r.externalTocBlob.digest) } } : {}),
   }
 }

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto'
 import { createGunzip, gunzip, gunzipSync } from 'node:zlib'
 import { ChunkDigestError, StargzError } from '../errors.js'
 import type { ChunkRef } from './toc-index.js'
+import { zstdDecodeChunk } from './zstd-codec.js'
 
 /**
  * Turns one compressed gzip member into the verified bytes of the chunk it starts with.
@@ -54,6 +55,7 @@ function inflateAsync(member: Buffer, cap: number): Promise<Buffer> {
 }
 
 export async function inflateChunk(member: Buffer, ref: ChunkRef): Promise<Buffer> {
+  if (ref.codec === 'zstd') return zstdDecodeChunk(member, ref)
   const cap = ref.chunkSize + TRAILER_SLACK
   let out: Buffer
   try {

@@ -1,5 +1,7 @@
 import { FooterError } from '../errors.js'
 import { FOOTER_SIZE, LEGACY_FOOTER_SIZE, type Footer } from './types.js'
+import { hasZstdFooter, parseZstdFooter } from './zstd-format.js'
+import { hasExternalTocFooter } from './external-toc.js'
 
 // Byte layout: see types.ts. Offsets below are relative to the footer's first byte.
 const GZIP_ID1 = 0x1f
@@ -55,6 +57,12 @@ function tryLegacy(f: Buffer): Footer | string {
 export function parseFooter(tail: Buffer, blobSize?: number): Footer {
   if (tail.length < LEGACY_FOOTER_SIZE) {
     throw new FooterError(`blob too small for a stargz footer: ${tail.length} bytes (need at least ${LEGACY_FOOTER_SIZE})`)
+  }
+  // zstd:chunked ends in a skippable frame with its own magic; once that matches, its errors are
+  // the ones worth reporting.
+  if (hasZstdFooter(tail)) return parseZstdFooter(tail, blobSize ?? Number.MAX_SAFE_INTEGER)
+  if (hasExternalTocFooter(tail)) {
+    throw new FooterError('not an eStargz blob with its TOC inside: the footer says the TOC is external (STARGZEXTERNALTOC): it is a separate blob (the reference puts it in the image "<ref>-esgztoc") and none was found or given')
   }
   const reasons: string[] = []
   const candidates: Array<Footer | string> = []

@@ -12,6 +12,7 @@
  */
 import { Worker } from 'node:worker_threads'
 import { StargzError } from '../errors.js'
+import { ZSTD_BINDING_PATH } from './zstd-codec.js'
 
 export interface MemberJob {
   /** The member's uncompressed bytes, in order. */
@@ -27,14 +28,26 @@ export interface MemberResult {
   prefixDigest: string | undefined
 }
 
-interface WorkerRequest { id: number; level: number; buf: ArrayBuffer; sizes: number[]; hashes: number[] }
+interface WorkerRequest { id: number; level: number; codec: 'gzip' | 'zstd'; buf: ArrayBuffer; sizes: number[]; hashes: number[] }
 interface WorkerReply { id: number; buf?: ArrayBuffer; sizes?: number[]; digests?: (string | null)[]; error?: string }
 
 // Plain JS so it runs the same from sources (tsx) and from dist, with no file to locate.
+// zstd:chunked members are one complete zstd frame each (content size in the header, as the
+// reference's frames have), through zstd-napi's binding, loaded only when asked for.
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads')
 const zlib = require('node:zlib')
 const crypto = require('node:crypto')
+let zstd
+let cctx
+function zstdFrame(data, level) {
+  zstd ??= require(${JSON.stringify(ZSTD_BINDING_PATH)})
+  // One context per worker, reused (a context per frame costs megabytes of native memory).
+  cctx ??= new zstd.CCtx()
+  const out = Buffer.allocUnsafe(zstd.compressBound(data.length))
+  const n = cctx.compress(out, data, level)
+  return out.subarray(0, n)
+}
 parentPort.on('message', (m) => {
   try {
     const input = Buffer.from(m.buf)
@@ -45,8 +58,12 @@ parentPort.on('message', (m) => {
     for (let i = 0; i < m.sizes.length; i++) {
       const data = input.subarray(pos, pos + m.sizes[i])
       pos += m.sizes[i]
-      const gz = zlib.gzipSync(data, { level: m.level, chunkSize: Math.max(16384, data.length + 1024) })
-      gz[9] = 0xff
+      let gz
+      if (m.codec === 'zstd') gz = zstdFrame(data, m.level)
+      else {
+        gz = zlib.gzipSync(data, { level: m.level, chunkSize: Math.max(16384, data.length + 1024) })
+        gz[9] = 0xff
+      }
       outs.push(gz)
       total += gz.length
       digests.push(m.hashes[i] > 0 ? 'sha256:' + crypto.createHash('sha256').update(data.subarray(0, m.hashes[i])).digest('hex') : null)
@@ -71,7 +88,7 @@ export class GzipMemberPool {
   private closed = false
   private failure: unknown
 
-  constructor(private readonly level: number, size: number) {
+  constructor(private readonly level: number, size: number, private readonly codec: 'gzip' | 'zstd' = 'gzip') {
     for (let i = 0; i < size; i++) {
       const w = new Worker(WORKER_SOURCE, { eval: true })
       w.on('message', (m: WorkerReply) => this.onReply(i, m))
@@ -98,7 +115,7 @@ export class GzipMemberPool {
     let wi = 0
     for (let i = 1; i < this.workers.length; i++) if ((this.inflight[i] as number) < (this.inflight[wi] as number)) wi = i
     const id = this.nextId++
-    const req: WorkerRequest = { id, level: this.level, buf: buf.buffer, sizes: jobs.map((j) => j.length), hashes: jobs.map((j) => j.hashPrefix) }
+    const req: WorkerRequest = { id, level: this.level, codec: this.codec, buf: buf.buffer, sizes: jobs.map((j) => j.length), hashes: jobs.map((j) => j.hashPrefix) }
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject, worker: wi })
       this.inflight[wi] = (this.inflight[wi] as number) + 1

@@ -35,7 +35,8 @@ export class EstargzReader {
 
   static async open(source: RangeSource, opts: ReaderOptions = {}): Promise<EstargzReader> {
     const loaded = await loadToc(source, opts)
-    const index = new TocIndex(loaded.toc, loaded.footer.tocOffset, { prefetch: PREFETCH_LANDMARK, noPrefetch: NO_PREFETCH_LANDMARK })
+    const f = loaded.footer
+    const index = new TocIndex(loaded.toc, f.payloadEnd ?? f.tocOffset, { prefetch: PREFETCH_LANDMARK, noPrefetch: NO_PREFETCH_LANDMARK }, f.kind === 'zstd' ? 'zstd' : 'gzip')
     return new EstargzReader(source, loaded.footer, loaded.toc, loaded.tocDigest, index, opts.decoder ?? zlibChunkDecoder, opts.allowUnverified ?? false)
   }
 

@@ -1,5 +1,8 @@
 import type { Toc, TocEntry } from './types.js'
 
+/** How a layer's members are compressed: gzip (eStargz, legacy stargz) or zstd (zstd:chunked). */
+export type ChunkCodec = 'gzip' | 'zstd'
+
 /** Where one chunk of a file lives, compressed and uncompressed. */
 export interface ChunkRef {
   /** TOC name of the file that owns the payload (hardlinks resolved). */
@@ -12,6 +15,8 @@ export interface ChunkRef {
   compressedEnd: number
   /** sha256 the chunk's bytes must hash to, when known. */
   digest: string | undefined
+  /** Absent means gzip. */
+  codec?: ChunkCodec
 }
 
 function parentOf(name: string): string {
@@ -32,7 +37,8 @@ export class TocIndex {
   readonly landmark: TocEntry | undefined
   readonly noPrefetchLandmark: boolean
 
-  constructor(toc: Toc, tocOffset: number, landmarks: { prefetch: string; noPrefetch: string }) {
+  /** `tocOffset`: where the last payload member ends (the TOC's first byte, or its frame's). */
+  constructor(toc: Toc, tocOffset: number, landmarks: { prefetch: string; noPrefetch: string }, private readonly codec: ChunkCodec = 'gzip') {
     const root: TocEntry = { name: '', type: 'dir', mode: 0o755 }
     this.entries.set('', root)
     this.children.set('', [])
@@ -83,6 +89,8 @@ export class TocIndex {
       compressedOffset: e.offset ?? 0,
       compressedEnd: 0,
       digest,
+      // Always set, so every ref has one shape.
+      codec: this.codec,
     }
     this.payloads.push(r)
     return r

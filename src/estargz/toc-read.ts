@@ -3,6 +3,8 @@ import { promisify } from 'node:util'
 import { gunzip } from 'node:zlib'
 import { LimitError, StargzError, TocDigestError, TocError } from '../errors.js'
 import { parseFooter } from './footer.js'
+import { readZstdTocJson } from './zstd-toc.js'
+import { EXTERNAL_TOC_FOOTER_SIZE, hasExternalTocFooter, type ExternalTocSource } from './external-toc.js'
 import { validateToc } from './toc-validate.js'
 import { DEFAULT_TOC_LIMITS, FOOTER_SIZE, TOC_TAR_NAME, type Footer, type RangeSource, type Toc, type TocLimits } from './types.js'
 
@@ -22,6 +24,8 @@ export interface LoadTocOptions {
   tocDigest?: string
   limits?: Partial<TocLimits>
   signal?: AbortSignal
+  /** For a layer whose footer says its TOC is external: the TOC blob, or how to fetch it. */
+  externalToc?: ExternalTocSource
 }
 
 /** Read the tar header that starts the TOC member and return the JSON payload it carries. */
@@ -53,7 +57,12 @@ export async function loadToc(src: RangeSource, opts: LoadTocOptions = {}): Prom
   // Guess that the TOC is within the last 64 KiB so small layers cost a single request.
   const guess = Math.min(size, 64 * 1024)
   let tail = await src.read(size - guess, guess, opts.signal)
+  if (opts.externalToc !== undefined && hasExternalTocFooter(tail)) return loadExternalToc(size, opts.externalToc, opts, limits, guess)
   const footer = parseFooter(tail.subarray(Math.max(0, tail.length - FOOTER_SIZE)), size)
+  if (footer.kind === 'zstd') {
+    const z = await readZstdTocJson(src, footer, tail, size - guess, limits, opts.signal)
+    return finishToc(z.json, footer, z.fetched + guess, opts, limits)
+  }
   const tocEnd = size - footer.size
   const tocLen = tocEnd - footer.tocOffset
   if (tocLen > limits.maxTocBytes) throw new LimitError(`compressed TOC is ${tocLen} bytes, more than the limit ${limits.maxTocBytes}`)
@@ -73,7 +82,32 @@ export async function loadToc(src: RangeSource, opts: LoadTocOptions = {}): Prom
     if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw new LimitError(`TOC inflates to more than ${limits.maxTocBytes} bytes`)
     throw new TocError('toc-gzip', `TOC member at offset ${footer.tocOffset} does not inflate: ${(e as Error).message}`, undefined, { cause: e })
   }
-  const json = extractTocJson(tarBytes)
+  return finishToc(extractTocJson(tarBytes), footer, fetched, opts, limits)
+}
+
+/** The TOC of an external-TOC layer: a gzip member of its own, as in eStargz; same checks. */
+async function loadExternalToc(size: number, from: ExternalTocSource, opts: LoadTocOptions, limits: TocLimits, fetched: number): Promise<LoadedToc> {
+  const payloadEnd = size - EXTERNAL_TOC_FOOTER_SIZE
+  const footer: Footer = { kind: 'external', size: EXTERNAL_TOC_FOOTER_SIZE, tocOffset: payloadEnd, payloadEnd }
+  let blob: Buffer
+  try {
+    blob = typeof from === 'function' ? await from() : from
+  } catch (e) {
+    throw new StargzError('ERR_UNAVAILABLE', `the layer's TOC is external and could not be fetched: ${(e as Error).message}`, { cause: e })
+  }
+  if (blob.length > limits.maxTocBytes) throw new LimitError(`external TOC blob is ${blob.length} bytes, more than the limit ${limits.maxTocBytes}`)
+  let tarBytes: Buffer
+  try {
+    tarBytes = await gunzipAsync(blob, { maxOutputLength: limits.maxTocBytes + 4096 })
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw new LimitError(`TOC inflates to more than ${limits.maxTocBytes} bytes`)
+    throw new TocError('toc-gzip', `external TOC blob does not inflate: ${(e as Error).message}`, undefined, { cause: e })
+  }
+  return finishToc(extractTocJson(tarBytes), footer, fetched + blob.length, opts, limits)
+}
+
+/** Digest check, JSON parse and validation: the same for every TOC container. */
+function finishToc(json: Buffer, footer: Footer, fetched: number, opts: LoadTocOptions, limits: TocLimits): LoadedToc {
   const tocDigest = sha256Digest(json)
   if (opts.tocDigest !== undefined && opts.tocDigest !== tocDigest) throw new TocDigestError(opts.tocDigest, tocDigest)
   let parsed: unknown
@@ -82,6 +116,6 @@ export async function loadToc(src: RangeSource, opts: LoadTocOptions = {}): Prom
   } catch (e) {
     throw new TocError('json', `TOC is not valid JSON: ${(e as Error).message}`, undefined, { cause: e })
   }
-  const toc = validateToc(parsed, { tocOffset: footer.tocOffset, footerKind: footer.kind, limits })
+  const toc = validateToc(parsed, { tocOffset: footer.payloadEnd ?? footer.tocOffset, footerKind: footer.kind, limits })
   return { footer, toc, tocDigest, tocBytesFetched: fetched }
 }

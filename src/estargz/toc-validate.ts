@@ -191,7 +191,7 @@ export function validateToc(json: unknown, opts: ValidateOptions): Toc {
           if ((e.chunkOffset ?? 0) !== 0) fail('chunk-contiguous', `first chunk starts at ${e.chunkOffset}, not 0`, e.name)
           const cs = e.chunkSize ?? 0
           if (cs > size) fail('chunk-coverage', `chunkSize ${cs} exceeds file size ${size}`, e.name)
-          if (opts.footerKind === 'estargz' && e.chunkDigest === undefined) fail('chunk-digest-required', 'chunk has no chunkDigest', e.name)
+          if (opts.footerKind !== 'legacy' && e.chunkDigest === undefined) fail('chunk-digest-required', 'chunk has no chunkDigest', e.name)
           open = { entry: e, size, next: cs === 0 ? size : cs, openEnded: false }
         }
         break
@@ -204,7 +204,7 @@ export function validateToc(json: unknown, opts: ValidateOptions): Toc {
         const cs = e.chunkSize ?? 0
         const end = cs === 0 ? open.size : open.next + cs
         if (end > open.size) fail('chunk-coverage', `chunk [${open.next}, ${end}) runs past the file size ${open.size}`, e.name)
-        if (opts.footerKind === 'estargz' && e.chunkDigest === undefined) fail('chunk-digest-required', 'chunk has no chunkDigest', e.name)
+        if (opts.footerKind !== 'legacy' && e.chunkDigest === undefined) fail('chunk-digest-required', 'chunk has no chunkDigest', e.name)
         open.next = end
         continue // chunks are not names of their own
       }

@@ -75,7 +75,7 @@ export interface TocEntry {
   chunkSize?: number
   /** sha256 of this chunk's uncompressed bytes. */
   chunkDigest?: string
-  /** zstd:chunked only; unused by gzip eStargz. */
+  /** Offset of the chunk inside its decoded member (reference ≥ 0.13, small-file packing). */
   innerOffset?: number
 }
 
@@ -84,12 +84,17 @@ export interface Toc {
   entries: TocEntry[]
 }
 
-export type FooterKind = 'estargz' | 'legacy'
+/** 'zstd': zstd:chunked (layout in zstd-format.ts); 'external': TOC in its own blob (external-toc.ts). */
+export type FooterKind = 'estargz' | 'legacy' | 'zstd' | 'external'
 
 export interface Footer {
   kind: FooterKind
   size: number
   tocOffset: number
+  /** zstd only: compressed TOC length, decoded TOC length, end of the payload frames. */
+  tocLength?: number
+  tocRawSize?: number
+  payloadEnd?: number
 }
 
 /**

@@ -28,6 +28,10 @@ import { writeFooter } from './footer-writer.js'
 import { GzipMemberPool } from './gzip-members.js'
 import { MemberSink } from './member-sink.js'
 import { Spool } from './spool.js'
+import { zstdCompressFrame } from './zstd-codec.js'
+import { skippableFrame, zstdFooterBytes, SKIPPABLE_HEADER_SIZE } from './zstd-format.js'
+import { externalTocFooterBytes } from './external-toc.js'
+import { gzipSync } from 'node:zlib'
 import { formatModtime, serializeToc } from './toc-json.js'
 import { normaliseName } from './toc-validate.js'
 import {
@@ -39,8 +43,19 @@ export interface ConvertOptions {
   chunkSize?: number
   /** Paths to put first, in this order (cleaned like the reference: "/a", "./a", "a" are the same). */
   prioritizedFiles?: string[]
-  /** gzip level 0..9; default 6. */
+  /** gzip level 0..9, default 6; with zstdChunked a zstd level 1..22, default 3. */
   compressionLevel?: number
+  /**
+   * Write zstd:chunked (zstd frames, TOC in a skippable frame, zstd:chunked footer; layout in
+   * zstd-format.ts) instead of gzip eStargz. The blob is then a .tar.zst.
+   */
+  zstdChunked?: boolean
+  /**
+   * Leave the TOC out of the blob (the reference's external-TOC mode, external-toc.ts): the blob
+   * ends with the end-of-archive member and the external-TOC footer, and the TOC member is
+   * returned in `ConvertResult.externalToc` for the caller to store as its own blob.
+   */
+  externalToc?: boolean
   /** Write the 47-byte legacy stargz footer instead of the eStargz one. */
   legacyFooter?: boolean
   /** Compression worker threads; default min(2, available cores). */
@@ -66,6 +81,10 @@ export interface ConvertResult {
   entries: number
   /** Prioritized paths that matched nothing in the layer. */
   missingPrioritizedFiles: string[]
+  /** zstd:chunked only: the values of the two io.containers.zstd-chunked.* annotations. */
+  zstdChunked?: { manifestChecksum: string; manifestPosition: string }
+  /** externalToc only: the TOC blob (gzip member holding the stargz.index.json tar entry). */
+  externalToc?: Buffer
 }
 
 export const DEFAULT_CHUNK_SIZE = 4 << 20
@@ -117,10 +136,11 @@ function landmark(name: string): LayerEntry {
  */
 export async function convertLayer(input: ByteInput, output: NodeJS.WritableStream, opts: ConvertOptions = {}): Promise<ConvertResult> {
   checkInt(opts.chunkSize, 'chunkSize', 1, 2 ** 31 - 1)
-  checkInt(opts.compressionLevel, 'compressionLevel', 0, 9)
+  checkInt(opts.compressionLevel, 'compressionLevel', opts.zstdChunked ? 1 : 0, opts.zstdChunked ? 22 : 9)
   checkInt(opts.concurrency, 'concurrency', 1, 64)
+  if (opts.zstdChunked && (opts.externalToc || opts.legacyFooter)) throw new InvalidArgumentError('convert: zstdChunked cannot be combined with externalToc or legacyFooter')
   const chunkSize = opts.chunkSize ?? DEFAULT_CHUNK_SIZE
-  const level = opts.compressionLevel ?? 6
+  const level = opts.compressionLevel ?? (opts.zstdChunked ? 3 : 6)
   const workers = opts.concurrency ?? Math.max(1, Math.min(2, availableParallelism()))
 
   const spool = await Spool.create(opts.tmpDir)
@@ -149,7 +169,7 @@ export async function convertLayer(input: ByteInput, output: NodeJS.WritableStre
     const ordered = [...prioritized, landmark(prioritizedFiles.length > 0 ? PREFETCH_LANDMARK : NO_PREFETCH_LANDMARK), ...rest]
 
     // Pass 2: emit tar + gzip members.
-    pool = new GzipMemberPool(level, workers)
+    pool = new GzipMemberPool(level, workers, opts.zstdChunked ? 'zstd' : 'gzip')
     const sink = new MemberSink(pool, output, workers * 2 + 1)
     const toc: TocEntry[] = []
     const lastUname = new Map<number, string>()
@@ -220,10 +240,49 @@ export async function convertLayer(input: ByteInput, output: NodeJS.WritableStre
     }
     await sink.flushAll()
 
-    // The TOC member, then the footer.
-    const tocOffset = sink.compressedSize
     const tocJson = serializeToc(toc)
     const tocDigest = 'sha256:' + createHash('sha256').update(tocJson).digest('hex')
+    if (opts.zstdChunked) {
+      // zstd:chunked: the end-of-archive blocks in a frame of their own, then the bare TOC JSON
+      // in one zstd frame inside a skippable frame, then the footer (zstd-format.ts). Skippable
+      // frames are not tar data: diffID and uncompressed size cover the tar stream alone.
+      await sink.startMember(0, {})
+      sink.write(endOfArchive())
+      await sink.flushAll()
+      const frame = zstdCompressFrame(tocJson, level)
+      const tocOffset = sink.compressedSize + SKIPPABLE_HEADER_SIZE
+      await sink.writeRaw(skippableFrame(frame))
+      await sink.writeRaw(zstdFooterBytes(tocOffset, frame.length, tocJson.length))
+      await endOutput(output)
+      return {
+        digest: sink.digest, diffID: sink.diffID, tocDigest, size: sink.compressedSize, uncompressedSize: sink.uncompressedSize,
+        entries: toc.length, missingPrioritizedFiles: missing,
+        zstdChunked: {
+          manifestChecksum: 'sha256:' + createHash('sha256').update(frame).digest('hex'),
+          manifestPosition: `${tocOffset}:${frame.length}:${tocJson.length}:1`,
+        },
+      }
+    }
+    if (opts.externalToc) {
+      // The end-of-archive blocks in the blob, so the blob alone is a complete tar.gz; the TOC
+      // member goes to the caller. diffID covers the blob's tar stream, TOC excluded.
+      await sink.startMember(0, {})
+      sink.write(endOfArchive())
+      await sink.flushAll()
+      await sink.writeRaw(externalTocFooterBytes())
+      await endOutput(output)
+      const tocTar = emptyHeader(TOC_TAR_NAME, '0')
+      tocTar.mode = 0o644
+      tocTar.size = tocJson.length
+      const tocBlob = gzipSync(Buffer.concat([encodeHeader(tocTar), tocJson, Buffer.alloc(paddingFor(tocJson.length)), endOfArchive()]), { level })
+      tocBlob[9] = 0xff // OS unknown, as the members (Go's compress/gzip)
+      return {
+        digest: sink.digest, diffID: sink.diffID, tocDigest, size: sink.compressedSize, uncompressedSize: sink.uncompressedSize,
+        entries: toc.length, missingPrioritizedFiles: missing, externalToc: tocBlob,
+      }
+    }
+    // The TOC member, then the footer.
+    const tocOffset = sink.compressedSize
     const tocHeader = emptyHeader(TOC_TAR_NAME, '0')
     tocHeader.mode = 0o644
     tocHeader.size = tocJson.length

@@ -12,6 +12,7 @@ import { FailedPreconditionError, UnavailableError } from '../errors.js'
 import { LayerMount } from '../fuse/layer-fs.js'
 import { isMounted, unmountPath } from '../fuse/unmount.js'
 import { openLayer } from '../layer/layer.js'
+import { fetchExternalToc } from '../estargz/external-toc-fetch.js'
 import type { MetricsHooks } from '../metrics/hooks.js'
 import type { RegistryClient } from '../registry/client.js'
 import type { RegistryBlob } from '../registry/blob.js'
@@ -93,6 +94,8 @@ export class LazyFileSystem implements FileSystem {
         },
         ...(info.tocDigest === undefined ? {} : { tocDigest: info.tocDigest }),
         ...(signal === undefined ? {} : { signal }),
+        // Asked for only when the footer says the TOC is external (the reference's -esgztoc image).
+        externalToc: () => fetchExternalToc(this.o.client, info.imageRef, info.layerDigest, signal),
       })
       signal?.throwIfAborted()
       mount = await LayerMount.mount(layer, mountpoint, {

@@ -15,6 +15,7 @@
  */
 import { EstargzReader } from '../estargz/reader.js'
 import type { ChunkDecoder } from '../estargz/chunk-decoder.js'
+import type { ExternalTocSource } from '../estargz/external-toc.js'
 import type { ChunkRef } from '../estargz/toc-index.js'
 import type { TocEntry, TocLimits } from '../estargz/types.js'
 import { FailedPreconditionError, isStargzError, StargzError } from '../errors.js'
@@ -34,6 +35,8 @@ export interface OpenLayerOptions {
   source: MultiRangeSource
   /** Expected TOC digest (layer annotation); the TOC must hash to it. */
   tocDigest?: string
+  /** Where the TOC comes from when the layer's footer says it is external (external-toc.ts). */
+  externalToc?: ExternalTocSource
   cache: ChunkCache
   /** Default: the process-wide worker pool. */
   decoder?: ChunkDecoder
@@ -83,6 +86,7 @@ export async function openLayer(opts: OpenLayerOptions): Promise<StargzLayer> {
   if (opts.tocLimits !== undefined) loadOpts.limits = opts.tocLimits
   if (opts.signal !== undefined) loadOpts.signal = opts.signal
   if (opts.allowUnverified !== undefined) loadOpts.allowUnverified = opts.allowUnverified
+  if (opts.externalToc !== undefined) loadOpts.externalToc = opts.externalToc
   const reader = await EstargzReader.open(opts.source, loadOpts)
   const layer = new StargzLayer(opts, reader, log)
   log.info({ entries: reader.toc.entries.length, tocDigest: reader.tocDigest, ms: Math.round(performance.now() - started) }, 'layer-opened')

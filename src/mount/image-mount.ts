@@ -37,7 +37,7 @@ export interface ImageSource {
 }
 
 /** Opens an eStargz layer over its blob; rejects with ERR_FOOTER_INVALID when it is not one. */
-export type LayerOpener = (source: RangeSource, desc: LayerDescriptor) => Promise<Layer>
+export type LayerOpener = (source: RangeSource, desc: LayerDescriptor, ref: string) => Promise<Layer>
 
 export interface ImageMountOptions {
   stateDir: string
@@ -76,7 +76,7 @@ export class ImageMount {
         let layer: Layer
         let full = false
         try {
-          layer = await opts.openLayer(blob, desc)
+          layer = await opts.openLayer(blob, desc, ref)
         } catch (e) {
           if (!isNotEstargz(e)) { await blob.close?.(); throw e }
           if (!opts.allowFullFetch) {

@@ -8,6 +8,7 @@ import { MemoryCache } from '../cache/memory-cache.js'
 import { TieredCache } from '../cache/tiered-cache.js'
 import type { ChunkCache } from '../cache/types.js'
 import { openLayer } from '../layer/layer.js'
+import { fetchExternalToc, type TocImageClient } from '../estargz/external-toc-fetch.js'
 import type { RegistryClient } from '../registry/client.js'
 import type { MultiRangeSource } from '../reader/chunk-reader.js'
 import { TOC_DIGEST_ANNOTATION, type ImageSource, type LayerDescriptor, type LayerOpener } from './image-mount.js'
@@ -28,9 +29,13 @@ export async function openChunkCache(cacheDir: string | undefined, opts: { memor
   return new TieredCache(mem, await DirCache.open({ root: cacheDir, maxBytes: opts.diskBytes ?? 10 * 2 ** 30 }))
 }
 
-export function stargzLayerOpener(cache: ChunkCache, logger: Logger, fetch: { noPrefetch?: boolean; noBackgroundFetch?: boolean } = {}): LayerOpener {
-  return (source, desc: LayerDescriptor) => {
+/** `tocImages`: where to find external TOCs (the `<tag>-esgztoc` image), when a layer has one. */
+export function stargzLayerOpener(cache: ChunkCache, logger: Logger, fetch: { noPrefetch?: boolean; noBackgroundFetch?: boolean } = {}, tocImages?: TocImageClient): LayerOpener {
+  return (source, desc: LayerDescriptor, ref: string) => {
     const tocDigest = desc.annotations?.[TOC_DIGEST_ANNOTATION]
-    return openLayer({ digest: desc.digest, source: source as MultiRangeSource, cache, logger, ...fetch, ...(tocDigest === undefined ? {} : { tocDigest }) })
+    return openLayer({
+      digest: desc.digest, source: source as MultiRangeSource, cache, logger, ...fetch, ...(tocDigest === undefined ? {} : { tocDigest }),
+      ...(tocImages ? { externalToc: () => fetchExternalToc(tocImages, ref, desc.digest) } : {}),
+    })
   }
 }

@@ -154,7 +154,9 @@ export class ChunkReader {
       const ref = refs[i] as ChunkRef
       const key = ref.digest ?? `@${ref.compressedOffset}`
       const hit = ref.digest === undefined ? undefined : this.cache.peek?.(ref.digest)
-      if (hit !== undefined) {
+      // One digest must not stand for two sizes: a forged TOC can give a chunk another chunk's
+      // digest (found by the zstd fuzz targets; the fetch path below checks it the same way).
+      if (hit !== undefined && hit.length === ref.chunkSize) {
         out[i] = hit
         this.noteHit(ref, key, hit)
         continue

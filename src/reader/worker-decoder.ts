@@ -21,6 +21,7 @@ import type { ChunkRef } from '../estargz/toc-index.js'
 import { ChunkDigestError, StargzError, UnavailableError } from '../errors.js'
 import { sha256Sync } from '../cache/hash.js'
 import { WORKER_SOURCE } from './worker-script.js'
+import { zstdDecodeChunk } from '../estargz/zstd-codec.js'
 
 export type Priority = 'high' | 'low'
 
@@ -95,7 +96,7 @@ export class WorkerChunkDecoder implements PriorityChunkDecoder {
     signal?.throwIfAborted()
     if (ref.chunkSize <= this.syncBelow && member.length <= this.syncBelow) return this.decodeSync(member, ref)
     const u = copyOut(member)
-    const reply = await this.submit({ op: 'decode', member: u, size: ref.chunkSize, cap: ref.chunkSize + TRAILER_SLACK, digest: ref.digest }, [u.buffer as ArrayBuffer], priority)
+    const reply = await this.submit({ op: 'decode', codec: ref.codec, member: u, size: ref.chunkSize, cap: ref.chunkSize + TRAILER_SLACK, digest: ref.digest }, [u.buffer as ArrayBuffer], priority)
     this.stats.workerDecodes++
     if (reply.ok && reply.buf) return Buffer.from(reply.buf, 0, reply.len ?? 0)
     if (reply.mismatch !== undefined) throw new ChunkDigestError(ref.name, ref.chunkOffset, ref.digest ?? '', reply.mismatch)
@@ -117,7 +118,7 @@ export class WorkerChunkDecoder implements PriorityChunkDecoder {
     this.stats.syncDecodes++
     let out: Buffer
     try {
-      out = gunzipSync(member, { maxOutputLength: ref.chunkSize + TRAILER_SLACK })
+      out = ref.codec === 'zstd' ? zstdDecodeChunk(member, ref) : gunzipSync(member, { maxOutputLength: ref.chunkSize + TRAILER_SLACK })
     } catch (e) {
       throw new StargzError('ERR_FETCH', `gzip member of ${JSON.stringify(ref.name)} at blob offset ${ref.compressedOffset} does not inflate: ${(e as Error).message}`, { cause: e })
     }
@@ -205,6 +206,13 @@ export class WorkerChunkDecoder implements PriorityChunkDecoder {
     for (const t of [...this.high, ...this.low]) t.reject(e)
     this.high.length = 0
     this.low.length = 0
-    await Promise.all(this.slots.map((s) => s.worker.terminate()))
+    // terminate() of an idle (unref'd) worker does not hold the event loop by itself: without a
+    // ref'd handle the process can drain and exit with close() never settled (seen under tap).
+    const keepAlive = setInterval(() => {}, 60_000)
+    try {
+      await Promise.all(this.slots.map((s) => s.worker.terminate()))
+    } finally {
+      clearInterval(keepAlive)
+    }
   }
 }

@@ -6,7 +6,7 @@
  * Prints {"digest","diffID","tocDigest","size"} as JSON on stdout.
  */
 import { createReadStream, createWriteStream } from 'node:fs'
-import { readFile, rename, stat, unlink } from 'node:fs/promises'
+import { readFile, rename, stat, unlink, writeFile } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { InvalidArgumentError, NotFoundError } from '../../errors.js'
 import { convertLayer } from '../../estargz/writer.js'
@@ -14,7 +14,7 @@ import { flagBool, flagInt, flagString, parseArgs } from '../args.js'
 
 export const summary = 'convert a tar / tar.gz layer into an eStargz blob'
 
-const USAGE = 'usage: stargz convert-layer IN OUT [--chunk-size N] [--prioritized FILE] [--legacy]'
+const USAGE = 'usage: stargz convert-layer IN OUT [--chunk-size N] [--prioritized FILE] [--legacy] [--zstdchunked] [--external-toc TOC-OUT]'
 
 async function readPrioritized(path: string): Promise<string[]> {
   let text: string
@@ -38,7 +38,7 @@ async function checkInput(path: string): Promise<void> {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, { values: ['chunk-size', 'prioritized'], booleans: ['legacy', 'help'] })
+  const args = parseArgs(argv, { values: ['chunk-size', 'prioritized', 'external-toc'], booleans: ['legacy', 'zstdchunked', 'help'] })
   if (flagBool(args, 'help')) {
     process.stdout.write(USAGE + '\n')
     return 0
@@ -47,6 +47,9 @@ export async function run(argv: string[]): Promise<number> {
   const [inPath, outPath] = args.positionals as [string, string]
   const chunkSize = flagInt(args, 'chunk-size')
   const prioritizedPath = flagString(args, 'prioritized')
+  const externalTocPath = flagString(args, 'external-toc')
+  const zstd = flagBool(args, 'zstdchunked')
+  if (externalTocPath !== undefined && (zstd || flagBool(args, 'legacy'))) throw new InvalidArgumentError('--external-toc writes gzip eStargz; it cannot be combined with --zstdchunked or --legacy')
   const prioritizedFiles = prioritizedPath === undefined ? undefined : await readPrioritized(prioritizedPath)
   await checkInput(inPath)
 
@@ -58,9 +61,13 @@ export async function run(argv: string[]): Promise<number> {
       ...(chunkSize !== undefined ? { chunkSize } : {}),
       ...(prioritizedFiles !== undefined ? { prioritizedFiles } : {}),
       legacyFooter: flagBool(args, 'legacy'),
+      ...(zstd ? { zstdChunked: true } : {}),
+      ...(externalTocPath !== undefined ? { externalToc: true } : {}),
       onWarning: (m) => process.stderr.write(`stargz: warning: ${m}\n`),
     })
     if (!out.closed) await new Promise<void>((resolve, reject) => { out.once('close', resolve); out.once('error', reject) })
+    // The TOC blob first: a layer without its TOC next to it is not readable.
+    if (externalTocPath !== undefined && result.externalToc) await writeFile(externalTocPath, result.externalToc, { mode: 0o644 })
     await rename(tmp, outPath)
     renamed = true
     const { digest, diffID, tocDigest, size } = result

@@ -1,6 +1,6 @@
 /**
  * stargz convert SRC DST [--oci|--docker] [--platform P | --all-platforms] [--chunk-size N]
- *   [--compression-level N] [--prioritized-from FILE] [--jobs N] [--no-keep-estargz] [--json]
+ *   [--compression-level N] [--prioritized-from FILE] [--jobs N] [--no-keep-estargz] [--zstdchunked] [--external-toc] [--json]
  *   [--cache-dir D] [--plain-http] [--insecure] [--hosts-dir D]
  *
  * SRC and DST are registry references or OCI image layouts (oci:DIR[:TAG]). Every layer becomes
@@ -15,6 +15,7 @@ import { convertImage, type ConvertImageOptions, type ConvertSummary } from '../
 import type { ImageInput, ImageOutput } from '../../convert/image-io.js'
 import { parseLocation, type ImageLocation } from '../../convert/location.js'
 import { OciLayoutInput, OciLayoutOutput } from '../../convert/oci-layout.js'
+import { tocImageLocation, writeTocImage } from '../../convert/external-toc-image.js'
 import { pathsForLayer, readPrioritizedList, type PrioritizedRecord } from '../../convert/prioritized-list.js'
 import { Progress } from '../../convert/progress.js'
 import { RegistryInput, RegistryOutput } from '../../convert/registry-io.js'
@@ -25,11 +26,11 @@ import { flagBool, flagInt, flagString, parseArgs, type ParsedArgs } from '../ar
 
 export const summary = 'convert an image (registry or oci:DIR) into eStargz, layer by layer, and push it'
 
-export const USAGE = 'usage: stargz convert SRC DST [--oci|--docker] [--platform P|--all-platforms] [--chunk-size N] [--compression-level N] [--prioritized-from FILE] [--jobs N] [--no-keep-estargz] [--json] [--cache-dir D] [--plain-http] [--insecure] [--hosts-dir D]'
+export const USAGE = 'usage: stargz convert SRC DST [--oci|--docker] [--platform P|--all-platforms] [--chunk-size N] [--compression-level N] [--prioritized-from FILE] [--jobs N] [--no-keep-estargz] [--zstdchunked] [--external-toc] [--json] [--cache-dir D] [--plain-http] [--insecure] [--hosts-dir D]'
 
 export const convertFlagSpec = {
   values: ['platform', 'chunk-size', 'compression-level', 'prioritized-from', 'jobs', 'cache-dir', 'hosts-dir'],
-  booleans: ['oci', 'docker', 'all-platforms', 'no-keep-estargz', 'json', 'plain-http', 'insecure', 'help'],
+  booleans: ['oci', 'docker', 'all-platforms', 'no-keep-estargz', 'zstdchunked', 'external-toc', 'json', 'plain-http', 'insecure', 'help'],
 }
 
 export interface Ends {
@@ -56,15 +57,21 @@ export async function convertOptionsFromArgs(args: ParsedArgs): Promise<ConvertI
   const platformFlag = flagString(args, 'platform')
   if (platformFlag !== undefined && flagBool(args, 'all-platforms')) throw new InvalidArgumentError('--platform and --all-platforms exclude each other')
   const chunkSize = flagInt(args, 'chunk-size')
-  const level = flagInt(args, 'compression-level', 0)
-  if (level !== undefined && level > 9) throw new InvalidArgumentError(`--compression-level must be 0..9, got ${level}`)
+  const zstd = flagBool(args, 'zstdchunked')
+  if (zstd && flagBool(args, 'external-toc')) throw new InvalidArgumentError('--external-toc writes gzip eStargz; it cannot be combined with --zstdchunked')
+  // zstd:chunked layers have an OCI media type only (as the reference: --zstdchunked needs --oci).
+  if (zstd && flagBool(args, 'docker')) throw new InvalidArgumentError('--zstdchunked writes OCI images; it cannot be used with --docker')
+  const level = flagInt(args, 'compression-level', zstd ? 1 : 0)
+  if (level !== undefined && level > (zstd ? 22 : 9)) throw new InvalidArgumentError(`--compression-level must be ${zstd ? '1..22 with --zstdchunked' : '0..9'}, got ${level}`)
   const jobs = flagInt(args, 'jobs')
   const json = flagBool(args, 'json')
   const cache = await ConvertCache.open(resolve(flagString(args, 'cache-dir') ?? defaultConvertCacheDir()))
   return {
     cache,
     json,
-    ...(flagBool(args, 'oci') ? { format: 'oci' as const } : flagBool(args, 'docker') ? { format: 'docker' as const } : {}),
+    ...(flagBool(args, 'oci') || zstd ? { format: 'oci' as const } : flagBool(args, 'docker') ? { format: 'docker' as const } : {}),
+    ...(zstd ? { zstdChunked: true } : {}),
+    ...(flagBool(args, 'external-toc') ? { externalToc: true } : {}),
     ...(platformFlag !== undefined ? { platform: parsePlatform(platformFlag) } : {}),
     ...(chunkSize !== undefined ? { chunkSize } : {}),
     ...(level !== undefined ? { compressionLevel: level } : {}),
@@ -118,6 +125,16 @@ export async function run(argv: string[]): Promise<number> {
   const ends = openEnds(src, dst, args)
   try {
     const s = await convertImage(ends.input, ends.output, opts)
+    if (opts.externalToc) {
+      // The TOC image beside the image, where readers look for it (<tag>-esgztoc).
+      const tocEnds = openEnds(src, tocImageLocation(dst), args)
+      try {
+        const toc = await writeTocImage(tocEnds.output, s)
+        process.stderr.write(`stargz: TOC image ${tocEnds.output.name} → ${toc.digest} (${toc.layers} TOCs)\n`)
+      } finally {
+        await tocEnds.close()
+      }
+    }
     opts.progress?.close()
     if (records.length > 0) reportMissing(s, records)
     printSummary(s, opts.json)

@@ -53,7 +53,7 @@ export async function run(argv: string[]): Promise<number> {
     try {
       image = await ImageMount.mount(registryImageSource(client, platform), ref, mountpoint, {
         stateDir, rw: flagBool(args, 'rw'), allowFullFetch: flagBool(args, 'allow-full-fetch'), logger,
-        openLayer: stargzLayerOpener(cache, logger, { noPrefetch: flagBool(args, 'no-prefetch'), noBackgroundFetch: flagBool(args, 'no-background-fetch') }), signal: abort.signal,
+        openLayer: stargzLayerOpener(cache, logger, { noPrefetch: flagBool(args, 'no-prefetch'), noBackgroundFetch: flagBool(args, 'no-background-fetch') }, client), signal: abort.signal,
       })
     } finally {
       process.off('SIGINT', onEarlySignal)

@@ -1,17 +1,17 @@
 import { InvalidArgumentError } from '../../errors.js'
 import { EstargzReader } from '../../estargz/reader.js'
 import { flagBool, parseArgs } from '../args.js'
-import { blobFlagSpec, openBlob } from '../blob-args.js'
+import { blobFlagSpec, openBlob, readerOptionsFromArgs } from '../blob-args.js'
 
 export const summary = 'check the TOC and every chunk of an eStargz blob (exit 0 only if all verify)'
 
 export async function run(argv: string[]): Promise<number> {
   const args = parseArgs(argv, { values: [...blobFlagSpec.values], booleans: [...blobFlagSpec.booleans, 'allow-unverified'] })
   const [blob, ...extra] = args.positionals
-  if (blob === undefined || extra.length > 0) throw new InvalidArgumentError('usage: stargz verify BLOB|REF [--layer N|DIGEST] [--toc-digest sha256:...] [--plain-http] [--insecure] [--platform P] [--hosts-dir D] [--stats]')
+  if (blob === undefined || extra.length > 0) throw new InvalidArgumentError('usage: stargz verify BLOB|REF [--layer N|DIGEST] [--toc-digest sha256:...] [--external-toc FILE] [--plain-http] [--insecure] [--platform P] [--hosts-dir D] [--stats]')
   const opened = await openBlob(blob, args)
   try {
-    const reader = await EstargzReader.open(opened.source, opened.tocDigest === undefined ? {} : { tocDigest: opened.tocDigest })
+    const reader = await EstargzReader.open(opened.source, await readerOptionsFromArgs(args, opened.tocDigest))
     const r = await reader.verifyAll()
     const out = {
       tocDigest: reader.tocDigest,
