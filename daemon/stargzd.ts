@@ -112,8 +112,9 @@ async function main(argv: readonly string[]): Promise<number> {
       metrics: hooks,
       mountTimeoutMs: cfg.mount_timeout_sec * 1000,
     })
+    const restoreStarted = performance.now()
     const report = await snapshotter.restore()
-    log.info({ restored: report.restored.length, failed: report.failed.length, staleMounts: report.staleMounts }, 'restored remote snapshots')
+    log.info({ restored: report.restored.length, failed: report.failed.length, staleMounts: report.staleMounts, ms: Math.round(performance.now() - restoreStarted) }, 'restored remote snapshots')
     if (stopping) return 0
     server = await startSnapshotServer({ address: cfg.address, snapshotter, log: root.child({ component: 'grpc' }) })
     if (keychain) {
