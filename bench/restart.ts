@@ -73,7 +73,9 @@ async function runCase(work: string, proxy: Awaited<ReturnType<typeof startFault
   const rows: Row[] = []
   try {
     let { p } = await start()
-    const rp = await ctrd.ctrRemote(['image', 'rpull', '--plain-http', `${proxy.host}/bench/l${n}:v1`])
+    // containerd's first dial of a fresh proxy socket can time out on a loaded machine: retry.
+    let rp = await ctrd.ctrRemote(['image', 'rpull', '--plain-http', `${proxy.host}/bench/l${n}:v1`])
+    for (let i = 0; i < 3 && rp.code !== 0; i++) rp = await ctrd.ctrRemote(['image', 'rpull', '--plain-http', `${proxy.host}/bench/l${n}:v1`])
     if (rp.code !== 0) throw new Error(`rpull: ${rp.stderr}`)
     for (const reg of ['up', 'down'] as const) {
       proxy.faults.statusBurst = reg === 'down' ? { status: 503, count: 1_000_000 } : undefined
