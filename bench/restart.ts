@@ -10,6 +10,7 @@
 import { execFileSync } from 'node:child_process'
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { join } from 'node:path'
 import { startContainerd, unmountUnder } from '../harness/containerd.js'
 import { startRegistry } from '../harness/registry.js'
@@ -75,7 +76,10 @@ async function runCase(work: string, proxy: Awaited<ReturnType<typeof startFault
     let { p } = await start()
     // containerd's first dial of a fresh proxy socket can time out on a loaded machine: retry.
     let rp = await ctrd.ctrRemote(['image', 'rpull', '--plain-http', `${proxy.host}/bench/l${n}:v1`])
-    for (let i = 0; i < 3 && rp.code !== 0; i++) rp = await ctrd.ctrRemote(['image', 'rpull', '--plain-http', `${proxy.host}/bench/l${n}:v1`])
+    for (let i = 0; i < 5 && rp.code !== 0; i++) {
+      await sleep(2000)
+      rp = await ctrd.ctrRemote(['image', 'rpull', '--plain-http', `${proxy.host}/bench/l${n}:v1`])
+    }
     if (rp.code !== 0) throw new Error(`rpull: ${rp.stderr}`)
     for (const reg of ['up', 'down'] as const) {
       proxy.faults.statusBurst = reg === 'down' ? { status: 503, count: 1_000_000 } : undefined
