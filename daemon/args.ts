@@ -11,6 +11,11 @@ export interface DaemonArgs {
   overrides: Overrides
   help: boolean
   version: boolean
+  /**
+   * --fuse-manager SOCKET: FUSE is served by a separate stargz-fused process listening on SOCKET
+   * (`default`: <root>/fused.sock), which outlives this daemon (README "Crash, restart and upgrade").
+   */
+  fuseManager: string | undefined
 }
 
 interface Flag { name: string; value?: string; short?: string; help: string; override?: keyof Overrides }
@@ -21,6 +26,7 @@ export const FLAGS: readonly Flag[] = [
   { name: 'root', value: 'DIR', override: 'root', help: 'state directory (config: root)' },
   { name: 'log-level', value: 'LEVEL', override: 'log_level', help: 'trace|debug|info|warn|error|fatal (config: log_level)' },
   { name: 'hosts-dir', value: 'DIR', override: 'hosts_dir', help: 'containerd certs.d directory (config: hosts_dir)' },
+  { name: 'fuse-manager', value: 'SOCKET', help: 'serve FUSE from stargz-fused on SOCKET (`default`: <root>/fused.sock), started if absent' },
   { name: 'version', short: 'v', help: 'print the version and exit' },
   { name: 'help', short: 'h', help: 'print this help and exit' },
 ]
@@ -39,7 +45,7 @@ export function parseArgs(argv: readonly string[]): DaemonArgs {
   for (const f of FLAGS) options[f.name] = { type: f.value ? 'string' : 'boolean', ...(f.short ? { short: f.short } : {}) }
   // strict: false, so unknown flags and missing values come back as tokens and are worded here.
   const { tokens } = nodeParseArgs({ args: [...argv], options, strict: false, allowPositionals: true, tokens: true })
-  const out: DaemonArgs = { config: undefined, overrides: {}, help: false, version: false }
+  const out: DaemonArgs = { config: undefined, overrides: {}, help: false, version: false, fuseManager: undefined }
   for (const tok of tokens) {
     if (tok.kind === 'positional') throw new Error(`unexpected argument ${JSON.stringify(tok.value)}\n${USAGE}`)
     if (tok.kind === 'option-terminator') continue
@@ -53,6 +59,7 @@ export function parseArgs(argv: readonly string[]): DaemonArgs {
     }
     if (tok.value === undefined) throw new Error(`${tok.rawName} needs a value\n${USAGE}`)
     if (f.name === 'config') out.config = tok.value
+    else if (f.name === 'fuse-manager') out.fuseManager = tok.value
     else if (f.override) out.overrides[f.override] = tok.value
   }
   return out

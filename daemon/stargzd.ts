@@ -23,6 +23,10 @@ import { VERSION } from '../src/cli/version.js'
 import { USAGE, parseArgs } from './args.js'
 import { createFileSystem, type FileSystemHandle } from './filesystem-factory.js'
 import { notifyReady, notifyStopping } from './systemd.js'
+import { attachOrStartFused } from './fused-launch.js'
+import { fusedSocket } from './fused-paths.js'
+import type { FusedClient } from '../src/fused/client.js'
+import { mkdir } from 'node:fs/promises'
 
 async function main(argv: readonly string[]): Promise<number> {
   let args
@@ -55,6 +59,7 @@ async function main(argv: readonly string[]): Promise<number> {
   // Owned resources, released in reverse order of acquisition, once.
   let metricsServer: MetricsServer | undefined
   let fsHandle: FileSystemHandle | undefined
+  let fused: FusedClient | undefined
   let snapshotter: Snapshotter | undefined
   let server: SnapshotServer | undefined
   let criProxy: ImageServiceProxy | undefined
@@ -63,6 +68,8 @@ async function main(argv: readonly string[]): Promise<number> {
     released ??= (async () => {
       await criProxy?.close().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing CRI image service proxy'))
       await server?.close({ graceMs: cfg.shutdown_timeout_sec * 1000 }).catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing gRPC server'))
+      // With stargz-fused, layers stay mounted and served past this daemon's exit.
+      fused?.detach()
       await snapshotter?.close().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing snapshotter'))
       await fsHandle?.close().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing filesystem'))
       await metricsServer?.close().catch(() => undefined)
@@ -89,7 +96,17 @@ async function main(argv: readonly string[]): Promise<number> {
       // [cri_keychain]: credentials from kubelet's PullImage calls first, then the Docker config.
       const keychain = cfg.cri_keychain.enable_keychain ? new CriKeychain({ ttlMs: cfg.cri_keychain.credential_ttl_sec * 1000 }) : undefined
       const credentials: CredentialProvider | undefined = keychain ? new ChainedCredentials([keychain, new DockerConfigCredentials()]) : undefined
-      fsHandle = await createFileSystem(cfg, root.child({ component: 'fs' }), hooks, credentials)
+      if (args.fuseManager !== undefined) {
+        const socket = fusedSocket(args.fuseManager, cfg.root)
+        await mkdir(cfg.root, { recursive: true, mode: 0o700 })
+        const a = await attachOrStartFused(socket, argv, log)
+        fused = a.client
+        const client = a.client
+        fsHandle = { fs: client, lazy: true, close: () => client.close() }
+        log.info({ socket, pid: a.hello.pid, since: a.hello.startedAt, started: a.started }, 'attached to stargz-fused')
+      } else {
+        fsHandle = await createFileSystem(cfg, root.child({ component: 'fs' }), hooks, credentials)
+      }
       if (!fsHandle.lazy) log.warn('lazy mounts are unavailable: every layer falls back to a normal snapshot (download + unpack)')
       snapshotter = await Snapshotter.open({
         root: cfg.root,
@@ -98,8 +115,9 @@ async function main(argv: readonly string[]): Promise<number> {
         metrics: hooks,
         mountTimeoutMs: cfg.mount_timeout_sec * 1000,
       })
+      const restoreStarted = performance.now()
       const report = await snapshotter.restore(startupStop.signal)
-      log.info({ restored: report.restored.length, failed: report.failed.length, staleMounts: report.staleMounts }, 'restored remote snapshots')
+      log.info({ restored: report.restored.length, failed: report.failed.length, staleMounts: report.staleMounts, ms: Math.round(performance.now() - restoreStarted) }, 'restored remote snapshots')
       if (startupStop.signal.aborted) return -1 // the stop path releases and exits
       server = await startSnapshotServer({ address: cfg.address, snapshotter, log: root.child({ component: 'grpc' }) })
       if (keychain) {

@@ -26,4 +26,9 @@ export interface FileSystem {
   /** Is the mount at `mountpoint` healthy (its blob still reachable)? Rejects if not. */
   check(mountpoint: string, layer: RemoteLayerInfo): Promise<void>
   unmount(mountpoint: string): Promise<void>
+  /**
+   * Mountpoints that are live and served by a process that outlives the snapshotter (stargz-fused):
+   * restore() keeps these instead of detaching them, and mount() on them re-attaches. Optional.
+   */
+  liveMounts?(): Promise<string[]>
 }

@@ -18,7 +18,7 @@ export function detach(mountpoint: string): Promise<void> {
 }
 
 /** Detach everything mounted under `dir`; returns the mount points that are still there. */
-export async function detachAllUnder(dir: string): Promise<string[]> {
-  for (const mp of await mountsUnder(dir)) await detach(mp).catch(() => undefined)
-  return mountsUnder(dir)
+export async function detachAllUnder(dir: string, keep: ReadonlySet<string> = new Set()): Promise<string[]> {
+  for (const mp of await mountsUnder(dir)) if (!keep.has(mp)) await detach(mp).catch(() => undefined)
+  return (await mountsUnder(dir)).filter((mp) => !keep.has(mp))
 }

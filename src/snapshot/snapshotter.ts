@@ -234,10 +234,18 @@ export class Snapshotter {
    * deadline) before this resolves, so close() afterwards sees every mount that was made.
    */
   async restore(signal?: AbortSignal): Promise<RestoreReport> {
-    const before = await detachAllUnder(this.paths.snapshots)
+    // Layers still served by a FUSE process that outlived us (stargz-fused) stay; mount() below
+    // re-attaches to them without the registry.
+    const live = new Set(await this.fs.liveMounts?.() ?? [])
+    const before = await detachAllUnder(this.paths.snapshots, live)
     if (before.length > 0) this.log.warn({ mounts: before }, 'stale mounts could not be detached')
     const remotes = this.store.read((db) => listRecords(db, undefined)).filter((r) => isRemote(r.labels))
     const report: RestoreReport = { restored: [], failed: [], staleMounts: before.length }
+    // A live layer no snapshot record owns (we died between mount and commit of a Prepare): undo.
+    const wanted = new Set(remotes.map((r) => this.paths.fs(r.id)))
+    for (const mp of live) {
+      if (!wanted.has(mp)) await this.fs.unmount(mp).catch((e: unknown) => this.log.warn({ mountpoint: mp, err: errorMessage(e) }, 'unmount of unowned live layer failed'))
+    }
     const queue = [...remotes]
     const worker = async (): Promise<void> => {
       for (let rec = queue.shift(); rec && !signal?.aborted; rec = queue.shift()) {

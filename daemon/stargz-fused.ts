@@ -1,0 +1,97 @@
+#!/usr/bin/env node
+/**
+ * stargz-fused: the long-lived FUSE-serving half of stargzd. It owns the registry client, the
+ * chunk cache and every lazy layer mount, and serves their reads; stargzd (gRPC, metadata) asks it
+ * to mount, check and unmount over a unix socket (src/fused/protocol.ts).
+ *
+ * It takes the same arguments as stargzd (same config file) plus --fuse-manager SOCKET. It is not
+ * stopped by a stop, crash or upgrade of stargzd: started by stargzd it runs in its own session
+ * (setsid), under systemd it is its own unit. SIGTERM/SIGINT here means "really stop serving":
+ * stop listening, unmount every layer (busy ones lazily), exit 0.
+ */
+import './threadpool.js'
+import { rm, writeFile } from 'node:fs/promises'
+import { loadConfig } from '../src/config/load.js'
+import { errorMessage } from '../src/errors.js'
+import { FusedServer } from '../src/fused/server.js'
+import { createRootLogger } from '../src/log/logger.js'
+import { NO_METRICS } from '../src/metrics/hooks.js'
+import { USAGE, parseArgs } from './args.js'
+import { createFileSystem, type FileSystemHandle } from './filesystem-factory.js'
+import { fusedPidFile, fusedSocket } from './fused-paths.js'
+import { notifyReady, notifyStopping } from './systemd.js'
+
+async function main(argv: readonly string[]): Promise<number> {
+  let args
+  try {
+    args = parseArgs(argv)
+  } catch (e) {
+    process.stderr.write(`stargz-fused: ${errorMessage(e)}\n`)
+    return 2
+  }
+  if (args.help) {
+    process.stdout.write(`${USAGE.replace('stargzd', 'stargz-fused')}\n`)
+    return 0
+  }
+  let cfg
+  try {
+    cfg = await loadConfig(args.config, args.overrides)
+  } catch (e) {
+    process.stderr.write(`stargz-fused: ${errorMessage(e)}\n`)
+    return 2
+  }
+  const socket = fusedSocket(args.fuseManager ?? 'default', cfg.root)
+  const root = createRootLogger({ level: cfg.log_level, format: cfg.log_format })
+  const log = root.child({ component: 'fused' })
+
+  let fsHandle: FileSystemHandle | undefined
+  let server: FusedServer | undefined
+  const pidFile = fusedPidFile(socket)
+  const release = async (): Promise<void> => {
+    await server?.close().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing fused socket'))
+    // Unmounts every layer this process serves: an explicit stop of the FUSE side is the one
+    // event on which running containers lose their lazy layers.
+    await fsHandle?.close().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing filesystem'))
+    await rm(pidFile, { force: true }).catch(() => undefined)
+  }
+  let stopping = false
+  const stop = (signal: string): void => {
+    if (stopping) return
+    stopping = true
+    log.info({ signal, mounts: server?.mounts.length ?? 0 }, 'fused shutting down')
+    notifyStopping()
+    void release().then(() => {
+      log.info('fused stopped')
+      process.exit(0)
+    })
+  }
+  process.on('SIGTERM', () => stop('SIGTERM'))
+  process.on('SIGINT', () => stop('SIGINT'))
+  // Its stdio may be a file or nothing at all once the daemon that started it is gone.
+  process.on('SIGPIPE', () => undefined)
+  process.on('SIGHUP', () => undefined)
+
+  try {
+    fsHandle = await createFileSystem(cfg, root.child({ component: 'fs' }), NO_METRICS)
+    if (!fsHandle.lazy) log.warn('lazy mounts are unavailable on this host')
+    server = await FusedServer.listen({ socket, fs: fsHandle.fs, log })
+    await writeFile(pidFile, `${process.pid}\n`)
+    await notifyReady().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'systemd readiness notification failed'))
+    log.info({ socket, pid: process.pid }, 'fused ready')
+    return -1
+  } catch (e) {
+    log.fatal({ err: errorMessage(e) }, 'fused start-up failed')
+    await release()
+    return 1
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exit(code)
+  },
+  (e: unknown) => {
+    process.stderr.write(`stargz-fused: ${errorMessage(e)}\n`)
+    process.exit(1)
+  },
+)
