@@ -30,10 +30,12 @@ export function overlayOptions(spec: OverlaySpec): string {
 
 export function mountOverlay(spec: OverlaySpec, mountpoint: string): Promise<void> {
   // overlayfs refuses a single lower dir without an upper; a read-only bind is the same view.
+  // The view users see is nosuid,nodev: the image's setuid binaries and device nodes must not
+  // become a way in for local users (the FUSE layers below keep suid,dev for containers).
   const single = spec.upper === undefined && spec.lowerTopFirst.length === 1
   const args = single
-    ? ['--bind', '-o', 'ro', spec.lowerTopFirst[0] as string, mountpoint]
-    : ['-t', 'overlay', 'overlay', '-o', overlayOptions(spec), mountpoint]
+    ? ['--bind', '-o', 'ro,nosuid,nodev', spec.lowerTopFirst[0] as string, mountpoint]
+    : ['-t', 'overlay', 'overlay', '-o', `nosuid,nodev,${overlayOptions(spec)}`, mountpoint]
   return new Promise((resolve, reject) => {
     execFile('mount', args, { timeout: 60_000 }, (err, _out, stderr) => {
       if (!err) return resolve()

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdir, readFile, readdir, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
 import { RegistryClient } from '../../src/registry/client.js'
@@ -96,6 +96,12 @@ t.test('stargz mount: lazy layers + overlay, refusals, full fetch, clean shutdow
     t.equal(await readFile(join(mnt, 'app/main.txt'), 'utf8'), 'top layer\n')
     t.equal(await readFile(join(mnt, 'bin/hello'), 'utf8'), '#!/bin/sh\necho hi\n')
     await t.rejects(writeFile(join(mnt, 'new'), 'x'), { code: 'EROFS' })
+    // issue #10 §4: the view local users see carries neither the image's setuid bits nor its
+    // device nodes, and the state dir holding the layers is private.
+    const opts = (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').find((l) => l.split(' ')[4] === mnt)?.split(' ')[5] ?? ''
+    t.match(opts, /\bnosuid\b/, 'user-facing view is nosuid')
+    t.match(opts, /\bnodev\b/, 'user-facing view is nodev')
+    t.equal((await stat(join(dir, 'lazy-state'))).mode & 0o777, 0o700, '--state-dir is 0700')
   })
 
   await run('rw', `${reg.host}/test/esgz:1`, ['--rw'], async (mnt) => {

@@ -4,7 +4,7 @@
  * Foreground: mounts every layer lazily (FUSE) and overlayfs at MOUNTPOINT, logs `mounted`
  * (pino JSON on stderr), and on SIGINT/SIGTERM unmounts everything and exits 0.
  */
-import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises'
+import { chmod, mkdir, mkdtemp, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { pino } from 'pino'
@@ -44,7 +44,8 @@ export async function run(args: ParsedArgs): Promise<number> {
 
   const given = flagString(args, 'state-dir')
   const stateDir = given === undefined ? await mkdtemp(join(tmpdir(), 'stargz-mount-')) : resolve(given)
-  if (given !== undefined) await mkdir(stateDir, { recursive: true })
+  // Private: the layers' files (some 0600 in the image) are reachable under the state dir.
+  if (given !== undefined) { await mkdir(stateDir, { recursive: true, mode: 0o700 }); await chmod(stateDir, 0o700) }
   const hostsDir = flagString(args, 'hosts-dir')
   const platform = flagString(args, 'platform')
   const cacheDir = flagString(args, 'cache-dir')
