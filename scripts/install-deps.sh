@@ -24,13 +24,14 @@ fi
 #   libfuse-dev .................. headers, in case fuse-native must build from source
 #   busybox-static debootstrap ... rootfs fixtures (scripts/fixtures/*rootfs.sh)
 #   pigz curl jq python3 openssl . fixture scripts, test helpers, benchmarks (curl/pigz compared)
+#   zstd ......................... zstd:chunked tests decompress reference layers with `zstd -dc`
 #   attr iproute2 util-linux ..... getfattr, ip netns/tc (WAN emulation), flock/mount/umount
 #   build-essential .............. node-gyp, when a native module has no usable prebuilt binary
 #   git ca-certificates .......... npm and the checkout
 PACKAGES=(
   containerd runc stargz-snapshotter docker-registry skopeo umoci libarchive-tools
   fuse3 libfuse2 libfuse-dev busybox-static debootstrap
-  pigz curl jq python3 openssl perl attr iproute2 util-linux build-essential git ca-certificates
+  pigz zstd curl jq python3 openssl perl attr iproute2 util-linux build-essential git ca-certificates
 )
 missing=()
 for p in "${PACKAGES[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
@@ -59,6 +60,7 @@ node -e "
   req('fuse-native');
   req('esbuild').transformSync('let x: number = 1', { loader: 'ts' });
   req('protobufjs');
-  console.error('native modules load: better-sqlite3, fuse-native, esbuild, protobufjs');
+  req('zstd-napi');
+  console.error('native modules load: better-sqlite3, fuse-native, esbuild, protobufjs, zstd-napi');
 "
 npm run build >/dev/null
