@@ -59,6 +59,8 @@ const section = [
   '',
   table,
   '',
+  `Daemon warn/error log lines by message: ${Object.entries(result.daemonWarnings).map(([k, v]) => `${k} ×${v}`).join(', ') || 'none'}.`,
+  '',
   `![soak timeline](results/soak-${stamp}.svg)`,
   '',
 ].join('\n')

@@ -60,6 +60,9 @@ export interface SoakResult {
   storeAgrees: boolean
   storeDetail: string
   cacheMaxBytes: number
+  /** The daemons' warn/error log lines, counted by message (and the first few kept whole). */
+  daemonWarnings: Record<string, number>
+  daemonWarningSamples: unknown[]
   errors: string[]
 }
 
@@ -185,6 +188,17 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     const t0 = Date.now()
     const now = (): number => Date.now() - t0
     let kills = 0
+    const daemonWarnings: Record<string, number> = {}
+    const daemonWarningSamples: unknown[] = []
+    const harvest = (p: StargzdProcess): void => {
+      for (const l of p.logs) {
+        if ((l.level ?? 0) < 40) continue
+        const k = String(l.msg ?? '?')
+        daemonWarnings[k] = (daemonWarnings[k] ?? 0) + 1
+        if (daemonWarningSamples.length < 40 && (daemonWarnings[k] ?? 0) <= 3) daemonWarningSamples.push(l)
+      }
+      p.logs.length = 0
+    }
     let restarting: Promise<void> | undefined
     const schedule = new FaultSchedule({
       proxy,
@@ -194,6 +208,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
         kills++
         restarting = (async () => {
           await sgd.kill9()
+          harvest(sgd)
           sgd = await scratch.start(daemonArgs)
         })()
         await restarting
@@ -285,6 +300,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
 
     await ctrd.close()
     await sgd.close()
+    harvest(sgd)
     const mountsAfterStop = (await mountsUnder(scratch.dir)).filter((m) => m !== cacheFs)
     const tempFiles = (await readdir(join(cacheDir, 'tmp')).catch(() => [] as string[])).length
     const processes = [...await pidsMentioning(scratch.dir, { substring: true }), ...await pidsMentioning(ctrd.dir, { substring: true })]
@@ -294,7 +310,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       images: images.map((i) => ({ name: i.name, layerBytes: i.layerBytes, files: i.files.size })),
       runs, samples, markers: schedule.markers, blobGets: schedule.blobGets, resetsInjected: schedule.resetsInjected, kills,
       leaks: { containers, tasks, activeSnapshots, extraFuseMounts, mountsAfterStop, tempFiles, processes, snapshotDirsVsStore },
-      storeAgrees, storeDetail, cacheMaxBytes, errors,
+      storeAgrees, storeDetail, cacheMaxBytes, daemonWarnings, daemonWarningSamples, errors,
     }
   } finally {
     await td.run()

@@ -62,7 +62,7 @@ export function verify(image: SoakImage, code: number, stdout: string, stderr: s
     const outcome = code !== 0 && EIO.test(stderr + stdout) ? 'ok' : code === 0 ? 'corrupt-served' : classifyFailure(stderr + stdout, timedOut)
     return { outcome, filesChecked: 0, bytesChecked: 0, ...(outcome === 'ok' ? {} : { detail: `${code}: ${(stderr + stdout).slice(-300)}` }) }
   }
-  if (code !== 0 || timedOut) return { outcome: classifyFailure(stderr + stdout, timedOut), filesChecked, bytesChecked, detail: `exit ${code}: ${(stderr + stdout).slice(-400)}` }
+  if (code !== 0 || timedOut) return { outcome: classifyFailure(stderr + stdout, timedOut), filesChecked, bytesChecked, detail: `exit ${code}: ${stderr.slice(-400)} | stdout ${stdout.length} bytes` }
   if (image.name === 'busybox') return /soak-ok/.test(stdout) ? { outcome: 'ok', filesChecked: 0, bytesChecked: 0 } : { outcome: 'missing-output', filesChecked, bytesChecked, detail: stdout.slice(-200) }
   if (filesChecked !== image.files.size) return { outcome: 'missing-output', filesChecked, bytesChecked, detail: `${filesChecked} of ${image.files.size} files hashed` }
   return { outcome: 'ok', filesChecked, bytesChecked }
