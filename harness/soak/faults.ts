@@ -57,7 +57,7 @@ export class FaultSchedule {
   private stopped = false
   private readonly loops: Promise<void>[] = []
 
-  constructor(private readonly ctx: FaultContext, private readonly opts: { slotMs: number; outageMs: number; order?: FaultKind[]; resetFraction?: number }) {}
+  constructor(private readonly ctx: FaultContext, private readonly opts: { slotMs: number; outageMs: number; burstCount: number; order?: FaultKind[]; resetFraction?: number }) {}
 
   start(): void {
     this.loops.push(this.resetLoop(), this.slotLoop())
@@ -126,8 +126,8 @@ export class FaultSchedule {
     const f = this.ctx.proxy.faults
     const hold = Math.min(this.opts.outageMs, this.opts.slotMs / 2)
     switch (kind) {
-      case 'burst-503': f.statusBurst = { status: 503, count: 20 }; await this.sleep(3000); break
-      case 'burst-429': f.statusBurst = { status: 429, count: 20, retryAfter: '1' }; await this.sleep(3000); break
+      case 'burst-503': f.statusBurst = { status: 503, count: this.opts.burstCount }; await this.sleep(3000); break
+      case 'burst-429': f.statusBurst = { status: 429, count: this.opts.burstCount, retryAfter: '1' }; await this.sleep(3000); break
       case 'stall': f.stallBody = 3; f.trickleBody = 1; await this.sleep(hold); break
       case 'hostile': f.ignoreRange = 3; f.claimLength = { value: String(64 << 20), count: 2 }; await this.sleep(hold); break
       case 'redirect-expiry':

@@ -92,7 +92,7 @@ export function markdownTable(r: SoakResult, s: SoakSummary): string {
     ['wrong bytes', `${s.wrongBytes}`],
     ['corrupted layer: reads that got EIO / that got bytes', `${s.corruptEio} / ${s.corruptServed}`],
     ['failures by kind', Object.entries(s.failuresByKind).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'],
-    ['  of which during an outage (EIO) / a kill -9 window', `${s.excused.outage ?? 0} / ${s.excused.kill9 ?? 0}`],
+    ['  allowed: EIO during an outage / container create refused during an outage / in a kill -9 window', `${s.excused.outage ?? 0} / ${s.excused['outage-create'] ?? 0} / ${s.excused.kill9 ?? 0}`],
     ['failures outside outages and kill -9', `${s.unexcused.length}`],
     ['kill -9: restarts / longest until a new container ran again', `${r.kills} / ${f1(s.killRecoveryMaxSec, ' s')}`],
     ['faults injected', [...faults].map(([k, v]) => `${k} ×${v}`).join(', ') + `; resets mid-body ${r.resetsInjected} of ${r.blobGets} blob GETs`],

@@ -35,6 +35,8 @@ export interface SoakOptions {
   slotMs: number
   outageMs: number
   faults?: FaultKind[]
+  /** Responses in one 5xx/429 burst (default 20). At most [blob] max_retries (5) is never visible. */
+  burstCount?: number
   /** [blob] fetching_timeout_sec: also how long a stalled body holds a read. */
   readDeadlineSec: number
   log?: (line: string) => void
@@ -144,6 +146,9 @@ function excuse(runs: RunRecord[], markers: FaultMarker[]): void {
     const over = (m: FaultMarker, end: number): boolean => m.startMs <= r.endMs && end >= r.startMs
     if (markers.some((m) => m.kind === 'kill9' && over(m, m.recoveredMs ?? m.endMs))) r.excusedBy = 'kill9'
     else if (r.outcome === 'eio' && markers.some((m) => m.kind === 'outage' && over(m, m.endMs))) r.excusedBy = 'outage'
+    // A new container during an outage, on a layer the restarted daemon has not re-opened yet:
+    // its TOC cannot be fetched, so Prepare fails (the container never starts; no bytes read).
+    else if (r.outcome === 'snapshotter-unavailable' && /unreachable|HTTP 5\d\d|unavailable: layer/.test(r.detail ?? '') && markers.some((m) => m.kind === 'outage' && over(m, m.endMs))) r.excusedBy = 'outage-create'
   }
 }
 
@@ -214,7 +219,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
         await restarting
         log(`kill -9 #${kills}: daemon restarted (pid ${sgd.child.pid})`)
       },
-    }, { slotMs: opts.slotMs, outageMs: opts.outageMs, ...(opts.faults ? { order: opts.faults } : {}) })
+    }, { slotMs: opts.slotMs, outageMs: opts.outageMs, burstCount: opts.burstCount ?? 20, ...(opts.faults ? { order: opts.faults } : {}) })
 
     const runs: RunRecord[] = []
     const samples: Sample[] = []

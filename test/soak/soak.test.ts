@@ -26,6 +26,9 @@ t.test('soak in small: bytes, EIO on corruption, cap, leaks, store', async (t) =
     slotMs: 12_000,
     outageMs: 8_000,
     faults: ['burst-503', 'kill9', 'outage', 'disk-full', 'stall', 'redirect-expiry', 'hostile', 'burst-429'],
+    // Within the retry budget ([blob] max_retries = 5), so a burst is never visible; the bench
+    // uses 20, which can exhaust one read's retries (see bench/RESULTS.md).
+    burstCount: 4,
     readDeadlineSec: 5,
     log: (l) => t.comment(l),
   })
