@@ -11,9 +11,9 @@
 import { Writable } from 'node:stream'
 import { gzipSync } from 'node:zlib'
 import { InvalidArgumentError, StargzError } from '../../src/errors.js'
-import { EstargzReader } from '../../src/estargz/reader.js'
+import { BlobReader } from '../../src/reader/blob-reader.js'
 import { convertLayer } from '../../src/estargz/writer.js'
-import { zlibChunkDecoder } from '../../src/estargz/chunk-decoder.js'
+import { inlineDecoder } from '../../src/reader/inline-decoder.js'
 import { zstdCompressFrame } from '../../src/estargz/zstd-codec.js'
 import { skippableFrame, zstdFooterBytes, ZSTD_FOOTER_SIZE } from '../../src/estargz/zstd-format.js'
 import { TOC_TAR_NAME, type RangeSource, type Toc } from '../../src/estargz/types.js'
@@ -82,7 +82,7 @@ async function makeSeed(tar: Buffer, i: number, kind: 'zstd' | 'external'): Prom
   async function* input(): AsyncGenerator<Buffer> { yield tar }
   const r = await convertLayer(input(), sink, { chunkSize: 4096 * (1 + (i % 2)), concurrency: 1, compressionLevel: kind === 'zstd' ? 3 : 1, ...(kind === 'zstd' ? { zstdChunked: true } : { externalToc: true }) })
   const blob = Buffer.concat(sink.parts)
-  const reader = await EstargzReader.open(new MemSource(blob), r.externalToc ? { externalToc: r.externalToc } : {})
+  const reader = await BlobReader.open(new MemSource(blob), r.externalToc ? { externalToc: r.externalToc } : {})
   const good = new Map<string, Buffer>()
   for (const e of reader.toc.entries) if (e.type === 'reg' && (e.size ?? 0) > 0) good.set(e.name, await reader.readFile(e.name))
   const offsets = [...new Set(reader.index.payloads.map((p) => p.compressedOffset))].sort((a, b) => a - b)
@@ -116,16 +116,16 @@ function tocMember(json: Buffer): Buffer {
 /** Read a couple of files both ways; lengths must be exact, and with `strict` the bytes too. */
 async function readSome(rng: Rng, blob: Buffer, seed: Seed, strict: boolean, externalToc?: Buffer): Promise<void> {
   const src = new MemSource(blob)
-  const reader = await EstargzReader.open(src, { limits: { maxTocBytes: 8 << 20, maxEntries: 10_000 }, ...(externalToc ? { externalToc } : {}) })
+  const reader = await BlobReader.open(src, { limits: { maxTocBytes: 8 << 20, maxEntries: 10_000 }, ...(externalToc ? { externalToc } : {}) })
   const regs = [...reader.index.entries.values()].filter((e) => e.type === 'reg')
-  const chunks = new ChunkReader({ reader, source: src, cache: new MemoryCache({ maxBytes: 1 << 20 }), decoder: zlibChunkDecoder, readaheadBytes: 0 })
+  const chunks = new ChunkReader({ reader: reader.meta, source: src, cache: new MemoryCache({ maxBytes: 1 << 20 }), decoder: inlineDecoder, readaheadBytes: 0 })
   for (let k = 0; k < Math.min(2, regs.length); k++) {
     const e = rng.pick(regs)
     const size = e.size ?? 0
     const off = rng.chance(0.2) ? rng.pick([0, size, size + 1, 2 ** 40]) : rng.int(size + 1)
     const len = rng.chance(0.2) ? rng.pick([0, 1, size, 2 ** 31]) : rng.int(size + 1)
     const want = Math.max(0, Math.min(size, off + len) - off)
-    for (const [which, read] of [['EstargzReader.readFile', () => reader.readFile(e.name, off, len)], ['ChunkReader.read', () => chunks.read(e.name, off, len)]] as const) {
+    for (const [which, read] of [['BlobReader.readFile', () => reader.readFile(e.name, off, len)], ['ChunkReader.read', () => chunks.read(e.name, off, len)]] as const) {
       let got: Buffer
       try { got = await read() } catch (err) { if (typed(err)) continue; throw err }
       if (got.length !== want) throw new Error(`invariant: ${which}: read of ${len} at ${off} of ${e.name} (size ${size}) returned ${got.length} bytes; its TOC entries: ${JSON.stringify(reader.toc.entries.filter((x) => x.name === e.name))}`)

@@ -11,7 +11,8 @@ import { EstargzReader } from '../../src/estargz/reader.js'
 import { convertLayer } from '../../src/estargz/writer.js'
 import { writeFooter } from '../../src/estargz/footer-writer.js'
 import { parseFooter } from '../../src/estargz/footer.js'
-import { zlibChunkDecoder } from '../../src/estargz/chunk-decoder.js'
+import { inlineDecoder } from '../../src/reader/inline-decoder.js'
+import { BlobReader } from '../../src/reader/blob-reader.js'
 import { FOOTER_SIZE, TOC_TAR_NAME, type RangeSource } from '../../src/estargz/types.js'
 import { ChunkReader } from '../../src/reader/chunk-reader.js'
 import { MemoryCache } from '../../src/cache/memory-cache.js'
@@ -159,9 +160,10 @@ export const estargzTarget: Target = {
       for (let k = 1 + rng.int(3); k > 0; k--) { const p = rng.int(seed.tocOffset); blob[p] = (blob[p] as number) ^ (1 << rng.int(8)) }
     }
     const src = new MemSource(blob)
-    const reader = await EstargzReader.open(src, { limits: { maxTocBytes: 8 << 20, maxEntries: 10_000 } })
+    // The CLI's path (no cache) and a mount's (memory cache) over the same blob.
+    const reader = await BlobReader.open(src, { limits: { maxTocBytes: 8 << 20, maxEntries: 10_000 }, decoder: inlineDecoder })
     const regs = [...reader.index.entries.values()].filter((e) => e.type === 'reg')
-    const chunks = new ChunkReader({ reader, source: src, cache: new MemoryCache({ maxBytes: 1 << 20 }), decoder: zlibChunkDecoder, readaheadBytes: 0 })
+    const chunks = new ChunkReader({ reader: reader.meta, source: src, cache: new MemoryCache({ maxBytes: 1 << 20 }), decoder: inlineDecoder, readaheadBytes: 0 })
     for (let k = 0; k < Math.min(2, regs.length); k++) {
       const e = rng.pick(regs)
       const size = e.size ?? 0

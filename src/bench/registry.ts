@@ -25,6 +25,8 @@ export interface BenchRegistry {
   /** Its temp dir (config, data, log); removed by close(). */
   dir: string
   tls: boolean
+  /** Its log (with `accessLog`, one combined-format line per request). */
+  logPath: string
   close(): Promise<void>
 }
 
@@ -43,6 +45,8 @@ export interface BenchRegistryOptions {
   prefix?: string
   /** Called with the temp dir before the registry starts: write files there, return config lines. */
   configure?: (dir: string) => Promise<RegistryConfigLines> | RegistryConfigLines
+  /** Log every request (combined log format) to logPath; `stargz bench` counts blob requests with it. */
+  accessLog?: boolean
   /** How long to wait for the "listening on" line; default 15 s. */
   startTimeoutMs?: number
 }
@@ -68,7 +72,7 @@ export async function startBenchRegistry(opts: BenchRegistryOptions = {}): Promi
     await writeFile(configPath, [
       'version: 0.1',
       // info, not error: the "listening on" line is how we learn the port. Access logs stay off.
-      'log:', '  level: info', '  accesslog:', '    disabled: true',
+      'log:', '  level: info', '  accesslog:', `    disabled: ${opts.accessLog ? 'false' : 'true'}`,
       'storage:', '  filesystem:', `    rootdirectory: ${join(dir, 'data')}`, '  delete:', '    enabled: true',
       'http:', '  addr: 127.0.0.1:0', `  secret: ${randomBytes(16).toString('hex')}`, ...(extra.http ?? []),
       ...(extra.top ?? []),
@@ -89,7 +93,7 @@ export async function startBenchRegistry(opts: BenchRegistryOptions = {}): Promi
       const m = LISTENING.exec(text)
       if (m) {
         const port = Number(m[1])
-        return { host: '127.0.0.1', port, address: `127.0.0.1:${port}`, dir, tls: (extra.http ?? []).some((l) => l.trim() === 'tls:'), close }
+        return { host: '127.0.0.1', port, address: `127.0.0.1:${port}`, dir, tls: (extra.http ?? []).some((l) => l.trim() === 'tls:'), logPath, close }
       }
       if (exited(c)) throw new Error(`docker-registry exited (${c.exitCode ?? c.signalCode}): ${text}`)
       if (Date.now() > deadline) throw new Error(`docker-registry did not report its address within ${opts.startTimeoutMs ?? 15_000} ms: ${text}`)

@@ -3,7 +3,7 @@
  * the chart.
  */
 import { renderStackedBarChart } from './chart.js'
-import type { BenchMode, RunSample } from './measure.js'
+import type { BenchDaemon, BenchMode, RunSample } from './measure.js'
 
 export interface ImageInfo {
   name: string
@@ -16,12 +16,16 @@ export interface ImageInfo {
 export interface CellResult {
   image: string
   mode: BenchMode
+  /** Lazy modes: which snapshotter; absent for legacy (overlayfs). */
+  daemon?: BenchDaemon
   samples: RunSample[]
   errors: string[]
   /** Medians of each phase and of the totals, over the successful samples. */
-  median?: { pull: number; create: number; run: number; total: number; bytesFetched: number; stargzdFetchedBytes?: number }
+  median?: { pull: number; create: number; run: number; total: number; bytesFetched: number; stargzdFetchedBytes?: number; blobRequests?: number }
   /** Legacy's median total / this median total. */
   speedup?: number
+  /** Ours and baseline: this median / the reference's median in the same run, per phase and total. */
+  vsReference?: { pull: number; create: number; run: number; total: number }
 }
 
 export interface BenchResults {
@@ -51,7 +55,15 @@ export function summarize(cells: CellResult[]): void {
     if (c.samples.length === 0) { delete c.median; continue }
     const f = (k: 'pull' | 'create' | 'run' | 'total' | 'bytesFetched'): number => median(c.samples.map((s) => s[k]))
     const sf = c.samples.map((s) => s.stargzdFetchedBytes).filter((v): v is number => v !== undefined)
-    c.median = { pull: f('pull'), create: f('create'), run: f('run'), total: f('total'), bytesFetched: f('bytesFetched'), ...(sf.length > 0 ? { stargzdFetchedBytes: median(sf) } : {}) }
+    const br = c.samples.map((s) => s.blobRequests).filter((v): v is number => v !== undefined)
+    c.median = { pull: f('pull'), create: f('create'), run: f('run'), total: f('total'), bytesFetched: f('bytesFetched'), ...(sf.length > 0 ? { stargzdFetchedBytes: median(sf) } : {}), ...(br.length > 0 ? { blobRequests: median(br) } : {}) }
+  }
+  for (const c of cells) {
+    const r = c.daemon === 'ours' || c.daemon === 'baseline' ? cells.find((x) => x.image === c.image && x.mode === c.mode && x.daemon === 'reference') : undefined
+    if (r?.median && c.median && r.median.total > 0) {
+      const q = (k: 'pull' | 'create' | 'run' | 'total'): number => (c.median as NonNullable<CellResult['median']>)[k] / (r.median as NonNullable<CellResult['median']>)[k]
+      c.vsReference = { pull: q('pull'), create: q('create'), run: q('run'), total: q('total') }
+    } else delete c.vsReference
   }
   for (const c of cells) {
     const legacy = cells.find((l) => l.image === c.image && l.mode === 'legacy')
@@ -67,17 +79,20 @@ export function markdownTable(r: BenchResults): string {
   const lines = [
     `### stargz bench: start-up (pull + create + run), ${r.link.rateMbit} Mbit/s, ${r.link.rttMs} ms RTT, median of ${r.runs} cold run${r.runs === 1 ? '' : 's'}`,
     '',
-    '| image | mode | pull (s) | create (s) | run (s) | total (s) | MB fetched | speed-up vs legacy |',
-    '|---|---|---:|---:|---:|---:|---:|---:|',
+    '| image | mode | snapshotter | pull (s) | create (s) | run (s) | total (s) | MB fetched | blob req | ours/ref total (pull / create / run) | speed-up vs legacy |',
+    '|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|',
   ]
   for (const c of r.results) {
     const m = c.median
+    const who = c.daemon === 'reference' ? 'reference' : c.daemon === 'ours' ? 'stargzd' : c.daemon === 'baseline' ? 'stargzd (baseline)' : 'overlayfs'
     if (!m) {
-      lines.push(`| ${c.image} | ${c.mode} | — | — | — | failed | — | — |`)
+      lines.push(`| ${c.image} | ${c.mode} | ${who} | — | — | — | failed | — | — | — | — |`)
       continue
     }
     const failed = c.errors.length > 0 ? ` (${c.errors.length} failed)` : ''
-    lines.push(`| ${c.image} | ${c.mode} | ${s2(m.pull)} | ${s2(m.create)} | ${s2(m.run)} | ${s2(m.total)}${failed} | ${mb(m.bytesFetched)} | ${c.mode === 'legacy' ? '1.0×' : c.speedup !== undefined ? `${c.speedup.toFixed(1)}×` : '—'} |`)
+    const v = c.vsReference
+    const ratio = v ? `**${v.total.toFixed(2)}** (${v.pull.toFixed(2)} / ${v.create.toFixed(2)} / ${v.run.toFixed(2)})` : '—'
+    lines.push(`| ${c.image} | ${c.mode} | ${who} | ${s2(m.pull)} | ${s2(m.create)} | ${s2(m.run)} | ${s2(m.total)}${failed} | ${mb(m.bytesFetched)} | ${m.blobRequests ?? '—'} | ${ratio} | ${c.mode === 'legacy' ? '1.0×' : c.speedup !== undefined ? `${c.speedup.toFixed(1)}×` : '—'} |`)
   }
   lines.push('', ...r.notes.map((n) => `- ${n}`))
   const sizes = r.images.map((i) => {
@@ -99,11 +114,11 @@ export function chartSvg(r: BenchResults): string {
       title: image,
       bars: r.results.filter((c) => c.image === image).map((c) => c.median
         ? {
-            label: c.mode,
+            label: c.daemon === 'reference' ? `${c.mode} (ref)` : c.daemon === 'baseline' ? `${c.mode} (before)` : c.mode,
             segments: [{ label: 'pull', value: c.median.pull }, { label: 'create', value: c.median.create }, { label: 'run', value: c.median.run }],
             note: `(${mb(c.median.bytesFetched)} MB)`,
           }
-        : { label: c.mode, segments: [], missing: 'failed' }),
+        : { label: c.daemon === 'reference' ? `${c.mode} (ref)` : c.daemon === 'baseline' ? `${c.mode} (before)` : c.mode, segments: [], missing: 'failed' }),
     })),
   })
 }

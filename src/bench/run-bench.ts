@@ -21,7 +21,8 @@ import { buildBenchImage, type BenchImageName } from './image/images.js'
 import { layoutSizes, pushOciLayout, type BuiltLayout } from './image/oci-image.js'
 import { createWanLink, type WanLink } from './link/wan-link.js'
 import { estargzLayout } from './estargz-image.js'
-import { measureOnce, type BenchMode } from './measure.js'
+import { ctrRemoteConvert } from './ctr-remote-image.js'
+import { measureOnce, type BenchDaemon, type BenchMode } from './measure.js'
 import { CancelledError, onCleanup, throwIfCancelled } from './proc.js'
 import { recordAccessedFiles } from './record.js'
 import { startBenchRegistry, type BenchRegistry } from './registry.js'
@@ -32,6 +33,12 @@ const execFileP = promisify(execFile)
 export interface BenchOptions {
   images: BenchImageName[]
   modes: BenchMode[]
+  /** Snapshotters for the lazy modes, interleaved in this order within each run; default ['ours']. */
+  daemons?: BenchDaemon[]
+  /** Source tree for the 'baseline' daemon (stargzd before a change). */
+  baselineDir?: string
+  /** Keep the registry/gRPC timeline of the first run of each lazy cell (timeline-*.txt in outDir). */
+  timeline?: boolean
   runs: number
   rateMbit: number
   rttMs: number
@@ -54,6 +61,8 @@ interface PreparedImage {
   info: ImageInfo
   workload: { args: string[]; expect: string }
   layouts: Partial<Record<BenchMode, BuiltLayout>>
+  /** The gzip original, the source of the ctr-remote forms. */
+  gzip: BuiltLayout
 }
 
 async function version(cmd: string, args: string[]): Promise<string> {
@@ -72,7 +81,7 @@ async function prepareImage(name: BenchImageName, o: BenchOptions): Promise<Prep
     layouts[mode] = l
     info.forms[mode] = { manifest: l.manifest.digest, compressedBytes: layoutSizes(l).compressed, layers: l.layers.length, ...(prioritizedFiles !== undefined ? { prioritizedFiles } : {}) }
   }
-  if (o.modes.includes('legacy')) form('legacy', gz.layout)
+  if (o.modes.includes('legacy') || o.modes.some((m) => m.startsWith('ctr-remote'))) form('legacy', gz.layout)
   if (o.modes.includes('estargz-noopt') || o.modes.includes('estargz')) {
     const noopt = await estargzLayout(gz.layout, { fixtureDir: o.fixtureDir, tag: `${name}-esgz-noopt`, log })
     if (o.modes.includes('estargz-noopt')) form('estargz-noopt', noopt)
@@ -82,7 +91,7 @@ async function prepareImage(name: BenchImageName, o: BenchOptions): Promise<Prep
       form('estargz', opt, rec.files)
     }
   }
-  return { name, info, workload: { args: workload.args, expect: workload.expect }, layouts }
+  return { name, info, workload: { args: workload.args, expect: workload.expect }, layouts, gzip: gz.layout }
 }
 
 export async function runBench(o: BenchOptions): Promise<{ results: BenchResults; markdown: string; failed: boolean }> {
@@ -104,7 +113,7 @@ export async function runBench(o: BenchOptions): Promise<{ results: BenchResults
   const unregister = onCleanup(closeAll)
   const cells: CellResult[] = []
   try {
-    registry = await startBenchRegistry(o.baseDir ? { baseDir: o.baseDir } : {})
+    registry = await startBenchRegistry({ accessLog: true, ...(o.baseDir ? { baseDir: o.baseDir } : {}) })
     o.log(`registry on ${registry.address}; pushing`)
     for (const p of prepared) {
       for (const [mode, layout] of Object.entries(p.layouts) as Array<[BenchMode, BuiltLayout]>) {
@@ -113,29 +122,61 @@ export async function runBench(o: BenchOptions): Promise<{ results: BenchResults
         o.log(`  pushed ${p.name}:${mode} (${(layoutSizes(layout).compressed / 1e6).toFixed(1)} MB) in ${((performance.now() - t0) / 1000).toFixed(1)} s`)
       }
     }
+    for (const p of prepared) {
+      const lazyT = o.modes.includes('ctr-remote-noopt') ? `bench/${p.name}:ctr-remote-noopt` : undefined
+      const optT = o.modes.includes('ctr-remote') ? `bench/${p.name}:ctr-remote` : undefined
+      if (!lazyT && !optT) continue
+      throwIfCancelled()
+      await ctrRemoteConvert({
+        registry: registry.address, source: `bench/${p.name}:legacy`, workload: p.workload.args,
+        ...(lazyT ? { lazyTarget: lazyT } : {}), ...(optT ? { optimizedTarget: optT } : {}),
+        ...(o.baseDir ? { baseDir: o.baseDir } : {}), log: (m) => o.log(`  ${p.name}: ${m}`),
+      })
+    }
     throwIfCancelled()
     link = await createWanLink({ rateMbit: o.rateMbit, rttMs: o.rttMs, upstream: { host: registry.host, port: registry.port } })
     o.log(`WAN link ${link.address} → ${registry.address}: ${o.rateMbit} Mbit/s, ${o.rttMs} ms RTT (netns ${link.resources.netns})`)
 
-    for (const p of prepared) for (const mode of o.modes) cells.push({ image: p.name, mode, samples: [], errors: [] })
+    const daemons: BenchDaemon[] = o.daemons ?? ['ours']
+    const plan: Array<{ mode: BenchMode; daemon?: BenchDaemon }> = o.modes.flatMap((mode): Array<{ mode: BenchMode; daemon?: BenchDaemon }> => mode === 'legacy' ? [{ mode }] : daemons.map((daemon) => ({ mode, daemon })))
+    const cellOf = (image: string, mode: BenchMode, daemon?: BenchDaemon): CellResult =>
+      cells.find((c) => c.image === image && c.mode === mode && c.daemon === daemon) as CellResult
+    for (const p of prepared) for (const { mode, daemon } of plan) cells.push({ image: p.name, mode, ...(daemon ? { daemon } : {}), samples: [], errors: [] })
     for (let run = 1; run <= o.runs; run++) {
       for (const p of prepared) {
-        for (const mode of o.modes) {
-          const cell = cells.find((c) => c.image === p.name && c.mode === mode) as CellResult
+        for (const { mode, daemon } of plan) {
+          const cell = cellOf(p.name, mode, daemon)
           const ref = `${link.address}/bench/${p.name}:${mode}`
+          const label = `${p.name} ${mode}${daemon ? ` ${daemon}` : ''}`
           throwIfCancelled()
-          o.log(`run ${run}/${o.runs} ${p.name} ${mode}`)
+          o.log(`run ${run}/${o.runs} ${label}`)
+          const timeline = o.timeline === true && run === 1 && daemon !== undefined
           try {
             const s = await measureOnce({
               mode, ref, workload: p.workload, link, dropCaches: o.dropCaches,
+              ...(daemon ? { daemon } : {}),
+              ...(o.baselineDir ? { baselineDir: o.baselineDir } : {}),
+              registryLog: registry.logPath,
+              timeline,
+              backgroundFetch: o.backgroundFetch,
               ...(o.baseDir ? { baseDir: o.baseDir } : {}),
               ...(o.stepTimeoutMs ? { stepTimeoutMs: o.stepTimeoutMs } : {}),
               ...(o.backgroundFetch ? {} : { stargzdConfig: ['no_background_fetch = true'] }),
               log: o.log,
             })
+            if (s.timeline !== undefined) {
+              if (o.outDir) {
+                await mkdir(o.outDir, { recursive: true })
+                const f = join(o.outDir, `timeline-${p.name}-${mode}-${daemon ?? 'overlayfs'}.txt`)
+                await writeFile(f, s.timeline)
+                o.log(`  timeline: ${f}`)
+              }
+              delete s.timeline
+            }
             cell.samples.push(s)
             o.log(`  pull ${s.pull.toFixed(2)} s, create ${s.create.toFixed(2)} s, run ${s.run.toFixed(2)} s = ${s.total.toFixed(2)} s; ` +
-              `${(s.bytesFetched / 1e6).toFixed(1)} MB via link${s.stargzdFetchedBytes !== undefined ? `, stargzd fetched ${(s.stargzdFetchedBytes / 1e6).toFixed(1)} MB` : ''}`)
+              `${(s.bytesFetched / 1e6).toFixed(1)} MB via link, ${s.blobRequests ?? '?'} blob requests, ${s.connections} connections` +
+              `${s.stargzdFetchedBytes !== undefined ? `, stargzd fetched ${(s.stargzdFetchedBytes / 1e6).toFixed(1)} MB` : ''}`)
           } catch (e) {
             if (e instanceof CancelledError) throw e
             const msg = (e as Error).message
@@ -166,6 +207,9 @@ export async function runBench(o: BenchOptions): Promise<{ results: BenchResults
       'total is the median of per-run totals (so it need not equal the sum of the phase medians).',
       `MB fetched: registry → client bytes through the emulated link during pull + create + run.${o.backgroundFetch ? ' stargzd\'s background fetch is on (as in production), so the estargz modes include whatever it fetched by then.' : ' Background fetch was off.'}`,
       `Each run is cold: fresh containerd and stargzd (empty roots and caches)${o.dropCaches ? ', page cache dropped' : ''}; runs interleave images and modes.`,
+      'ours / reference: the lazy modes run once with stargzd and once with the reference daemon (stargz-snapshotter 0.12 containerd-stargz-grpc, its own config: the link as a plain-HTTP mirror), interleaved reference, ours, … in every run; "ours/ref" is our median total over its median total (phases: pull, create, run).',
+      'ctr-remote-noopt / ctr-remote: the gzip image converted by the reference\'s `ctr-remote image convert --oci --estargz` / `ctr-remote image optimize --oci` (workload as entrypoint+args, --period 5).',
+      'blob req: GET/HEAD requests for blobs in the registry\'s access log during pull + create + run.',
       'estargz-noopt: every layer converted to eStargz as is; estargz: the files the workload opened (recorded once on a lazy mount) first in their layers, prefetched at mount.',
     ],
     images: prepared.map((p) => p.info),

@@ -33,10 +33,21 @@ export interface StargzdOptions {
   extraConfig?: string[]
   logLevel?: 'debug' | 'info' | 'warn' | 'error'
   startTimeoutMs?: number
+  /** argv prefix that runs the daemon; default daemonCommand() (this checkout). */
+  command?: string[]
 }
 
 /** How to run the daemon next to this module: its .js, or its .ts through tsx from a checkout. */
 export function daemonCommand(): string[] {
+  return daemonCommandIn(undefined)
+}
+
+/**
+ * The daemon of another source tree (e.g. an exported older commit with node_modules linked), so
+ * `stargz bench --baseline-dir DIR` can measure a change's before and after in the same run.
+ */
+export function daemonCommandIn(dir: string | undefined): string[] {
+  if (dir !== undefined) return [process.execPath, '--import', import.meta.resolve('tsx'), join(dir, 'daemon', 'stargzd.ts')]
   const self = import.meta.url
   const ts = self.endsWith('.ts')
   const script = fileURLToPath(new URL(`../../daemon/stargzd.${ts ? 'ts' : 'js'}`, self))
@@ -81,7 +92,7 @@ export async function startBenchStargzd(opts: StargzdOptions = {}): Promise<Benc
   }
 
   try {
-    const [cmd, ...args] = daemonCommand() as [string, ...string[]]
+    const [cmd, ...args] = (opts.command ?? daemonCommand()) as [string, ...string[]]
     child = spawn(cmd, [...args, '--config', configPath, '--root', root, '--address', socket, '--log-level', opts.logLevel ?? 'info', '--hosts-dir', hostsDir], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: childEnv(),

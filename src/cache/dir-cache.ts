@@ -17,13 +17,25 @@
  * once a minute per entry, touch the file so the order survives restarts. When the total passes
  * maxBytes the least recently used files are unlinked. Several processes sharing a root each
  * bound what they know about; a file another process deleted is simply a miss.
+ *
+ * Permissions: directories 0700 and files 0600 (created so, and tightened at open for a root
+ * made by an older version): a private image's 0600 files must not become readable to local
+ * users through the cache.
+ *
+ * Big entries (chunks too big to hold in memory) are written as a stream (createWriter, renamed
+ * into place only after the caller verified the stream) and read by range (readRange). Hashing
+ * a whole big file on every range read would cost a full read per FUSE read, so a big file is
+ * re-verified once per process (on its first range read; files this process wrote and verified
+ * count as checked).
  */
 import { randomBytes } from 'node:crypto'
-import { mkdir, readdir, readFile, rename, rm, stat, unlink, utimes, writeFile } from 'node:fs/promises'
+import { createReadStream } from 'node:fs'
+import { chmod, mkdir, open, readdir, readFile, rename, rm, stat, unlink, utimes, writeFile, type FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { InvalidArgumentError } from '../errors.js'
 import { slicedSha256, type Hasher } from './hash.js'
-import { DIGEST_RE, emptyStats, type CacheStats, type ChunkCache } from './types.js'
+import { createHash } from 'node:crypto'
+import { DIGEST_RE, emptyStats, type CacheStats, type CacheWriter, type ChunkCache } from './types.js'
 
 export interface DirCacheOptions {
   root: string
@@ -40,6 +52,14 @@ export interface DirCacheOptions {
 interface IndexEntry { size: number; touchedAt: number }
 
 const TOUCH_EVERY_MS = 60_000
+/**
+ * Writes in flight at once. Background fetch of a layer of many small files puts thousands of
+ * chunks within a second; unbounded, that ran the process out of file descriptors (EMFILE, seen
+ * with 100k files). Queued writes stay visible to get() through `writes`.
+ */
+const MAX_WRITES = 16
+const DIR_MODE = 0o700
+const FILE_MODE = 0o600
 
 function isEnoent(e: unknown): boolean {
   return (e as NodeJS.ErrnoException)?.code === 'ENOENT'
@@ -53,6 +73,11 @@ export class DirCache implements ChunkCache {
   private readonly counters: CacheStats
   private readonly hasher: Hasher
   private readonly now: () => number
+  /** Big files checked (or written verified) by this process; see readRange. */
+  private readonly checked = new Set<string>()
+  private readonly checking = new Map<string, Promise<boolean>>()
+  private writing = 0
+  private readonly writeQueue: Array<() => void> = []
   private closed = false
 
   private constructor(readonly root: string, private readonly opts: DirCacheOptions) {
@@ -65,7 +90,9 @@ export class DirCache implements ChunkCache {
   static async open(opts: DirCacheOptions): Promise<DirCache> {
     if (!Number.isFinite(opts.maxBytes) || opts.maxBytes < 0) throw new InvalidArgumentError(`directory cache maxBytes must be a non-negative number, got ${opts.maxBytes}`)
     const c = new DirCache(opts.root, opts)
-    await mkdir(join(opts.root, 'tmp'), { recursive: true })
+    await mkdir(join(opts.root, 'tmp'), { recursive: true, mode: DIR_MODE })
+    await chmod(opts.root, DIR_MODE)
+    await chmod(join(opts.root, 'tmp'), DIR_MODE)
     await c.scan()
     await c.evict()
     return c
@@ -77,11 +104,14 @@ export class DirCache implements ChunkCache {
       if (!/^[0-9a-f]{2}$/.test(shard)) continue
       let names: string[]
       try { names = await readdir(join(this.root, shard)) } catch { continue }
+      await chmod(join(this.root, shard), DIR_MODE).catch(() => undefined)
       for (const hex of names) {
         if (!/^[0-9a-f]{64}$/.test(hex) || hex.slice(0, 2) !== shard) continue
         try {
           const st = await stat(join(this.root, shard, hex))
-          if (st.isFile()) found.push({ hex, size: st.size, at: Math.max(st.atimeMs, st.mtimeMs) })
+          if (!st.isFile()) continue
+          if ((st.mode & 0o077) !== 0) await chmod(join(this.root, shard, hex), FILE_MODE)
+          found.push({ hex, size: st.size, at: Math.max(st.atimeMs, st.mtimeMs) })
         } catch (e) { if (!isEnoent(e)) throw e }
       }
     }
@@ -116,6 +146,7 @@ export class DirCache implements ChunkCache {
 
   private dropIndex(hex: string): void {
     const old = this.index.get(hex)
+    this.checked.delete(hex)
     if (!old) return
     this.index.delete(hex)
     this.counters.bytes -= old.size
@@ -191,6 +222,17 @@ export class DirCache implements ChunkCache {
   }
 
   private async write(hex: string, data: Buffer): Promise<void> {
+    if (this.writing >= MAX_WRITES) await new Promise<void>((r) => this.writeQueue.push(r))
+    this.writing++
+    try {
+      await this.writeNow(hex, data)
+    } finally {
+      this.writing--
+      this.writeQueue.shift()?.()
+    }
+  }
+
+  private async writeNow(hex: string, data: Buffer): Promise<void> {
     const dir = join(this.root, hex.slice(0, 2))
     const tmp = join(this.root, 'tmp', `${hex}.${process.pid}.${randomBytes(6).toString('hex')}`)
     // Room is made before the bytes land, not after: with many writes in flight (background
@@ -198,8 +240,8 @@ export class DirCache implements ChunkCache {
     this.reserved += data.length
     try {
       await this.evict()
-      await mkdir(dir, { recursive: true })
-      await writeFile(tmp, data, { flag: 'wx' })
+      await mkdir(dir, { recursive: true, mode: DIR_MODE })
+      await writeFile(tmp, data, { flag: 'wx', mode: FILE_MODE })
       await rename(tmp, join(dir, hex))
     } catch (e) {
       await rm(tmp, { force: true }).catch(() => undefined)
@@ -209,6 +251,101 @@ export class DirCache implements ChunkCache {
     }
     this.addIndex(hex, data.length, this.now())
     await this.evict()
+  }
+
+  async createWriter(key: string, size: number): Promise<CacheWriter | undefined> {
+    const hex = this.hexOf(key)
+    if (this.closed || size > this.counters.maxBytes) return undefined
+    const dir = join(this.root, hex.slice(0, 2))
+    const tmp = join(this.root, 'tmp', `${hex}.${process.pid}.${randomBytes(6).toString('hex')}`)
+    await mkdir(dir, { recursive: true, mode: DIR_MODE })
+    const fh: FileHandle = await open(tmp, 'wx', FILE_MODE)
+    let written = 0
+    let state: 'open' | 'committed' | 'aborted' = 'open'
+    return {
+      write: async (part) => {
+        let off = 0
+        while (off < part.length) {
+          const { bytesWritten } = await fh.write(part, off, part.length - off, written + off)
+          off += bytesWritten
+        }
+        written += part.length
+      },
+      commit: async () => {
+        if (state !== 'open') return
+        await fh.close()
+        if (written !== size) { state = 'aborted'; await rm(tmp, { force: true }); throw new InvalidArgumentError(`cache writer for ${key} got ${written} bytes, expected ${size}`) }
+        await rename(tmp, join(dir, hex))
+        state = 'committed'
+        this.addIndex(hex, size, this.now())
+        this.checked.add(hex)
+        await this.evict()
+      },
+      abort: async () => {
+        if (state !== 'open') return
+        state = 'aborted'
+        await fh.close().catch(() => undefined)
+        await rm(tmp, { force: true })
+      },
+    }
+  }
+
+  async readRange(key: string, size: number, offset: number, length: number): Promise<Buffer | undefined> {
+    const hex = this.hexOf(key)
+    const path = join(this.root, hex.slice(0, 2), hex)
+    if (!this.checked.has(hex)) {
+      let p = this.checking.get(hex)
+      if (p === undefined) {
+        p = this.checkWhole(key, hex, path, size).finally(() => this.checking.delete(hex))
+        this.checking.set(hex, p)
+      }
+      if (!(await p)) return undefined
+    }
+    let fh: FileHandle
+    try {
+      fh = await open(path, 'r')
+    } catch (e) {
+      if (!isEnoent(e)) throw e
+      this.dropIndex(hex)
+      return undefined
+    }
+    try {
+      if ((await fh.stat()).size !== size) { this.checked.delete(hex); return undefined }
+      // Zero-filled and checked to be filled: a short read is a miss, never a partial answer.
+      const out = Buffer.alloc(length)
+      let got = 0
+      while (got < length) {
+        const { bytesRead } = await fh.read(out, got, length - got, offset + got)
+        if (bytesRead === 0) return undefined
+        got += bytesRead
+      }
+      this.touch(key)
+      this.counters.hits++
+      return out
+    } finally {
+      await fh.close()
+    }
+  }
+
+  /** Hash a whole (big) file once: true if it is `size` bytes hashing to its key. */
+  private async checkWhole(key: string, hex: string, path: string, size: number): Promise<boolean> {
+    let st
+    try { st = await stat(path) } catch (e) { if (isEnoent(e)) { this.dropIndex(hex); this.counters.misses++; return false } throw e }
+    if (st.size !== size) { this.counters.misses++; return false }
+    const h = createHash('sha256')
+    for await (const part of createReadStream(path, { highWaterMark: 1024 * 1024 })) h.update(part as Buffer)
+    const actual = 'sha256:' + h.digest('hex')
+    if (actual !== key) {
+      this.counters.corrupt++
+      this.counters.misses++
+      this.dropIndex(hex)
+      await rm(path, { force: true })
+      this.opts.onCorrupt?.({ key, path, actual })
+      return false
+    }
+    this.checked.add(hex)
+    if (!this.index.has(hex)) this.addIndex(hex, size, this.now())
+    return true
   }
 
   async delete(key: string): Promise<void> {
@@ -224,6 +361,7 @@ export class DirCache implements ChunkCache {
       const hex = oldest.value
       const size = this.index.get(hex)?.size ?? 0
       this.dropIndex(hex)
+      this.checked.delete(hex)
       this.counters.evictions++
       // Still on disk until the unlink completes: keep it counted, or a concurrent write sees room.
       this.reserved += size

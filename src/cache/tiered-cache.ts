@@ -1,5 +1,5 @@
 import type { MemoryCache } from './memory-cache.js'
-import type { CachePutOptions, CacheStats, ChunkCache } from './types.js'
+import type { CachePutOptions, CacheStats, CacheWriter, ChunkCache } from './types.js'
 
 /**
  * Memory in front of a slower (directory) cache. Reads that hit the back tier are promoted into
@@ -12,6 +12,12 @@ export class TieredCache implements ChunkCache {
   private misses = 0
 
   constructor(readonly front: MemoryCache, readonly back: ChunkCache) {}
+
+  /** Unknown (undefined) only when the back tier cannot say. */
+  has(key: string): boolean {
+    if (this.front.has(key)) return true
+    return this.back.has?.(key) ?? true
+  }
 
   peek(key: string): Buffer | undefined {
     const b = this.front.peek(key)
@@ -33,6 +39,15 @@ export class TieredCache implements ChunkCache {
   put(key: string, data: Buffer, opts?: CachePutOptions): Promise<void> {
     if (!opts?.background) this.front.putSync(key, data)
     return this.back.put(key, data, opts)
+  }
+
+  /** Big entries live in the back tier only (never held whole in memory). */
+  readRange(key: string, size: number, offset: number, length: number): Promise<Buffer | undefined> {
+    return this.back.readRange ? this.back.readRange(key, size, offset, length) : Promise.resolve(undefined)
+  }
+
+  createWriter(key: string, size: number): Promise<CacheWriter | undefined> {
+    return this.back.createWriter ? this.back.createWriter(key, size) : Promise.resolve(undefined)
   }
 
   async delete(key: string): Promise<void> {

@@ -26,15 +26,35 @@ export interface CacheStats {
   corrupt: number
 }
 
+/**
+ * A big entry being written as a stream (chunks too big to hold in memory). Nothing is visible
+ * until commit(), which the reader calls only after the streamed bytes verified.
+ */
+export interface CacheWriter {
+  write(part: Buffer): Promise<void>
+  commit(): Promise<void>
+  /** Drop what was written. Safe after commit (no-op) and twice. */
+  abort(): Promise<void>
+}
+
 export interface ChunkCache {
   get(key: string): Promise<Buffer | undefined>
   /** Synchronous lookup in memory only; undefined when the cache has no memory tier. */
   peek?(key: string): Buffer | undefined
+  /** Whether the cache holds the key, answered from memory (no I/O); absent: unknown. */
+  has?(key: string): boolean
   /** Mark a key as recently used without reading it (a tier in front served it). */
   touch?(key: string): void
   /** Store verified bytes. Resolves once stored (directory cache: once renamed into place). */
   put(key: string, data: Buffer, opts?: CachePutOptions): Promise<void>
   delete(key: string): Promise<void>
+  /**
+   * Bytes [offset, offset + length) of a big entry of `size` bytes, without loading it whole;
+   * undefined when absent or not `size` bytes long. Only caches that store on disk have it.
+   */
+  readRange?(key: string, size: number, offset: number, length: number): Promise<Buffer | undefined>
+  /** Start writing a big entry; undefined when it cannot be stored (larger than the cache). */
+  createWriter?(key: string, size: number): Promise<CacheWriter | undefined>
   stats(): CacheStats
   /** Waits for pending writes; safe to call twice. */
   close(): Promise<void>

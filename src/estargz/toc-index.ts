@@ -1,3 +1,4 @@
+import { checkDigestSizes } from './toc-digest-sizes.js'
 import type { Toc, TocEntry } from './types.js'
 
 /** How a layer's members are compressed: gzip (eStargz, legacy stargz) or zstd (zstd:chunked). */
@@ -77,6 +78,7 @@ export class TocIndex {
         r.chunkSize = next ? next.chunkOffset - r.chunkOffset : size - r.chunkOffset
       }
     }
+    checkDigestSizes(this.payloads)
     this.landmark = this.entries.get(landmarks.prefetch)
     this.noPrefetchLandmark = this.entries.has(landmarks.noPrefetch)
   }

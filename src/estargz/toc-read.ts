@@ -24,6 +24,11 @@ export interface LoadTocOptions {
   tocDigest?: string
   limits?: Partial<TocLimits>
   signal?: AbortSignal
+  /**
+   * Called with the TOC JSON's size once it is inflated, before it is parsed; throw to refuse
+   * the TOC (the daemon-wide metadata budget, src/estargz/metadata-budget.ts).
+   */
+  beforeParse?: (jsonBytes: number) => void
   /** For a layer whose footer says its TOC is external: the TOC blob, or how to fetch it. */
   externalToc?: ExternalTocSource
 }
@@ -110,6 +115,7 @@ async function loadExternalToc(size: number, from: ExternalTocSource, opts: Load
 function finishToc(json: Buffer, footer: Footer, fetched: number, opts: LoadTocOptions, limits: TocLimits): LoadedToc {
   const tocDigest = sha256Digest(json)
   if (opts.tocDigest !== undefined && opts.tocDigest !== tocDigest) throw new TocDigestError(opts.tocDigest, tocDigest)
+  opts.beforeParse?.(json.length)
   let parsed: unknown
   try {
     parsed = JSON.parse(json.toString('utf8'))

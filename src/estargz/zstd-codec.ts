@@ -10,7 +10,8 @@
  * (windowLogMax), which bounds the decoder's own memory.
  *
  * The decode loop is written once, as source text, because it runs in two places: here on the main
- * thread, and inside the decode workers (src/reader/worker-script.ts evaluates the same text). A
+ * thread, and (before the decode worker became a compiled module, src/reader/decode-worker.ts, which
+ * reaches this code through decodeMember) inside the decode workers' source string. A
  * second hand-written copy would be free to diverge.
  */
 import { createRequire } from 'node:module'

@@ -60,12 +60,52 @@ function sortedIndexOf(sorted: readonly string[], key: string, hi = sorted.lengt
   return -1
 }
 
-export class InodeTable {
+/**
+ * What the FUSE ops read of a layer's tree. Two implementations answer it identically (checked
+ * by test/index/compact-index.test.ts): this InodeTable over the TocIndex's objects, and the
+ * compact single-buffer index of src/index/ that can be persisted and re-opened in place.
+ */
+export interface LayerTree {
+  readonly count: number
+  readonly maxIno: number
+  /** Some slot has xattrs or is an opaque directory; if none does, getxattr need not be served. */
+  readonly anyXattrs: boolean
+  lookup(path: string): number
+  lookupFusePath(fusePath: string): number
+  path(s: number): string
+  baseName(s: number): string
+  parent(s: number): number
+  primary(s: number): number
+  ino(s: number): number
+  mode(s: number): number
+  uid(s: number): number
+  gid(s: number): number
+  rdev(s: number): number
+  nlink(s: number): number
+  size(s: number): number
+  mtimeMs(s: number): number
+  isDir(s: number): boolean
+  isRegular(s: number): boolean
+  isWhiteout(s: number): boolean
+  isOpaque(s: number): boolean
+  hasXattrs(s: number): boolean
+  tocName(s: number): string
+  children(s: number): Uint32Array
+  /** Symlink target, or undefined for anything else. */
+  linkTarget(s: number): string | undefined
+  /** The slot's own xattrs (names and raw values), in TOC order; opaque markers not included. */
+  xattrs(s: number): Array<[string, Buffer]>
+  xattr(s: number, name: string): Buffer | undefined
+}
+
+export class InodeTable implements LayerTree {
   /** Number of slots (names, the root included). */
   readonly count: number
   /** Highest inode number in use; synthetic inodes (state dir/file) go above it. */
   readonly maxIno: number
+  readonly anyXattrs: boolean
   private constructor(
+    private readonly index: TocIndex,
     private readonly paths: string[],
     private readonly parents: Uint32Array,
     private readonly primaries: Uint32Array,
@@ -82,6 +122,7 @@ export class InodeTable {
   ) {
     this.count = paths.length
     this.maxIno = paths.length
+    this.anyXattrs = flags.some((f) => (f & (FLAG_XATTRS | FLAG_OPAQUE)) !== 0)
   }
 
   static build(index: TocIndex): InodeTable {
@@ -212,7 +253,7 @@ export class InodeTable {
       childList[fill[p] as number] = s
       fill[p] = (fill[p] as number) + 1
     }
-    return new InodeTable(paths, parents, primaries, modes, uids, gids, rdevs, nlinks, sizes, mtimes, flags, childStart, childList)
+    return new InodeTable(index, paths, parents, primaries, modes, uids, gids, rdevs, nlinks, sizes, mtimes, flags, childStart, childList)
   }
 
   /** Slot of a path relative to the root ('' is the root, 'a/b' no leading slash), or -1. */
@@ -245,6 +286,26 @@ export class InodeTable {
   hasXattrs(s: number): boolean { return ((this.flags[this.primaries[s] as number] as number) & FLAG_XATTRS) !== 0 }
   /** TOC name whose payload / xattrs / link target this slot shows (hardlinks resolved). */
   tocName(s: number): string { return this.paths[this.primaries[s] as number] as string }
+
+  private entry(s: number): TocEntry | undefined {
+    return this.isWhiteout(s) ? undefined : this.index.entries.get(this.tocName(s))
+  }
+
+  linkTarget(s: number): string | undefined {
+    const e = this.entry(s)
+    return e?.type === 'symlink' ? (e.linkName ?? '') : undefined
+  }
+
+  xattrs(s: number): Array<[string, Buffer]> {
+    if (!this.hasXattrs(s)) return []
+    return Object.entries(this.entry(s)?.xattrs ?? {}).map(([k, v]) => [k, Buffer.from(v, 'base64')])
+  }
+
+  xattr(s: number, name: string): Buffer | undefined {
+    if (!this.hasXattrs(s)) return undefined
+    const v = this.entry(s)?.xattrs?.[name]
+    return v === undefined ? undefined : Buffer.from(v, 'base64')
+  }
 
   children(s: number): Uint32Array {
     return this.childList.subarray(this.childStart[s] as number, this.childStart[s + 1] as number)

@@ -7,7 +7,8 @@
  */
 import { pino, type Logger } from 'pino'
 import type { Layer } from '../layer/types.js'
-import { InodeTable } from './inode-table.js'
+import { CompactIndex } from '../index/compact-index.js'
+import { InodeTable, type LayerTree } from './inode-table.js'
 import { createLayerOps, type LayerOpsOptions, type LayerOpsStats } from './layer-ops.js'
 import { buildMountOptions, type FuseTuning } from './mount-options.js'
 import { nativeMount, type NativeMount } from './native.js'
@@ -23,8 +24,14 @@ export interface LayerMountOptions extends FuseTuning, LayerOpsOptions {
   /** Per-op timeout in ms before fuse-native answers ETIMEDOUT (reads: readTimeoutMs). */
   opTimeoutMs?: number
   readTimeoutMs?: number
-  /** A prebuilt table (e.g. shared with a bench); built from layer.index otherwise. */
-  table?: InodeTable
+  /** A prebuilt tree (e.g. shared with a bench, or re-opened from an index file); built from layer.index otherwise. */
+  table?: LayerTree
+  /**
+   * Which tree to build when none is given: 'object' (InodeTable over the TOC objects) or
+   * 'compact' (src/index, one buffer). Default: $STARGZ_INDEX, else 'object' — while the reader
+   * still holds the TocIndex objects, the compact tree is an extra copy, not a saving.
+   */
+  tree?: 'object' | 'compact'
 }
 
 export class LayerMount {
@@ -32,7 +39,7 @@ export class LayerMount {
   private constructor(
     readonly mountpoint: string,
     readonly layer: Layer,
-    readonly table: InodeTable,
+    readonly table: LayerTree,
     private readonly native: NativeMount,
     private readonly opStats: LayerOpsStats,
     private readonly log: Logger,
@@ -41,8 +48,11 @@ export class LayerMount {
 
   static async mount(layer: Layer, mountpoint: string, opts: LayerMountOptions = {}): Promise<LayerMount> {
     const log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'fuse', digest: layer.digest, mountpoint })
-    const table = opts.table ?? InodeTable.build(layer.index)
-    const { ops, stats } = createLayerOps(layer, table, log, opts)
+    const kind = opts.tree ?? (process.env.STARGZ_INDEX === 'compact' ? 'compact' : 'object')
+    const table = opts.table ?? (kind === 'compact' ? CompactIndex.build(layer.index) : InodeTable.build(layer.index))
+    // $STARGZ_SERVE_XATTRS=1 keeps the previous behaviour (every getxattr answered in JS) for one
+    // release, so bench:metadata can measure both in one run.
+    const { ops, stats } = createLayerOps(layer, table, log, { ...opts, serveXattrs: opts.serveXattrs ?? process.env.STARGZ_SERVE_XATTRS === '1' })
     const options = buildMountOptions({ fsName: `stargz:${layer.digest.replace(/^sha256:/, '').slice(0, 12)}`, ...opts })
     let native: NativeMount
     try {

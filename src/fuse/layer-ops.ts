@@ -11,7 +11,7 @@ import type { TocEntry } from '../estargz/types.js'
 import type { Layer } from '../layer/types.js'
 import { BLOCK_SIZE, S_IFDIR, S_IFREG, blocksFor } from './attr.js'
 import { EIO, EISDIR, ENOENT, ENOTDIR, EROFS, ENODATA, EINVAL, toErrno } from './errno.js'
-import type { InodeTable } from './inode-table.js'
+import type { LayerTree } from './inode-table.js'
 import type { FuseOps, NativeStat, NativeStatfs } from './native.js'
 import { STATE_DIR, STATE_FILE_SIZE, renderState, stateFileName } from './state-file.js'
 import { OPAQUE_USER_XATTR, OPAQUE_VALUE, OPAQUE_XATTR } from './whiteout.js'
@@ -24,6 +24,8 @@ const W_OK = 2
 export interface LayerOpsOptions {
   /** Opaque-directory xattrs to serve: 'trusted' (overlayfs default) and/or 'user' (userxattr). */
   opaqueXattrs?: ReadonlyArray<'trusted' | 'user'>
+  /** Serve getxattr/listxattr even when the layer has no xattrs (default false: see below). */
+  serveXattrs?: boolean
   /** Metrics hook: each op's name and its duration in seconds, measured until its reply. */
   onOp?: (op: string, seconds: number) => void
 }
@@ -41,7 +43,7 @@ export interface LayerOps {
   stats: LayerOpsStats
 }
 
-export function createLayerOps(layer: Layer, table: InodeTable, log: Logger, opts: LayerOpsOptions = {}): LayerOps {
+export function createLayerOps(layer: Layer, table: LayerTree, log: Logger, opts: LayerOpsOptions = {}): LayerOps {
   const stats: LayerOpsStats = { opens: 0, reads: 0, bytesRead: 0, readErrors: 0, firstAccesses: 0 }
   const opaqueNames: string[] = (opts.opaqueXattrs ?? ['trusted']).map((k) => (k === 'user' ? OPAQUE_USER_XATTR : OPAQUE_XATTR))
   const accessed = new Uint8Array(table.count)
@@ -124,9 +126,9 @@ export function createLayerOps(layer: Layer, table: InodeTable, log: Logger, opt
     readlink: guard('readlink', (e, _p: string, cb) => cb(e), (path, cb) => {
       const s = table.lookupFusePath(path)
       if (s < 0) return cb(ENOENT)
-      const e = table.isWhiteout(s) ? undefined : entryOf(s)
-      if (e?.type !== 'symlink') return cb(EINVAL)
-      cb(0, e.linkName ?? '')
+      const target = table.linkTarget(s)
+      if (target === undefined) return cb(EINVAL)
+      cb(0, target)
     }),
 
     open: guard('open', (e, _p: string, _f: number, cb) => cb(e), (path, flags, cb) => {
@@ -185,10 +187,9 @@ export function createLayerOps(layer: Layer, table: InodeTable, log: Logger, opt
       const s = table.lookupFusePath(path)
       if (s < 0) return cb(special(path) === 0 ? ENOENT : ENODATA)
       if (table.isOpaque(s) && opaqueNames.includes(name)) return cb(0, OPAQUE_VALUE)
-      if (!table.hasXattrs(s)) return cb(ENODATA)
-      const v = entryOf(s)?.xattrs?.[name]
+      const v = table.xattr(s, name)
       if (v === undefined) return cb(ENODATA)
-      cb(0, Buffer.from(v, 'base64'))
+      cb(0, v)
     }),
 
     listxattr: guard('listxattr', (e, _p: string, cb) => cb(e), (path, cb) => {
@@ -196,7 +197,7 @@ export function createLayerOps(layer: Layer, table: InodeTable, log: Logger, opt
       if (s < 0) return cb(special(path) === 0 ? ENOENT : 0, [])
       const names: string[] = []
       if (table.isOpaque(s)) names.push(...opaqueNames)
-      if (table.hasXattrs(s)) names.push(...Object.keys(entryOf(s)?.xattrs ?? {}))
+      for (const [k] of table.xattrs(s)) names.push(k)
       cb(0, names)
     }),
 
@@ -213,6 +214,15 @@ export function createLayerOps(layer: Layer, table: InodeTable, log: Logger, opt
     write: readOnly, create: readOnly, mknod: readOnly, mkdir: readOnly, unlink: readOnly, rmdir: readOnly,
     symlink: readOnly, rename: readOnly, link: readOnly, chmod: readOnly, chown: readOnly, truncate: readOnly,
     ftruncate: readOnly, utimens: readOnly, setxattr: readOnly, removexattr: readOnly,
+  }
+  // `ls -l` asks every entry for security.selinux and a POSIX ACL: one JS round trip each. A layer
+  // with no xattrs and no opaque directories has nothing to answer, so leave the ops out: libfuse
+  // then answers ENOSYS in C, and the kernel stops sending getxattr/listxattr on this connection
+  // (it answers EOPNOTSUPP itself). Whiteouts are 0/0 character devices, not xattrs, so they are
+  // unaffected; a layer with opaque directories keeps both ops.
+  if (!table.anyXattrs && opts.serveXattrs !== true) {
+    delete ops.getxattr
+    delete ops.listxattr
   }
   return { ops: opts.onOp ? timed(ops, opts.onOp) : ops, stats }
 }

@@ -74,7 +74,8 @@ export interface ChunkReaderOptions {
   reader: EstargzReader
   /** Where chunk bytes come from. Default: the reader's source. */
   source?: MultiRangeSource
-  cache: ChunkCache
+  /** Default: none (the CLI reading a blob once). */
+  cache?: ChunkCache
   /** Default: one WorkerChunkDecoder shared by the whole process. */
   decoder?: ChunkDecoder | PriorityChunkDecoder
   /** See SpanPlanOptions. Default 256 KiB. */
@@ -82,13 +83,23 @@ export interface ChunkReaderOptions {
   /** Default 32 MiB. */
   maxSpanBytes?: number
   /**
+   * Chunks bigger than this (uncompressed) are never held whole: streamed into the disk cache
+   * and served by range, or streamed per read keeping only the window. Default 16 MiB.
+   */
+  maxChunkInMemoryBytes?: number
+  /** Range request size when streaming a big member. Default 4 MiB. */
+  streamPieceBytes?: number
+  /**
    * When a read starts where the previous read of the same file ended, start loading this many
    * bytes beyond it. FUSE hands us ≤ 128 KiB reads and kernel read-ahead stays inside one chunk,
    * so without this a sequential reader waits for one chunk at a time and one decode worker
    * idles. Default 4 MiB; 0 disables.
    */
   readaheadBytes?: number
-  /** Serve chunks that have no digest (legacy TOCs). Default false. */
+  /**
+   * Serve chunks that have no digest and no file digest to check them against. Default: the
+   * EstargzReader's allowUnverified (false).
+   */
   allowUnverified?: boolean
   hooks?: ReaderHooks | readonly ReaderHooks[]
   logger?: Logger

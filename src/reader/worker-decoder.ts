@@ -15,13 +15,12 @@
  * ('low'). Each worker takes up to two tasks at a time so the message hop overlaps with work.
  */
 import { Worker } from 'node:worker_threads'
-import { gunzipSync } from 'node:zlib'
-import { inflateChunk, verifyChunk, type ChunkDecoder } from '../estargz/chunk-decoder.js'
+import type { ChunkDecoder } from '../estargz/chunk-decoder.js'
 import type { ChunkRef } from '../estargz/toc-index.js'
-import { ChunkDigestError, StargzError, UnavailableError } from '../errors.js'
-import { sha256Sync } from '../cache/hash.js'
-import { WORKER_SOURCE } from './worker-script.js'
-import { zstdDecodeChunk } from '../estargz/zstd-codec.js'
+import { UnavailableError } from '../errors.js'
+import { decodeMember } from './decode-member.js'
+import { decodeStreaming, outcomeBytes } from './decode-outcome.js'
+import type { WorkerReply, WorkerRequest } from './worker-protocol.js'
 
 export type Priority = 'high' | 'low'
 
@@ -43,27 +42,15 @@ export interface WorkerDecoderOptions {
   perWorker?: number
 }
 
-/** Output slack for the tar padding + next header that share a member with the chunk. */
-const TRAILER_SLACK = 1024 * 1024
+/** A request without its id (assigned when queued). */
+type Request = WorkerRequest extends infer R ? R extends WorkerRequest ? Omit<R, 'id'> : never : never
 
 interface Task {
   id: number
-  msg: Record<string, unknown>
+  msg: Request
   transfer: ArrayBuffer[]
   resolve: (v: WorkerReply) => void
   reject: (e: unknown) => void
-}
-
-interface WorkerReply {
-  id: number
-  ok?: boolean
-  buf?: ArrayBuffer
-  len?: number
-  hash?: string
-  mismatch?: string
-  short?: number
-  tooLarge?: boolean
-  error?: string
 }
 
 interface Slot { worker: Worker; running: Map<number, Task> }
@@ -72,6 +59,23 @@ function copyOut(b: Buffer): Uint8Array {
   const u = new Uint8Array(b.length)
   u.set(b)
   return u
+}
+
+/**
+ * Start a decode worker. The compiled build (dist/, what the daemon runs) starts
+ * decode-worker.js next to this file. Running from source (tsx, tests), the entry is
+ * decode-worker.ts; tsx's `--import tsx` hooks are not active in worker threads on Node 20, so
+ * a two-line bootstrap registers tsx in the worker first (resolved from this file, so it is the
+ * same tsx the parent runs with; under tap's TypeScript loader the worker inherits that loader
+ * and the registration is harmless).
+ */
+function startWorker(): Worker {
+  const here = import.meta.url
+  if (!here.endsWith('.ts')) return new Worker(new URL('./decode-worker.js', here))
+  const entry = new URL('./decode-worker.ts', here).href
+  const tsx = import.meta.resolve('tsx/esm/api')
+  const boot = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}) })`
+  return new Worker(boot, { eval: true })
 }
 
 export class WorkerChunkDecoder implements PriorityChunkDecoder {
@@ -94,53 +98,35 @@ export class WorkerChunkDecoder implements PriorityChunkDecoder {
 
   async decode(member: Buffer, ref: ChunkRef, signal?: AbortSignal, priority: Priority = 'high'): Promise<Buffer> {
     signal?.throwIfAborted()
-    if (ref.chunkSize <= this.syncBelow && member.length <= this.syncBelow) return this.decodeSync(member, ref)
-    const u = copyOut(member)
-    const reply = await this.submit({ op: 'decode', codec: ref.codec, member: u, size: ref.chunkSize, cap: ref.chunkSize + TRAILER_SLACK, digest: ref.digest }, [u.buffer as ArrayBuffer], priority)
-    this.stats.workerDecodes++
-    if (reply.ok && reply.buf) return Buffer.from(reply.buf, 0, reply.len ?? 0)
-    if (reply.mismatch !== undefined) throw new ChunkDigestError(ref.name, ref.chunkOffset, ref.digest ?? '', reply.mismatch)
-    if (reply.tooLarge) {
-      // The member carries more than TRAILER_SLACK after the chunk (many headers of small
-      // entries): the streaming path stops after chunkSize bytes.
+    if (ref.chunkSize <= this.syncBelow && member.length <= this.syncBelow) {
+      this.stats.syncDecodes++
+      const o = decodeMember(member, ref.chunkSize, ref.digest, ref.codec)
+      if (o.kind !== 'too-large') return outcomeBytes(o, ref)
       this.stats.fallbackDecodes++
-      const data = await inflateChunk(member, ref)
-      verifyChunk(data, ref)
-      return data
+      return decodeStreaming(member, ref, signal)
     }
-    if (reply.short !== undefined) {
-      throw new StargzError('ERR_FETCH', `gzip member of ${JSON.stringify(ref.name)} at blob offset ${ref.compressedOffset} holds ${reply.short} bytes, chunk needs ${ref.chunkSize}`)
+    const u = copyOut(member)
+    const reply = await this.submit({ op: 'decode', member: u, size: ref.chunkSize, digest: ref.digest, codec: ref.codec ?? 'gzip' }, [u.buffer as ArrayBuffer], priority)
+    this.stats.workerDecodes++
+    if (reply.op !== 'decode') throw new UnavailableError(`chunk decoder worker answered a decode with ${reply.op}`)
+    const o = reply.outcome
+    if (o.kind === 'ok') return outcomeBytes({ kind: 'ok', data: Buffer.from(o.buf, 0, o.len) }, ref)
+    if (o.kind === 'too-large') {
+      this.stats.fallbackDecodes++
+      return decodeStreaming(member, ref, signal)
     }
-    throw new StargzError('ERR_FETCH', `gzip member of ${JSON.stringify(ref.name)} at blob offset ${ref.compressedOffset} does not inflate: ${reply.error ?? 'unknown error'}`)
-  }
-
-  private decodeSync(member: Buffer, ref: ChunkRef): Buffer {
-    this.stats.syncDecodes++
-    let out: Buffer
-    try {
-      out = ref.codec === 'zstd' ? zstdDecodeChunk(member, ref) : gunzipSync(member, { maxOutputLength: ref.chunkSize + TRAILER_SLACK })
-    } catch (e) {
-      throw new StargzError('ERR_FETCH', `gzip member of ${JSON.stringify(ref.name)} at blob offset ${ref.compressedOffset} does not inflate: ${(e as Error).message}`, { cause: e })
-    }
-    if (out.length < ref.chunkSize) {
-      throw new StargzError('ERR_FETCH', `gzip member of ${JSON.stringify(ref.name)} at blob offset ${ref.compressedOffset} holds ${out.length} bytes, chunk needs ${ref.chunkSize}`)
-    }
-    const data = out.subarray(0, ref.chunkSize)
-    if (ref.digest !== undefined) {
-      const actual = sha256Sync(data)
-      if (actual !== ref.digest) throw new ChunkDigestError(ref.name, ref.chunkOffset, ref.digest, actual)
-    }
-    return data
+    return outcomeBytes(o, ref)
   }
 
   /** sha256 in a worker ("sha256:<hex>"); usable as a DirCache hasher. */
   sha256 = async (data: Buffer): Promise<string> => {
     const u = copyOut(data)
     const reply = await this.submit({ op: 'sha256', data: u }, [u.buffer as ArrayBuffer], 'high')
-    return reply.hash ?? ''
+    if (reply.op !== 'sha256') throw new UnavailableError(`chunk decoder worker answered a sha256 with ${reply.op}`)
+    return reply.hash
   }
 
-  private submit(msg: Record<string, unknown>, transfer: ArrayBuffer[], priority: Priority): Promise<WorkerReply> {
+  private submit(msg: Request, transfer: ArrayBuffer[], priority: Priority): Promise<WorkerReply> {
     if (this.closed) return Promise.reject(new UnavailableError('chunk decoder pool is closed'))
     return new Promise<WorkerReply>((resolve, reject) => {
       const task: Task = { id: this.nextId++, msg, transfer, resolve, reject }
@@ -156,7 +142,8 @@ export class WorkerChunkDecoder implements PriorityChunkDecoder {
       const task = (this.high.length > 0 ? this.high.shift() : this.low.shift()) as Task
       if (slot.running.size === 0) slot.worker.ref()
       slot.running.set(task.id, task)
-      slot.worker.postMessage({ ...task.msg, id: task.id }, task.transfer)
+      const req = { ...task.msg, id: task.id } as WorkerRequest
+      slot.worker.postMessage(req, task.transfer)
     }
   }
 
@@ -169,7 +156,7 @@ export class WorkerChunkDecoder implements PriorityChunkDecoder {
   }
 
   private spawn(): Slot {
-    const worker = new Worker(WORKER_SOURCE, { eval: true })
+    const worker = startWorker()
     // Idle workers must not keep the process alive (ref'd while they hold tasks); close() ends them.
     worker.unref()
     const slot: Slot = { worker, running: new Map() }

@@ -96,6 +96,8 @@ export class RegistryBlob implements RangeSource {
   private readonly fallbackConcurrency: number
   private readonly now: () => number
   private closed = false
+  /** The blob's last bytes, fetched by openWithTail(); reads inside them are answered from memory. */
+  private tail: { offset: number; bytes: Buffer } | undefined
 
   private constructor(
     private readonly session: RegistrySession,
@@ -116,6 +118,46 @@ export class RegistryBlob implements RangeSource {
     const size = await probe.headSize()
     const blob = new RegistryBlob(session, repository, digest, size, opts)
     blob.adopt(probe)
+    return blob
+  }
+
+  /**
+   * Open with one suffix-range GET (`Range: bytes=-N`) instead of a HEAD: its Content-Range gives
+   * the blob's size and its body the last N bytes — an eStargz footer and, for most layers, the
+   * whole TOC — which later reads inside them get from memory. A lazy layer's open is then one
+   * round trip. A server that ignores the range (200) is read only up to N bytes: the whole blob
+   * if it is that small, else we fall back to HEAD.
+   */
+  static async openWithTail(session: RegistrySession, repository: string, digest: string, tailBytes: number, opts: RegistryBlobOptions = {}, signal?: AbortSignal): Promise<RegistryBlob> {
+    if (!Number.isSafeInteger(tailBytes) || tailBytes <= 0) throw new InvalidArgumentError(`tail of ${tailBytes} bytes`)
+    const probe = new RegistryBlob(session, repository, digest, 0, opts)
+    const range = `-${tailBytes}`
+    const ctx = probe.ctx(range)
+    const res = await probe.fetch(range, signal, () => ({ maxBytes: tailBytes, overflow: 'truncate' }))
+    let size: number
+    let tail: { offset: number; bytes: Buffer } | undefined
+    if (res.status === 206) {
+      const cr = parseContentRange(header(res, 'content-range'))
+      if (!cr || cr.total === undefined || cr.end !== cr.total - 1 || res.truncated || res.body.length !== cr.end - cr.start + 1) {
+        throw new FetchError(`suffix range answered with Content-Range ${JSON.stringify(header(res, 'content-range'))} and ${res.body.length} bytes`, ctx, 206)
+      }
+      size = cr.total
+      tail = { offset: cr.start, bytes: res.body }
+    } else if (res.status === 200 && !res.truncated) {
+      verifyDigest(res.body, digest, ctx)
+      size = res.body.length
+      tail = { offset: 0, bytes: res.body }
+    } else if (res.status === 200) {
+      size = opts.size ?? await probe.headSize()
+    } else if (res.status === 404) {
+      throw new NotFoundError(`blob ${digest} not found in ${session.registry}/${repository}`)
+    } else {
+      throw statusError(res, 'blob suffix-range read failed', ctx)
+    }
+    if (opts.size !== undefined && opts.size !== size) throw new FetchError(`blob is ${size} bytes, its descriptor says ${opts.size}`, ctx, res.status)
+    const blob = new RegistryBlob(session, repository, digest, size, opts)
+    blob.adopt(probe)
+    blob.tail = tail
     return blob
   }
 
@@ -207,6 +249,8 @@ export class RegistryBlob implements RangeSource {
   async read(offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
     this.checkRange(offset, length)
     if (length === 0) return Buffer.alloc(0)
+    const t = this.tail
+    if (t && offset >= t.offset && offset + length <= t.offset + t.bytes.length) return t.bytes.subarray(offset - t.offset, offset - t.offset + length)
     const [buf] = await this.flights.do(`${offset}+${length}`, async (s) => [await this.readOne(offset, length, s)], signal)
     return buf as Buffer
   }
@@ -319,6 +363,7 @@ export class RegistryBlob implements RangeSource {
   async close(): Promise<void> {
     this.closed = true
     this.redirect = undefined
+    this.tail = undefined
   }
 }
 

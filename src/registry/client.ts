@@ -193,6 +193,17 @@ export class RegistryClient {
     return RegistryBlob.open(session, ref.repository, digest, { ...this.opts.blob, size })
   }
 
+  /**
+   * A range-readable blob opened with one suffix-range GET of its last `tailBytes` (size from
+   * Content-Range, no HEAD); reads inside that tail are answered from memory. For lazy layers,
+   * whose footer and TOC sit at the end.
+   */
+  async blobWithTail(refIn: string | Reference, digest: string, tailBytes: number, signal?: AbortSignal): Promise<RegistryBlob> {
+    const ref = refOf(refIn)
+    const session = await this.session(ref.registry)
+    return RegistryBlob.openWithTail(session, ref.repository, digest, tailBytes, { ...this.opts.blob }, signal)
+  }
+
   /** A whole blob, verified against its digest. */
   async fetchBlob(refIn: string | Reference, digest: string, size?: number, signal?: AbortSignal): Promise<Buffer> {
     const b = await this.blob(refIn, digest, size)

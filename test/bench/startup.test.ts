@@ -80,9 +80,9 @@ t.test('chart and table from synthetic results', async (t) => {
     results: cells,
   }
   const md = markdownTable(r)
-  t.match(md, /\| image \| mode \| pull \(s\) \| create \(s\) \| run \(s\) \| total \(s\) \| MB fetched \| speed-up vs legacy \|/)
-  t.match(md, /\| py<3> \| estargz-noopt \| 1\.00 \| 0\.10 \| 0\.30 \| 1\.40 \| 6\.0 \| 8\.1× \|/)
-  t.match(md, /\| py<3> \| estargz \| — \| — \| — \| failed/)
+  t.match(md, /\| image \| mode \| snapshotter \| pull \(s\) \| create \(s\) \| run \(s\) \| total \(s\) \| MB fetched \| blob req \| ours\/ref total \(pull \/ create \/ run\) \| speed-up vs legacy \|/)
+  t.match(md, /\| py<3> \| estargz-noopt \| overlayfs \| 1\.00 \| 0\.10 \| 0\.30 \| 1\.40 \| 6\.0 \| — \| — \| 8\.1× \|/)
+  t.match(md, /\| py<3> \| estargz \| overlayfs \| — \| — \| — \| failed/)
   t.match(md, /Failures:\n- py<3> \/ estargz: boom\n/)
   const svg = chartSvg(r)
   t.same(checkXml(svg), [], 'chart is well-formed XML')
@@ -90,6 +90,30 @@ t.test('chart and table from synthetic results', async (t) => {
   t.match(svg, /py&lt;3&gt;/, 'labels escaped')
   t.match(svg, /failed/)
   t.same(checkXml(renderStackedBarChart({ title: 'empty', panels: [] })), [], 'an empty chart is well-formed too')
+})
+
+t.test('ours/reference ratios per phase, from cells of the same run', async (t) => {
+  const sample = (pull: number, create: number, run: number, blobRequests: number): CellResult['samples'][number] => ({
+    pull, create, run, total: pull + create + run, runToExit: run, bytesFetched: 5e6, bytesSent: 1000, connections: 2, blobRequests, firstLine: 'hello',
+  })
+  const cells: CellResult[] = [
+    { image: 'py', mode: 'ctr-remote', daemon: 'reference', samples: [sample(0.4, 0.2, 0.4, 9), sample(0.5, 0.2, 0.4, 11), sample(0.6, 0.2, 0.4, 10)], errors: [] },
+    { image: 'py', mode: 'ctr-remote', daemon: 'ours', samples: [sample(0.2, 0.1, 0.5, 4), sample(0.3, 0.1, 0.5, 5), sample(0.25, 0.1, 0.5, 6)], errors: [] },
+  ]
+  summarize(cells)
+  t.equal(cells[0]?.vsReference, undefined, 'the reference has no ratio of its own')
+  const v = cells[1]?.vsReference
+  t.equal(v?.pull.toFixed(2), (0.25 / 0.5).toFixed(2))
+  t.equal(v?.create.toFixed(2), '0.50')
+  t.equal(v?.run.toFixed(2), '1.25')
+  t.equal(v?.total.toFixed(3), (0.85 / 1.1).toFixed(3))
+  t.equal(cells[1]?.median?.blobRequests, 5, 'median blob requests')
+  const md = markdownTable({
+    version: 1, startedAt: '', finishedAt: '', host: { cpus: 2, kernel: 'k', node: 'v20', containerd: 'c' },
+    link: { rateMbit: 200, rttMs: 20 }, runs: 3, dropCaches: true, backgroundFetch: true, notes: [], images: [], results: cells,
+  })
+  t.match(md, /\| py \| ctr-remote \| reference \| 0\.50 \|/)
+  t.match(md, /\| py \| ctr-remote \| stargzd \| 0\.25 \| 0\.10 \| 0\.50 \| 0\.85 \| 5\.0 \| 5 \| \*\*0\.77\*\* \(0\.50 \/ 0\.50 \/ 1\.25\) \|/)
 })
 
 const tools = ['/usr/sbin/ip', '/usr/sbin/tc', '/usr/bin/containerd', '/usr/bin/ctr', '/usr/bin/ctr-remote', '/usr/bin/docker-registry', '/usr/bin/skopeo']
@@ -104,7 +128,7 @@ t.test('smoke: busybox, 1 run, all three modes, 50 Mbit/s 5 ms link', { skip, ti
   t.teardown(() => rm(base, { recursive: true, force: true }))
   const logs: string[] = []
   const { results, markdown, failed } = await runBench({
-    images: ['busybox'], modes: [...BENCH_MODES], runs: 1, rateMbit: 50, rttMs: 5, outDir: out,
+    images: ['busybox'], modes: BENCH_MODES.filter((m) => !m.startsWith('ctr-remote')), runs: 1, rateMbit: 50, rttMs: 5, outDir: out,
     fixtureDir: process.env.STARGZD_FIXTURE_DIR ?? '/var/tmp/stargzd-fixtures',
     dropCaches: false, backgroundFetch: true, baseDir: scratch, log: (m) => logs.push(m),
   })
@@ -131,6 +155,7 @@ t.test('smoke: busybox, 1 run, all three modes, 50 Mbit/s 5 ms link', { skip, ti
   }
   t.ok((results.images[0]?.forms.estargz?.prioritizedFiles ?? 0) >= 1, 'the optimized image has prioritized files')
 
+  for (const c of results.results) t.ok((c.samples[0]?.blobRequests ?? 0) > 0, `${c.mode}: blob requests counted from the registry's access log`)
   t.same((await readdir(out)).sort(), ['chart.svg', 'results.json', 'results.md'])
   const json = JSON.parse(await readFile(join(out, 'results.json'), 'utf8')) as BenchResults
   t.equal(json.results.length, 3, 'results.json has the cells')
@@ -147,5 +172,37 @@ t.test('smoke: busybox, 1 run, all three modes, 50 Mbit/s 5 ms link', { skip, ti
   t.notMatch(netns, new RegExp(`stargzd-wan-${process.pid}-`), 'no netns of ours left')
   t.same(await mountsUnder(scratch), [], 'nothing mounted under the scratch dir')
   t.same(await pidsMentioning(scratch, { substring: true }), [], 'no containerd, stargzd, registry or shim left')
+  t.same(await readdir(scratch), [], 'every per-run dir removed')
+})
+
+const refBin = '/var/tmp/stargz-reference/bin/containerd-stargz-grpc'
+t.test('smoke: the reference daemon beside ours, interleaved, ctr-remote form, with a timeline', { skip: skip || (existsSync(refBin) ? false : `needs ${refBin} (bash ../shared/reference/build.sh)`), timeout: 900_000 }, async (t) => {
+  const base = await mkdtemp(join(tmpdir(), 'sgzbr-'))
+  const out = join(base, 'out')
+  const scratch = join(base, 's')
+  await mkdir(scratch)
+  t.teardown(() => rm(base, { recursive: true, force: true }))
+  const logs: string[] = []
+  const { results, failed } = await runBench({
+    images: ['busybox'], modes: ['ctr-remote-noopt'], daemons: ['reference', 'ours'], timeline: true, runs: 1, rateMbit: 50, rttMs: 5, outDir: out,
+    fixtureDir: process.env.STARGZD_FIXTURE_DIR ?? '/var/tmp/stargzd-fixtures',
+    dropCaches: false, backgroundFetch: true, baseDir: scratch, log: (m) => logs.push(m),
+  })
+  t.notOk(failed, `no run failed: ${results.results.flatMap((c) => c.errors).join('\n')}\n${logs.join('\n')}`)
+  t.same(results.results.map((c) => c.daemon), ['reference', 'ours'], 'one cell per snapshotter')
+  const runOrder = logs.filter((l) => l.startsWith('run ')).map((l) => l.split(' ').pop())
+  t.same(runOrder, ['reference', 'ours'], 'reference first, then ours')
+  for (const c of results.results) {
+    t.match(c.samples[0]?.firstLine, /^hello/, `${c.daemon}: the workload ran`)
+    t.ok((c.samples[0]?.blobRequests ?? 0) > 0, `${c.daemon}: blob requests counted`)
+  }
+  t.ok(results.results[1]?.vsReference && results.results[1].vsReference.total > 0, 'ours has a ratio to the reference')
+  const files = (await readdir(out)).sort()
+  t.ok(files.includes('timeline-busybox-ctr-remote-noopt-reference.txt') && files.includes('timeline-busybox-ctr-remote-noopt-ours.txt'), `timelines written: ${files.join(', ')}`)
+  const refTimeline = await readFile(join(out, 'timeline-busybox-ctr-remote-noopt-reference.txt'), 'utf8')
+  t.match(refTimeline, /reference -grpc-log/, 'the reference timeline has its gRPC call log')
+  t.match(refTimeline, /Prepare/, 'with the Prepare calls')
+  t.same(await mountsUnder(scratch), [], 'nothing mounted under the scratch dir')
+  t.same(await pidsMentioning(scratch, { substring: true }), [], 'no daemon, containerd, registry or shim left')
   t.same(await readdir(scratch), [], 'every per-run dir removed')
 })

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto'
 import { readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { EstargzReader } from '../../src/estargz/reader.js'
+import { BlobReader } from '../../src/reader/blob-reader.js'
 import { FileRangeSource } from '../../src/estargz/file-source.js'
 import { runStargz } from '../../harness/cli.js'
 
@@ -40,7 +40,7 @@ for (const s of sidecars) {
   t.test(`${s.name}: read byte-exact what the reference wrote`, async (t) => {
     const src = await FileRangeSource.open(join(FIX, s.blob))
     t.teardown(() => src.close())
-    const r = await EstargzReader.open(src, { tocDigest: s.tocDigest })
+    const r = await BlobReader.open(src, { tocDigest: s.tocDigest })
     t.equal(r.footer.kind, s.footer.kind)
     const want = expectedEntries(s)
     let files = 0

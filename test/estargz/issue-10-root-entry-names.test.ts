@@ -5,7 +5,7 @@
  * reference reader does; only what is still wrong after cleaning is refused.
  */
 import t from 'tap'
-import { EstargzReader } from '../../src/estargz/reader.js'
+import { BlobReader } from '../../src/reader/blob-reader.js'
 import { normaliseName } from '../../src/estargz/toc-validate.js'
 import { StargzError } from '../../src/errors.js'
 import { BufferSource, buildMiniEstargz } from '../../harness/mini-estargz.js'
@@ -36,7 +36,7 @@ t.test('a TOC with a "/" root entry and "/"-prefixed names opens and reads', asy
     { name: '/etc/hard2', type: 'hardlink', linkName: './etc/dot.txt' },
     { name: '/etc/link', type: 'symlink', linkName: '/etc/hello.txt' },
   ])
-  const r = await EstargzReader.open(new BufferSource(m.blob), { tocDigest: m.tocDigest })
+  const r = await BlobReader.open(new BufferSource(m.blob), { tocDigest: m.tocDigest })
   t.equal(r.lookup('')?.type, 'dir', 'root')
   t.same(r.index.children.get('')?.sort(), ['etc'])
   t.same(r.index.children.get('etc')?.sort(), ['etc/dot.txt', 'etc/hard', 'etc/hard2', 'etc/hello.txt', 'etc/link'])
@@ -59,7 +59,7 @@ t.test('refused after cleaning: two entries with one name, escapes', async (t) =
   ]
   for (const [label, files, rule] of cases) {
     const m = buildMiniEstargz(files)
-    const err = await EstargzReader.open(new BufferSource(m.blob)).then(() => undefined, (e: unknown) => e)
+    const err = await BlobReader.open(new BufferSource(m.blob)).then(() => undefined, (e: unknown) => e)
     t.ok(err instanceof StargzError, `${label}: typed error`)
     t.equal((err as { rule?: string } | undefined)?.rule, rule, `${label}: ${(err as Error | undefined)?.message}`)
   }
@@ -75,7 +75,7 @@ t.test('our writer keeps "/" names as the reference does, and our reader opens i
     { name: '/etc/again.txt', content: 'second wins' },
   ])
   const { blob, result } = await convertBuffer(tar)
-  const r = await EstargzReader.open(new BufferSource(blob), { tocDigest: result.tocDigest })
+  const r = await BlobReader.open(new BufferSource(blob), { tocDigest: result.tocDigest })
   const raw = r.toc.entries.map((e) => e.name)
   t.ok(raw.includes(''), 'root entry present (cleaned)')
   t.same(await r.readFile('etc/hard'), hello)

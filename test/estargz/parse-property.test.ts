@@ -2,7 +2,7 @@ import t from 'tap'
 import fc from 'fast-check'
 import { randomBytes } from 'node:crypto'
 import { parseFooter } from '../../src/estargz/footer.js'
-import { EstargzReader } from '../../src/estargz/reader.js'
+import { BlobReader } from '../../src/reader/blob-reader.js'
 import { validateToc } from '../../src/estargz/toc-validate.js'
 import { StargzError } from '../../src/errors.js'
 import { BufferSource, buildMiniEstargz, footer } from '../../harness/mini-estargz.js'
@@ -63,7 +63,7 @@ t.test('random TOC JSON', async (t) => {
 
 t.test('mutated blobs: typed error or correct bytes', async (t) => {
   const expected = new Map<string, Buffer>()
-  const clean = await EstargzReader.open(new BufferSource(base.blob))
+  const clean = await BlobReader.open(new BufferSource(base.blob))
   for (const name of ['a/b.txt', 'a/big']) expected.set(name, await clean.readFile(name))
   await fc.assert(fc.asyncProperty(
     fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 4 }),
@@ -77,7 +77,7 @@ t.test('mutated blobs: typed error or correct bytes', async (t) => {
         b[at] = val
       }
       try {
-        const r = await EstargzReader.open(new BufferSource(b))
+        const r = await BlobReader.open(new BufferSource(b))
         for (const [name, want] of expected) {
           try {
             const got = await r.readFile(name)

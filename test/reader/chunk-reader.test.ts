@@ -1,7 +1,8 @@
 import t from 'tap'
 import fc from 'fast-check'
 import { EstargzReader } from '../../src/estargz/reader.js'
-import { zlibChunkDecoder, type ChunkDecoder } from '../../src/estargz/chunk-decoder.js'
+import type { ChunkDecoder } from '../../src/estargz/chunk-decoder.js'
+import { inlineDecoder } from '../../src/reader/inline-decoder.js'
 import type { ChunkRef } from '../../src/estargz/toc-index.js'
 import { MemoryCache } from '../../src/cache/memory-cache.js'
 import { ChunkReader, type FetchEvent } from '../../src/reader/chunk-reader.js'
@@ -27,7 +28,7 @@ t.teardown(() => workerPool.close())
 const decoders: Array<{ name: string; decoder: ChunkDecoder }> = [
   { name: 'worker pool', decoder: workerPool },
   { name: 'sync-only pool', decoder: new WorkerChunkDecoder({ syncBelowBytes: 1 << 30 }) },
-  { name: 'zlib (libuv)', decoder: zlibChunkDecoder },
+  { name: 'inline', decoder: inlineDecoder },
 ]
 
 async function setup(opts: { source?: CountingSource; mergeGapBytes?: number; decoder?: ChunkDecoder; cacheBytes?: number; mini?: typeof blob } = {}) {
@@ -255,17 +256,35 @@ t.test('cache hits are served without fetching; counters and the abort signal', 
   ac.abort(new Error('interrupted'))
   await t.rejects(p, /interrupted/)
   source.release()
-  await reader.close()
+  await reader.settled()
   t.same(await reader.read('a/c4k.bin', 0, 10), (byName.get('a/c4k.bin') as Buffer).subarray(0, 10), 'the shared fetch went on and was cached')
   t.equal(source.reads, before + 1)
 })
 
-t.test('legacy chunks without digests are refused unless allowed', async (t) => {
-  const mini = buildMiniEstargz([{ name: 'f', data: prng(10_000, 5), chunkSize: 4096 }], {
+t.test('legacy chunks without digests: verified by the file digest, refused without one unless allowed', async (t) => {
+  const data = prng(10_000, 5)
+  const withFileDigest = buildMiniEstargz([{ name: 'f', data, chunkSize: 4096 }], {
     legacy: true,
     mutateToc: (toc) => { for (const e of toc.entries) delete e.chunkDigest },
   })
-  const { reader } = await setup({ mini })
+  const a = await setup({ mini: withFileDigest })
+  t.same(await a.reader.read('f', 4000, 200), data.subarray(4000, 4200), 'served after the whole-file check')
+  t.same(await a.reader.read('f', 0, 10_000), data)
+  t.equal(a.reader.inFlight, 0)
+
+  const lying = buildMiniEstargz([{ name: 'f', data, chunkSize: 4096 }], {
+    legacy: true,
+    mutateToc: (toc) => { for (const e of toc.entries) delete e.chunkDigest; toc.entries[0]!.digest = 'sha256:' + 'c'.repeat(64) },
+  })
+  const b = await setup({ mini: lying })
+  await t.rejects(b.reader.read('f', 0, 10), { code: 'ERR_CHUNK_DIGEST_MISMATCH' })
+  t.equal(b.cache.stats().entries, 0, 'nothing cached')
+
+  const bare = buildMiniEstargz([{ name: 'f', data, chunkSize: 4096 }], {
+    legacy: true,
+    mutateToc: (toc) => { for (const e of toc.entries) { delete e.chunkDigest; delete e.digest } },
+  })
+  const { reader } = await setup({ mini: bare })
   await t.rejects(reader.read('f', 0, 10), { code: 'ERR_FAILED_PRECONDITION' })
   t.equal(reader.inFlight, 0)
 })
@@ -278,13 +297,13 @@ t.test('sequential readers get read-ahead; random readers do not', async (t) => 
     const reader = new ChunkReader({ reader: er, source, cache: new MemoryCache({ maxBytes: 1 << 24 }), decoder: workerPool, readaheadBytes })
     const data = byName.get('a/c64k.bin') as Buffer
     await reader.read('a/c64k.bin', 8192, 4096) // not sequential: no read-ahead yet
-    await reader.close()
+    await reader.settled()
     t.equal(source.reads, 1)
     t.same(await reader.read('a/c64k.bin', 12288, 4096), data.subarray(12288, 16384))
-    await reader.close()
+    await reader.settled()
     t.equal(source.reads, readaheadBytes > 0 ? 2 : 1, readaheadBytes > 0 ? 'next chunk loaded ahead' : 'nothing ahead when disabled')
     t.same(await reader.read('a/c64k.bin', 65536, 100), data.subarray(65536, 65636))
-    await reader.close()
+    await reader.settled()
     t.equal(source.reads, 2, 'the next chunk is fetched once either way')
   }
 })

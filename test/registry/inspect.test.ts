@@ -10,7 +10,7 @@ import { buildImage, gzipLayer, sha256, tarOf, type LayerBlob } from '../../harn
 import { RegistryClient } from '../../src/registry/client.js'
 import { StaticCredentials } from '../../src/registry/credentials.js'
 import { convertLayer } from '../../src/estargz/writer.js'
-import { EstargzReader } from '../../src/estargz/reader.js'
+import { BlobReader } from '../../src/reader/blob-reader.js'
 import { openSourceFromArgs, remoteFlagSpec } from '../../src/cli/remote.js'
 import { parseArgs } from '../../src/cli/args.js'
 import { InvalidArgumentError } from '../../src/errors.js'
@@ -103,7 +103,7 @@ t.test('openSourceFromArgs: layer choice, TOC digest annotation, stats, local fi
   const byIndex = await openSourceFromArgs(ref, parseArgs([...base, '--layer', '1'], spec))
   t.teardown(() => byIndex.close())
   t.equal(byIndex.tocDigest, esgz.annotations?.['containerd.io/snapshot/stargz/toc.digest'])
-  const reader = await EstargzReader.open(byIndex.source, { tocDigest: byIndex.tocDigest as string })
+  const reader = await BlobReader.open(byIndex.source, { tocDigest: byIndex.tocDigest as string })
   t.equal((await reader.readFile('etc/hello.txt')).toString(), 'hello from estargz\n')
   t.ok(byIndex.stats().requests >= 1)
   const byDigest = await openSourceFromArgs(ref, parseArgs([...base, '--layer', sha256(legacy.data)], spec))

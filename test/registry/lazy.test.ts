@@ -9,7 +9,7 @@ import { buildImage, tarOf, type TarFile } from '../../harness/image.js'
 import { RegistryClient } from '../../src/registry/client.js'
 import { StaticCredentials } from '../../src/registry/credentials.js'
 import { convertLayer } from '../../src/estargz/writer.js'
-import { EstargzReader } from '../../src/estargz/reader.js'
+import { BlobReader } from '../../src/reader/blob-reader.js'
 import { TOC_DIGEST_ANNOTATION } from '../../src/estargz/types.js'
 
 const reg = await startRegistry()
@@ -42,7 +42,7 @@ t.test('cat of a 1 KiB file from a 200 MB eStargz layer fetches < 1% of the blob
   if (!layer) throw new Error('no layer')
   const blob = await client.blob(ref, layer.digest, layer.size)
   t.teardown(() => blob.close())
-  const reader = await EstargzReader.open(blob, { tocDigest: layer.annotations?.[TOC_DIGEST_ANNOTATION] as string })
+  const reader = await BlobReader.open(blob, { tocDigest: layer.annotations?.[TOC_DIGEST_ANNOTATION] as string })
   const got = await reader.readFile('etc/small.conf')
   t.ok(got.equals(small), 'the right 1 KiB')
   const s = blob.stats()

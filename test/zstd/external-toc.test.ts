@@ -12,7 +12,7 @@ import { execFileSync, spawn } from 'node:child_process'
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { gzipSync } from 'node:zlib'
-import { EstargzReader } from '../../src/estargz/reader.js'
+import { BlobReader } from '../../src/reader/blob-reader.js'
 import { FileRangeSource } from '../../src/estargz/file-source.js'
 import { EXTERNAL_TOC_LAYER_DIGEST_ANNOTATION } from '../../src/estargz/external-toc.js'
 import { TOC_DIGEST_ANNOTATION, UNCOMPRESSED_SIZE_ANNOTATION } from '../../src/estargz/types.js'
@@ -47,7 +47,7 @@ t.test('external TOC at the blob level', async (t) => {
 
   const src = await FileRangeSource.open(blobPath)
   t.teardown(() => src.close())
-  const reader = await EstargzReader.open(src, { externalToc: toc, tocDigest: r.tocDigest })
+  const reader = await BlobReader.open(src, { externalToc: toc, tocDigest: r.tocDigest })
   t.equal(reader.footer.kind, 'external')
   let files = 0
   let bad = 0
@@ -59,12 +59,12 @@ t.test('external TOC at the blob level', async (t) => {
   t.equal(bad, 0, `${files} files byte-exact with the external TOC`)
   t.same(await reader.verifyAll(), { files: files + 1, chunks: reader.index.payloads.length, bytes: reader.index.payloads.reduce((n, p) => n + p.chunkSize, 0), unverified: 0 }, 'verifyAll passes')
 
-  await t.rejects(EstargzReader.open(src), { code: 'ERR_FOOTER_INVALID', message: /TOC is external/ }, 'no TOC given: says the TOC is external')
-  await t.rejects(EstargzReader.open(src, { externalToc: () => Promise.reject(new Error('registry says 404')) }), { code: 'ERR_UNAVAILABLE', message: /external.*404/ }, 'unreachable TOC: says why')
+  await t.rejects(BlobReader.open(src), { code: 'ERR_FOOTER_INVALID', message: /TOC is external/ }, 'no TOC given: says the TOC is external')
+  await t.rejects(BlobReader.open(src, { externalToc: () => Promise.reject(new Error('registry says 404')) }), { code: 'ERR_UNAVAILABLE', message: /external.*404/ }, 'unreachable TOC: says why')
   const forged = gzipSync(Buffer.concat([Buffer.from(toc)]))
-  await t.rejects(EstargzReader.open(src, { externalToc: forged, tocDigest: r.tocDigest }), { code: 'ERR_TOC_INVALID' }, 'a blob that is not a TOC member is refused')
+  await t.rejects(BlobReader.open(src, { externalToc: forged, tocDigest: r.tocDigest }), { code: 'ERR_TOC_INVALID' }, 'a blob that is not a TOC member is refused')
   const other = await convertFile(join(REPO, 'test/fixtures/ctr-remote/legacy.input.tar.gz'), join(dir, 'other.esgz'), { externalToc: true })
-  await t.rejects(EstargzReader.open(src, { externalToc: other.externalToc as Buffer, tocDigest: r.tocDigest }), { code: 'ERR_TOC_DIGEST_MISMATCH' }, 'another layer\'s TOC fails the toc.digest check')
+  await t.rejects(BlobReader.open(src, { externalToc: other.externalToc as Buffer, tocDigest: r.tocDigest }), { code: 'ERR_TOC_DIGEST_MISMATCH' }, 'another layer\'s TOC fails the toc.digest check')
 
   await writeFile(join(dir, 'tree.toc'), toc)
   const ver = await runStargz(['verify', blobPath, '--external-toc', join(dir, 'tree.toc'), '--toc-digest', r.tocDigest])

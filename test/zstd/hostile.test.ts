@@ -8,7 +8,7 @@ import t, { type Test } from 'tap'
 import fc from 'fast-check'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { EstargzReader } from '../../src/estargz/reader.js'
+import { BlobReader } from '../../src/reader/blob-reader.js'
 import { parseFooter } from '../../src/estargz/footer.js'
 import { isStargzError } from '../../src/errors.js'
 import type { RangeSource, Toc } from '../../src/estargz/types.js'
@@ -49,9 +49,9 @@ async function readAll(blob: Buffer, good: Map<string, Buffer>, decoder?: Worker
     if (isStargzError(e)) o.typed++
     else o.untyped.push(`${what}: ${String(e)}`)
   }
-  let r: EstargzReader
+  let r: BlobReader
   try {
-    r = await EstargzReader.open(bufferSource(blob), decoder ? { decoder } : {})
+    r = await BlobReader.open(bufferSource(blob), decoder ? { decoder } : {})
   } catch (e) { note(e, 'open'); return o }
   for (const [name, want] of good) {
     try {
@@ -65,7 +65,7 @@ async function readAll(blob: Buffer, good: Map<string, Buffer>, decoder?: Worker
 
 t.test('hostile zstd:chunked input never yields wrong bytes or untyped errors', async (t) => {
   const blob = await readFile(join(FX, 'tree-chunked.zst'))
-  const r0 = await EstargzReader.open(bufferSource(blob))
+  const r0 = await BlobReader.open(bufferSource(blob))
   const good = new Map<string, Buffer>()
   for (const e of r0.toc.entries) if (e.type === 'reg' && (e.size ?? 0) > 0) good.set(e.name, await r0.readFile(e.name))
   const payloadEnd = r0.footer.payloadEnd ?? 0
@@ -163,13 +163,13 @@ t.test('hostile zstd:chunked input never yields wrong bytes or untyped errors', 
     const e = toc.entries.find((x) => x.type === 'chunk')
     if (!e) { t.fail('fixture has chunk entries'); return }
     e.chunkDigest = sha256Digest(Buffer.from('forged'))
-    const r = await EstargzReader.open(bufferSource(withToc(payload, Buffer.from(JSON.stringify(toc)))))
+    const r = await BlobReader.open(bufferSource(withToc(payload, Buffer.from(JSON.stringify(toc)))))
     await t.rejects(r.readFile(e.name), { code: 'ERR_CHUNK_DIGEST_MISMATCH', message: new RegExp(e.name.replace(/\./g, '\\.')) })
-    const viaPool = await EstargzReader.open(bufferSource(withToc(payload, Buffer.from(JSON.stringify(toc)))), { decoder: pool })
+    const viaPool = await BlobReader.open(bufferSource(withToc(payload, Buffer.from(JSON.stringify(toc)))), { decoder: pool })
     await t.rejects(viaPool.readFile(e.name), { code: 'ERR_CHUNK_DIGEST_MISMATCH' }, 'the same through the worker pool')
   })
 
   await t.test('a TOC that does not match the toc.digest annotation is refused', async (t) => {
-    await t.rejects(EstargzReader.open(bufferSource(blob), { tocDigest: sha256Digest(Buffer.from('other')) }), { code: 'ERR_TOC_DIGEST_MISMATCH' })
+    await t.rejects(BlobReader.open(bufferSource(blob), { tocDigest: sha256Digest(Buffer.from('other')) }), { code: 'ERR_TOC_DIGEST_MISMATCH' })
   })
 })

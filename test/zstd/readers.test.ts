@@ -9,7 +9,7 @@ import t from 'tap'
 import { execFileSync } from 'node:child_process'
 import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { EstargzReader } from '../../src/estargz/reader.js'
+import { BlobReader } from '../../src/reader/blob-reader.js'
 import { ChunkReader } from '../../src/reader/chunk-reader.js'
 import { WorkerChunkDecoder } from '../../src/reader/worker-decoder.js'
 import { MemoryCache } from '../../src/cache/memory-cache.js'
@@ -39,15 +39,15 @@ t.test('ctr-remote zstd:chunked fixtures on every reader path', async (t) => {
 
       const src = await FileRangeSource.open(blobPath)
       t.teardown(() => src.close())
-      const r = await EstargzReader.open(src, { tocDigest: side.tocDigest })
+      const r = await BlobReader.open(src, { tocDigest: side.tocDigest })
       t.equal(r.footer.kind, 'zstd', 'zstd:chunked footer recognised')
       t.equal(r.tocDigest, side.layerAnnotations['containerd.io/snapshot/stargz/toc.digest'], 'TOC digest equals the toc.digest annotation')
       t.equal(r.footer.tocOffset, side.footer.tocOffset)
       const [off, clen, rlen, type] = (side.layerAnnotations['io.containers.zstd-chunked.manifest-position'] ?? '').split(':').map(Number)
       t.same([off, clen, rlen, type], [r.footer.tocOffset, r.footer.tocLength, r.footer.tocRawSize, 1], 'footer agrees with the manifest-position annotation')
 
-      const viaPool = new ChunkReader({ reader: r, cache: new MemoryCache({ maxBytes: 64 << 20 }), decoder: pool, readaheadBytes: 0 })
-      const viaMixed = new ChunkReader({ reader: r, cache: new MemoryCache({ maxBytes: 64 << 20 }), decoder: mixed })
+      const viaPool = new ChunkReader({ reader: r.meta, cache: new MemoryCache({ maxBytes: 64 << 20 }), decoder: pool, readaheadBytes: 0 })
+      const viaMixed = new ChunkReader({ reader: r.meta, cache: new MemoryCache({ maxBytes: 64 << 20 }), decoder: mixed })
       t.teardown(() => viaPool.close())
       t.teardown(() => viaMixed.close())
 

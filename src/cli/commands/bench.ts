@@ -1,5 +1,5 @@
 /**
- * stargz bench [--images busybox,python3,huge] [--modes legacy,estargz-noopt,estargz] [--runs N]
+ * stargz bench [--images busybox,python3,huge] [--modes legacy,estargz-noopt,estargz,ctr-remote-noopt,ctr-remote] [--snapshotters ours,reference,baseline] [--baseline-dir DIR] [--timeline] [--runs N]
  *   [--rate-mbit 200] [--rtt-ms 20] [--out DIR] [--workload NAME] [--fixture-dir DIR]
  *   [--no-drop-caches] [--no-background-fetch] [--base-dir DIR] [--step-timeout-sec S]
  *
@@ -12,14 +12,14 @@ import { join, resolve } from 'node:path'
 import { InvalidArgumentError } from '../../errors.js'
 import { BENCH_IMAGES, type BenchImageName } from '../../bench/image/images.js'
 import { installSignalCleanup } from '../../bench/link/wan-link.js'
-import { BENCH_MODES, type BenchMode } from '../../bench/measure.js'
+import { BENCH_DAEMONS, BENCH_MODES, type BenchDaemon, type BenchMode } from '../../bench/measure.js'
 import { CancelledError, installBenchSignalHandlers } from '../../bench/proc.js'
 import { runBench } from '../../bench/run-bench.js'
 import { flagBool, flagInt, flagString, parseArgs } from '../args.js'
 
 export const summary = 'start-up benchmark: full pull vs lazy eStargz (unoptimized, optimized) through containerd'
 
-const USAGE = 'usage: stargz bench [--images busybox,python3,huge] [--modes legacy,estargz-noopt,estargz] [--runs 3] [--rate-mbit 200] [--rtt-ms 20] [--out DIR] [--workload NAME] [--fixture-dir DIR] [--no-drop-caches] [--no-background-fetch] [--base-dir DIR] [--step-timeout-sec S]'
+const USAGE = 'usage: stargz bench [--images busybox,python3,huge] [--modes legacy,estargz-noopt,estargz,ctr-remote-noopt,ctr-remote] [--snapshotters ours,reference,baseline] [--baseline-dir DIR] [--timeline] [--runs 3] [--rate-mbit 200] [--rtt-ms 20] [--out DIR] [--workload NAME] [--fixture-dir DIR] [--no-drop-caches] [--no-background-fetch] [--base-dir DIR] [--step-timeout-sec S]'
 
 function list<T extends string>(v: string | undefined, all: readonly T[], what: string): T[] {
   if (v === undefined) return [...all]
@@ -38,14 +38,18 @@ function positiveNumber(v: string | undefined, name: string, dflt: number, allow
 
 export async function run(argv: string[]): Promise<number> {
   const args = parseArgs(argv, {
-    values: ['images', 'modes', 'runs', 'rate-mbit', 'rtt-ms', 'out', 'workload', 'fixture-dir', 'base-dir', 'step-timeout-sec'],
-    booleans: ['no-drop-caches', 'no-background-fetch', 'help'],
+    values: ['images', 'modes', 'snapshotters', 'baseline-dir', 'runs', 'rate-mbit', 'rtt-ms', 'out', 'workload', 'fixture-dir', 'base-dir', 'step-timeout-sec'],
+    booleans: ['timeline', 'no-drop-caches', 'no-background-fetch', 'help'],
   })
   if (flagBool(args, 'help')) { process.stdout.write(USAGE + '\n'); return 0 }
   if (args.positionals.length > 0) throw new InvalidArgumentError(USAGE)
   if (process.getuid?.() !== 0) throw new InvalidArgumentError('stargz bench needs root (network namespace, tc, containerd, FUSE, drop_caches)')
   const images = list<BenchImageName>(flagString(args, 'images'), BENCH_IMAGES, 'images')
-  const modes = list<BenchMode>(flagString(args, 'modes'), BENCH_MODES, 'modes')
+  const modes = list<BenchMode>(flagString(args, 'modes') ?? 'legacy,estargz-noopt,estargz', BENCH_MODES, 'modes')
+  // Reference first in each pair, so neither side always runs on the machine the other just warmed.
+  const daemons = list<BenchDaemon>(flagString(args, 'snapshotters') ?? 'ours', BENCH_DAEMONS, 'snapshotters')
+    .sort((a, b) => (a === 'reference' ? -1 : b === 'reference' ? 1 : 0))
+  if (daemons.includes('baseline') && !flagString(args, 'baseline-dir')) throw new InvalidArgumentError('--snapshotters baseline needs --baseline-dir (a source tree with daemon/stargzd.ts)')
   const outGiven = flagString(args, 'out')
   const outDir = resolve(outGiven ?? join('/var/tmp/stargzd-bench', new Date().toISOString().replace(/[:.]/g, '-')))
   const stepTimeout = flagString(args, 'step-timeout-sec')
@@ -59,6 +63,9 @@ export async function run(argv: string[]): Promise<number> {
     outcome = await runBench({
       images,
       modes,
+      daemons,
+      ...(flagString(args, 'baseline-dir') ? { baselineDir: resolve(flagString(args, 'baseline-dir') as string) } : {}),
+      timeline: flagBool(args, 'timeline'),
       runs: flagInt(args, 'runs') ?? 3,
       rateMbit: positiveNumber(flagString(args, 'rate-mbit'), 'rate-mbit', 200),
       rttMs: positiveNumber(flagString(args, 'rtt-ms'), 'rtt-ms', 20, true),
