@@ -23,7 +23,7 @@ try {
   const section = [
     `## gRPC and store under load (issue #17) — ${new Date().toISOString().slice(0, 16)}Z, load average ${load0.toFixed(1)}`,
     '',
-    `\`npm run bench:grpc-load -- --chains ${args.chains} --clients ${args.clients}\`: ${r.calls} calls (${r.ok} OK, ${r.failed} failed by the kill -9 after ${r.killedAfterCalls} answers). ` +
+    `\`npm run bench:grpc-load -- --chains ${args.chains} --clients ${args.clients}\`: ${r.calls} calls of ${r.issued} sent answered (${r.ok} OK, ${r.failed} failed by the kill -9 after ${r.killedAfterCalls} answers). ` +
     `Consistency: **${pass ? 'pass' : 'FAIL'}** — ${r.inconsistent.length} chains in a state no call sequence explains; ${r.storeRecords} store records, ${r.snapshotDirs} snapshot dirs, ${r.mountsUnderRoot} mounts under the root.`,
     '',
     '| method | OK calls | p50 ms | p99 ms |', '|---|---|---|---|', ...rows, '',

@@ -20,6 +20,8 @@ export type Method = 'Prepare' | 'Commit' | 'View' | 'Remove' | 'List'
 export interface GrpcLoadOptions { chains: number; clients: number; killAfterFraction: number; log?: (l: string) => void }
 
 export interface GrpcLoadResult {
+  /** Calls sent; a chain stops at its first failed call, so fewer than chains × 5 after a kill. */
+  issued: number
   calls: number
   ok: number
   failed: number
@@ -92,6 +94,7 @@ export async function runGrpcLoad(t: Teardownable, opts: GrpcLoadOptions): Promi
   const lat: Record<Method, number[]> = { Prepare: [], Commit: [], View: [], Remove: [], List: [] }
   const total = opts.chains * 5
   let answered = 0
+  let issued = 0
   let ok = 0
   let killedAfterCalls = 0
   let restart: Promise<void> | undefined
@@ -100,6 +103,7 @@ export async function runGrpcLoad(t: Teardownable, opts: GrpcLoadOptions): Promi
 
   const timed = async (m: Method, f: () => Promise<unknown>): Promise<boolean> => {
     const t0 = performance.now()
+    issued++
     try {
       await f()
       lat[m].push(performance.now() - t0)
@@ -165,5 +169,5 @@ export async function runGrpcLoad(t: Teardownable, opts: GrpcLoadOptions): Promi
   const mountsUnderRoot = (await mountsUnder(scratch.root)).length
   const latency = Object.fromEntries(Object.entries(lat).map(([m, xs]) => [m, { n: xs.length, p50: pct(xs, 0.5), p99: pct(xs, 0.99) }])) as GrpcLoadResult['latency']
   await sgd.close()
-  return { calls: answered, ok, failed: answered - ok, inconsistent, storeRecords: infos.length, snapshotDirs, mountsUnderRoot, latency, killedAfterCalls }
+  return { issued, calls: answered, ok, failed: answered - ok, inconsistent, storeRecords: infos.length, snapshotDirs, mountsUnderRoot, latency, killedAfterCalls }
 }
