@@ -18,6 +18,7 @@ import { NO_METRICS, type MetricsHooks } from '../src/metrics/hooks.js'
 import { createMetrics } from '../src/metrics/metrics.js'
 import { startMetricsServer, type MetricsServer } from '../src/metrics/server.js'
 import { Snapshotter } from '../src/snapshot/snapshotter.js'
+import { VERSION } from '../src/cli/version.js'
 import { USAGE, parseArgs } from './args.js'
 import { createFileSystem, type FileSystemHandle } from './filesystem-factory.js'
 import { notifyReady, notifyStopping } from './systemd.js'
@@ -32,6 +33,10 @@ async function main(argv: readonly string[]): Promise<number> {
   }
   if (args.help) {
     process.stdout.write(`${USAGE}\n`)
+    return 0
+  }
+  if (args.version) {
+    process.stdout.write(`stargzd ${VERSION}\n`)
     return 0
   }
   let cfg

@@ -1,14 +1,17 @@
 import { readFile } from 'node:fs/promises'
 import { InvalidArgumentError } from '../errors.js'
 import type { ReaderOptions } from '../estargz/reader.js'
-import { flagString, type ParsedArgs } from './args.js'
-import { remoteFlagSpec } from './remote.js'
+import { flagString, type OptionSpec, type ParsedArgs } from './args.js'
+import { REMOTE_OPTIONS } from './remote.js'
 
-/** Flags every blob-reading command (toc, cat, verify) accepts: local or registry blobs. */
-export const blobFlagSpec = {
-  values: ['toc-digest', 'external-toc', ...remoteFlagSpec.values],
-  booleans: [...remoteFlagSpec.booleans],
-}
+/** Options every blob-reading command (toc, cat, verify, get-toc-digest) accepts: local or registry blobs. */
+export const BLOB_OPTIONS: readonly OptionSpec[] = [
+  { name: 'toc-digest', type: 'string', value: 'sha256:…', help: 'verify the TOC against this digest (default: the layer\'s toc.digest annotation)' },
+  { name: 'external-toc', type: 'string', value: 'FILE', help: 'the TOC blob of a layer written in external-TOC mode (stargz convert-layer --external-toc)' },
+  ...REMOTE_OPTIONS,
+]
+
+export const BLOB_ARGS = 'BLOB|REF'
 
 export { openSourceFromArgs as openBlob } from './remote.js'
 

@@ -1,47 +1,46 @@
 #!/usr/bin/env node
 /**
  * `stargz` command entry point. Each subcommand lives in src/cli/commands/<name>.ts and exports
- * `run(argv): Promise<number>` (the exit code). Errors reach the user as one line on stderr.
+ * its CommandSpec (`spec`) and `run(args)`, which returns the exit code. main parses argv against
+ * the spec, so `--help`/`-h`, unknown flags and their exit status (0 / 2) work the same for every
+ * command. Errors reach the user as one line on stderr: usage errors exit 2, others 1.
  */
 import { errorMessage, isStargzError } from '../errors.js'
-
-type Command = { run(argv: string[]): Promise<number>; summary: string }
-
-const commands: Record<string, () => Promise<Command>> = {
-  'convert-layer': () => import('./commands/convert-layer.js'),
-  toc: () => import('./commands/toc.js'),
-  cat: () => import('./commands/cat.js'),
-  verify: () => import('./commands/verify.js'),
-  inspect: () => import('./commands/inspect.js'),
-  mount: () => import('./commands/mount.js'),
-  convert: () => import('./commands/convert.js'),
-  optimize: () => import('./commands/optimize.js'),
-  bench: () => import('./commands/bench.js'),
-}
+import { COMMANDS } from './command-table.js'
+import { EXIT_USAGE, runCommand, type Command } from './dispatch.js'
+import { VERSION } from './version.js'
 
 async function usage(): Promise<string> {
-  const lines = ['usage: stargz COMMAND [ARGS...]', '', 'commands:']
-  for (const [name, load] of Object.entries(commands)) {
+  const lines = ['usage: stargz COMMAND [ARGS...] [flags]', '       stargz --version', '', 'commands:']
+  for (const [name, load] of Object.entries(COMMANDS)) {
     let summary = ''
-    try { summary = (await load()).summary } catch { summary = '(unavailable)' }
-    lines.push(`  ${name.padEnd(14)} ${summary}`)
+    try { summary = (await load()).spec.summary } catch { summary = '(unavailable)' }
+    lines.push(`  ${name.padEnd(15)} ${summary}`)
   }
+  lines.push('', 'Run `stargz COMMAND --help` for the flags of a command.')
   return lines.join('\n')
 }
 
-export async function main(argv: string[]): Promise<number> {
+async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv
-  if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
-    process.stdout.write((await usage()) + '\n')
-    return name === undefined ? 2 : 0
+  if (name === '--version' || name === '-v' || name === 'version') {
+    process.stdout.write(`stargz ${VERSION}\n`)
+    return 0
   }
-  const load = commands[name]
+  // `stargz help CMD` is `stargz CMD --help`.
+  if (name === 'help' && rest[0] !== undefined && COMMANDS[rest[0]]) return runCommand(await (COMMANDS[rest[0]] as () => Promise<Command>)(), ['--help'])
+  if (name === undefined || name === '-h' || name === '--help' || name === 'help') {
+    const out = (await usage()) + '\n'
+    if (name === undefined) { process.stderr.write(out); return EXIT_USAGE }
+    process.stdout.write(out)
+    return 0
+  }
+  const load = COMMANDS[name]
   if (!load) {
     process.stderr.write(`stargz: unknown command ${JSON.stringify(name)}\n${await usage()}\n`)
-    return 2
+    return EXIT_USAGE
   }
-  const cmd = await load()
-  return cmd.run(rest)
+  return runCommand(await load(), rest)
 }
 
 main(process.argv.slice(2)).then(

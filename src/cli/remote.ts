@@ -17,12 +17,27 @@ import { RegistryClient, type ResolvedImage } from '../registry/client.js'
 import { DEFAULT_HOSTS_DIR } from '../registry/hosts.js'
 import type { Descriptor } from '../registry/manifest.js'
 import { formatReference, parseReference, type Reference } from '../registry/reference.js'
-import { flagBool, flagString, type ParsedArgs } from './args.js'
+import { flagBool, flagString, type OptionSpec, type ParsedArgs } from './args.js'
 import { FileRangeSource } from '../estargz/file-source.js'
 
+/** Registry options, for commands that read from a registry. */
+export const REGISTRY_OPTIONS: readonly OptionSpec[] = [
+  { name: 'plain-http', type: 'boolean', help: 'talk http to the registry (default https)' },
+  { name: 'insecure', type: 'boolean', help: 'skip TLS verification, and fall back to http' },
+  { name: 'hosts-dir', type: 'string', value: 'DIR', help: `containerd certs.d directory (default ${DEFAULT_HOSTS_DIR})` },
+]
+
+/** Options of every command that opens one blob of an image (or a local file). */
+export const REMOTE_OPTIONS: readonly OptionSpec[] = [
+  { name: 'platform', type: 'string', value: 'OS/ARCH[/VARIANT]', help: 'platform to pick from an index (default: this machine)' },
+  { name: 'layer', type: 'string', value: 'N|DIGEST', help: 'which layer (index from 0, or its digest); needed when there are several' },
+  ...REGISTRY_OPTIONS,
+  { name: 'stats', type: 'boolean', help: 'print bytes fetched and requests made to stderr when done' },
+]
+
 export const remoteFlagSpec = {
-  values: ['platform', 'hosts-dir', 'layer'],
-  booleans: ['plain-http', 'insecure', 'stats'],
+  values: REMOTE_OPTIONS.filter((o) => o.type === 'string').map((o) => o.name),
+  booleans: REMOTE_OPTIONS.filter((o) => o.type === 'boolean').map((o) => o.name),
 }
 
 export interface SourceStats { bytesFetched: number; requests: number }

@@ -101,9 +101,9 @@ export class LazyFileSystem implements FileSystem {
         backgroundUnitBytes: this.o.backgroundUnitBytes,
         allowUnverified: this.o.allowUnverified,
         hooks: {
-          onFetch: (ev) => { if (ev.ok) { metrics.fetchedBytes(ev.length, info.layerDigest); metrics.fetchLatency(ev.durationMs / 1000) } },
-          onCacheHit: () => metrics.cacheHit('memory'),
-          onCacheMiss: () => metrics.cacheMiss(),
+          onFetch: (ev) => { if (ev.ok) { metrics.fetchedBytes(ev.length, info.layerDigest, ev.mode); metrics.fetchLatency(ev.durationMs / 1000, info.layerDigest) } },
+          onCacheHit: (ev) => metrics.cacheHit('memory', info.layerDigest, ev.bytes),
+          onCacheMiss: () => metrics.cacheMiss(info.layerDigest),
         },
         ...(info.tocDigest === undefined ? {} : { tocDigest: info.tocDigest }),
         ...(signal === undefined ? {} : { signal }),
@@ -116,10 +116,18 @@ export class LazyFileSystem implements FileSystem {
         closeLayer: true,
         attrTimeoutSec: this.o.attrTimeoutSec,
         entryTimeoutSec: this.o.entryTimeoutSec,
-        onOp: (op, seconds) => metrics.fuseOp(op, seconds),
+        onOp: (op, seconds) => metrics.fuseOp(op, seconds, info.layerDigest),
       })
       if (signal?.aborted) throw signal.reason ?? new UnavailableError('mount cancelled')
       this.mounts.set(mountpoint, { mount, blob, info, checkedAt: Date.now() })
+      const served = mount
+      metrics.layerOperation('mount', info.layerDigest, performance.now() - started)
+      metrics.layerMounted(mountpoint, info.layerDigest, () => {
+        const st = layer.state()
+        const pf = layer.stats().prefetch
+        return { size: st.size, fetchedSize: st.fetchedSize, prefetchSize: pf?.status === 'done' ? pf.bytes : 0, bytesServed: served.stats().bytesRead }
+      })
+      void layer.prefetchDone.then((r) => { if (r.status === 'done') metrics.layerOperation('all_prefetches_completed', info.layerDigest, performance.now() - started) })
       log.info({ ms: Math.round(performance.now() - started), tocDigest: layer.tocDigest }, 'lazy-layer-mounted')
     } catch (e) {
       // Leave the mountpoint empty and unmounted, as the snapshotter expects on failure.
@@ -188,6 +196,7 @@ export class LazyFileSystem implements FileSystem {
       return
     }
     this.mounts.delete(mountpoint)
+    this.o.metrics.layerUnmounted(mountpoint)
     await m.mount.close()
     await m.blob.close().catch(() => undefined)
   }

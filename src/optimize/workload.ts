@@ -42,9 +42,15 @@ export interface WorkloadOverrides {
   env?: string[]
   user?: string
   workdir?: string
+  /** `--entrypoint`: replaces the image's entrypoint (JSON array on the command line). */
+  entrypoint?: string[]
+  /** `--args`: replaces the image's cmd. */
+  args?: string[]
   /** Host directories for the workload: "SRC:DST[:ro|rw]" (rw by default, as `docker -v`). */
   mounts?: string[]
   netHost?: boolean
+  /** `--wait-on-line`: stop recording when the workload prints a line containing this. */
+  waitOnLine?: string
 }
 
 interface ImageRunConfig { Env?: unknown; User?: unknown; WorkingDir?: unknown; Entrypoint?: unknown; Cmd?: unknown }
@@ -102,7 +108,8 @@ async function lookupIds(rootfs: string, user: string): Promise<{ uid: number; g
 /** The workload from the image config (`config` object of the image config JSON) and overrides. */
 export async function workloadFor(rootfs: string, imageConfig: Record<string, unknown>, o: WorkloadOverrides): Promise<Workload> {
   const c = (imageConfig.config ?? {}) as ImageRunConfig
-  const argv = o.command && o.command.length > 0 ? o.command : [...strings(c.Entrypoint), ...strings(c.Cmd)]
+  // As docker run: --entrypoint resets the image's cmd; --args replaces only the cmd.
+  const argv = o.command && o.command.length > 0 ? o.command : [...(o.entrypoint ?? strings(c.Entrypoint)), ...(o.args ?? (o.entrypoint ? [] : strings(c.Cmd)))]
   if (argv.length === 0) throw new InvalidArgumentError('the image has no entrypoint or cmd; give the command after --')
   const env = mergeEnv(strings(c.Env), o.env ?? [])
   const user = o.user ?? (typeof c.User === 'string' ? c.User : '')

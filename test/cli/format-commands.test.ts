@@ -64,6 +64,6 @@ t.test('bad input gives one clear line', async (t) => {
   t.equal(nofile.code, 1)
   t.match(nofile.stderr, /neither an existing file nor an image reference/)
   const flag = await runStargz(['toc', blob, '--bogus'])
-  t.equal(flag.code, 1)
+  t.equal(flag.code, 2, 'a usage error exits 2')
   t.match(flag.stderr, /unknown flag --bogus/)
 })

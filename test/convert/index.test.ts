@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { RegistryInput } from '../../src/convert/registry-io.js'
 import { RegistryClient } from '../../src/registry/client.js'
 import { parseReference } from '../../src/registry/reference.js'
+import { formatPlatform, hostPlatform } from '../../src/registry/manifest.js'
 import { buildImage, gzipLayer, writeOciLayout } from '../../harness/image.js'
 import { startRegistry } from '../../harness/registry.js'
 import { runCommand, tempDir, verifyLayer } from '../../harness/convert-fixtures.js'
@@ -23,7 +24,7 @@ t.test('convert an index', async (t) => {
   await writeOciLayout(layout, 'multi', [amd, arm])
   const cache = join(dir, 'cache')
 
-  const all = await runCommand('convert', [`oci:${layout}:multi`, `${reg.host}/out/multi:all`, '--plain-http', '--cache-dir', cache, '--json'])
+  const all = await runCommand('convert', [`oci:${layout}:multi`, `${reg.host}/out/multi:all`, '--plain-http', '--cache-dir', cache, '--json', '--all-platforms'])
   t.equal(all.code, 0, 'exits 0', { stderr: all.stderr })
   const s = JSON.parse(all.stdout) as { digest: string; mediaType: string; images: Array<{ platform: string; layers: Array<{ action: string }> }> }
   t.equal(s.mediaType, 'application/vnd.oci.image.index.v1+json')
@@ -49,6 +50,11 @@ t.test('convert an index', async (t) => {
   const s1 = JSON.parse(one.stdout) as typeof s
   t.same(s1.images.map((i) => i.platform), ['linux/arm64/v8'], 'only the asked platform')
   t.same(s1.images[0]?.layers.map((l) => l.action), ['cached', 'cached'], 'reuses the conversions of the first run')
+
+  // No --platform and no --all-platforms: the host platform only, as ctr-remote converts.
+  const host = await runCommand('convert', [`oci:${layout}:multi`, `${reg.host}/out/multi:host`, '--plain-http', '--cache-dir', cache, '--json'])
+  t.equal(host.code, 0, 'exits 0', { stderr: host.stderr })
+  t.same((JSON.parse(host.stdout) as typeof s).images.map((i) => i.platform), [formatPlatform(hostPlatform())], 'the host platform by default')
 
   const none = await runCommand('convert', [`oci:${layout}:multi`, `${reg.host}/out/multi:none`, '--plain-http', '--cache-dir', cache, '--platform', 'linux/s390x'])
   t.equal(none.code, 1)

@@ -5,7 +5,8 @@ import { defaultConvertCacheDir } from '../../src/convert/cache-dir.js'
 import { rewriteConfig, rewriteIndex, rewriteManifest } from '../../src/convert/image-rewrite.js'
 import { parseLocation } from '../../src/convert/location.js'
 import { formatPrioritizedList, parsePrioritizedList, pathsForLayer } from '../../src/convert/prioritized-list.js'
-import { extractRepeated } from '../../src/cli/commands/optimize.js'
+import { parseCommand } from '../../src/cli/args.js'
+import { spec as optimizeSpec } from '../../src/cli/commands/optimize.js'
 
 const D1 = 'sha256:' + '1'.repeat(64)
 const D2 = 'sha256:' + '2'.repeat(64)
@@ -65,6 +66,9 @@ t.test('conversion keys and cache dir', async (t) => {
 })
 
 t.test('repeated --env flags', async (t) => {
-  t.same(extractRepeated(['a', '--env', 'A=1', '--env=B=2', '--', '--env', 'C'], 'env'), { rest: ['a', '--', '--env', 'C'], values: ['A=1', 'B=2'] })
-  t.throws(() => extractRepeated(['--env'], 'env'), { code: 'ERR_INVALID_ARGUMENT' })
+  const a = parseCommand(['a', '--env', 'A=1', '--env=B=2', 'b', '--', '--env', 'C'], optimizeSpec)
+  t.same(a.flags.get('env'), ['A=1', 'B=2'])
+  t.same(a.positionals, ['a', 'b'])
+  t.same(a.rest, ['--env', 'C'])
+  t.throws(() => parseCommand(['--env'], optimizeSpec), { code: 'ERR_INVALID_ARGUMENT', name: 'UsageError' })
 })

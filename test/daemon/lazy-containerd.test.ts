@@ -59,6 +59,19 @@ t.test('lazy pull and run under real containerd', async (t) => {
     const text = await (await fetch(`http://${metricsAddress(sgd.logs)}/metrics`)).text()
     return text.split('\n').filter((l) => l.startsWith(name)).reduce((n, l) => n + Number(l.split(' ').pop()), 0)
   }
+  /** Every sample of the exposition: name, labels, value. */
+  const samples = async (): Promise<Array<{ name: string; labels: Record<string, string>; value: number }>> => {
+    const text = await (await fetch(`http://${metricsAddress(sgd.logs)}/metrics`)).text()
+    const out: Array<{ name: string; labels: Record<string, string>; value: number }> = []
+    for (const line of text.split('\n')) {
+      const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line)
+      if (!m) continue
+      const labels: Record<string, string> = {}
+      for (const [, k, v] of (m[2] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[k as string] = v as string
+      out.push({ name: m[1] as string, labels, value: Number(m[3]) })
+    }
+    return out
+  }
   const start = (): Promise<StargzdProcess> => startDaemon(['--config', cfg, '--log-level', 'debug', '--hosts-dir', join(dir, 'certs.d')])
   let sgd = await start()
   const ctrd = await startContainerd({ proxyPlugins: { stargz: { address: sock } } })
@@ -85,6 +98,25 @@ t.test('lazy pull and run under real containerd', async (t) => {
   t.ok(await metric('stargzd_fetched_bytes_total') > 0, 'metrics: fetched bytes counted')
   t.equal(await metric('stargzd_mounted_layers'), 1, 'metrics: one lazy layer mounted')
   t.ok(await metric('stargzd_fuse_operation_duration_seconds_count') > 0, 'metrics: FUSE ops timed')
+
+  // The reference stargz-snapshotter's series, with its labels, so its dashboards work.
+  const exposed = await samples()
+  const one = (name: string, labels: Record<string, string>): number | undefined =>
+    exposed.find((x) => x.name === name && Object.entries(labels).every(([k, v]) => x.labels[k] === v))?.value
+  const lz = { layer: layerDigest }
+  t.ok((one('stargz_fs_operation_duration_milliseconds_count', { ...lz, operation_type: 'mount' }) ?? 0) >= 1, 'stargz_fs: mount timed per layer')
+  t.ok((one('stargz_fs_operation_duration_milliseconds_count', { ...lz, operation_type: 'remote_registry_get' }) ?? 0) >= 1, 'stargz_fs: registry GETs timed per layer')
+  t.ok((one('stargz_fs_operation_duration_microseconds_count', { ...lz, operation_type: 'read_on_demand' }) ?? 0) >= 1, 'stargz_fs: on-demand reads timed')
+  t.ok((one('stargz_fs_operation_count', { ...lz, operation_type: 'on_demand_read_access_count' }) ?? 0) >= 1, 'stargz_fs: on-demand reads counted')
+  t.ok((one('stargz_fs_bytes_served', { ...lz, operation_type: 'on_demand_bytes_served' }) ?? 0) > 0, 'stargz_fs: bytes served')
+  const mp = exposed.find((x) => x.name === 'stargz_fs_layer_size_bytes' && x.labels.digest === layerDigest)
+  t.equal(mp?.value, esgz.length, 'stargz_fs_layer_size_bytes{digest,mountpoint} is the blob size')
+  t.match(mp?.labels.mountpoint, /snapshots/, 'labelled with the FUSE mountpoint')
+  const fetchedSize = one('stargz_fs_layer_fetched_size_bytes', { digest: layerDigest }) ?? -1
+  t.ok(fetchedSize > 0 && fetchedSize < esgz.length, `stargz_fs_layer_fetched_size_bytes ${fetchedSize} of ${esgz.length}`)
+  t.ok(one('stargz_fs_layer_prefetch_size_bytes', { digest: layerDigest }) !== undefined, 'stargz_fs_layer_prefetch_size_bytes present')
+  t.ok((one('stargzd_layer_fetched_bytes_total', lz) ?? 0) > 0, 'per-layer fetched bytes')
+  t.ok((one('stargzd_layer_read_duration_seconds_count', lz) ?? 0) >= 1, 'per-layer read latency histogram')
 
   // A plain gzip image falls back to a normal snapshot, with the reason in the log.
   const pref = `${proxy.host}/test/plain:v1`

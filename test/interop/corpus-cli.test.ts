@@ -12,7 +12,8 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { runStargz } from '../../harness/cli.js'
-import { run as catCommand } from '../../src/cli/commands/cat.js'
+import * as catCommand from '../../src/cli/commands/cat.js'
+import { runCommand } from '../../src/cli/dispatch.js'
 import { loadCorpus, sha256, walkTree, type Node } from './corpus.js'
 
 t.setTimeout(1_800_000)
@@ -77,7 +78,7 @@ async function catInProcess(args: string[]): Promise<{ code: number; stdout: Buf
   const write = process.stdout.write.bind(process.stdout)
   process.stdout.write = ((chunk: Uint8Array | string) => { parts.push(Buffer.from(chunk)); return true }) as typeof process.stdout.write
   try {
-    const code = await catCommand(args)
+    const code = await runCommand(catCommand, args)
     return { code, stdout: Buffer.concat(parts), stderr: '' }
   } catch (e) {
     return { code: 1, stdout: Buffer.concat(parts), stderr: String(e) }

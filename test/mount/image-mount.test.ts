@@ -30,11 +30,12 @@ async function mountsUnder(dir: string): Promise<string[]> {
 
 interface Running { child: ChildProcess; stderr: () => string; exited: Promise<number | null> }
 
-/** Runs `stargz mount` from source (src/cli/main.ts does not register it yet). */
+/** Runs `stargz mount` from source, through the same dispatcher as src/cli/main.ts. */
 const RUN_MOUNT = `
-import { run } from './src/cli/commands/mount.ts'
+import * as mount from './src/cli/commands/mount.ts'
+import { runCommand } from './src/cli/dispatch.ts'
 import { errorMessage, isStargzError } from './src/errors.ts'
-run(process.argv.slice(1)).then((code) => { process.exitCode = code }, (e) => {
+runCommand(mount, process.argv.slice(1)).then((code) => { process.exitCode = code }, (e) => {
   process.stderr.write((isStargzError(e) ? 'stargz: ' + e.code + ': ' : 'stargz: ') + errorMessage(e) + '\\n')
   process.exitCode = 1
 })`

@@ -59,8 +59,8 @@ async function cli(args: string[]): Promise<{ code: number; stdout: string; stde
   }
 }
 
-t.test('stargz inspect prints JSON describing each layer', async (t) => {
-  const r = await cli(['inspect', ref, '--plain-http', '--hosts-dir', hostsDir, '--stats'])
+t.test('stargz inspect --json prints JSON describing each layer', async (t) => {
+  const r = await cli(['inspect', ref, '--plain-http', '--hosts-dir', hostsDir, '--stats', '--json'])
   t.equal(r.code, 0, r.stderr)
   const j = JSON.parse(r.stdout) as { platform: string; manifestDigest: string; configDigest: string; layers: Array<{ digest: string; size: number; mediaType: string; estargz: boolean; tocDigest?: string; footer?: { kind: string }; annotations: Record<string, string> }> }
   t.equal(j.platform, 'linux/amd64')
@@ -75,8 +75,8 @@ t.test('stargz inspect prints JSON describing each layer', async (t) => {
   t.match(r.stderr, /inspect fetched 153 bytes of layer data in 3 requests/, 'one 51-byte tail read per gzip layer')
 })
 
-t.test('stargz inspect --table', async (t) => {
-  const r = await cli(['inspect', ref, '--plain-http', '--hosts-dir', hostsDir, '--table'])
+t.test('stargz inspect prints a table by default', async (t) => {
+  const r = await cli(['inspect', ref, '--plain-http', '--hosts-dir', hostsDir])
   t.equal(r.code, 0, r.stderr)
   t.match(r.stdout, /^PLATFORM +linux\/amd64$/m)
   t.match(r.stdout, new RegExp(`^MANIFEST +${img.manifestDigest}`, 'm'))

@@ -15,34 +15,49 @@ import { installSignalCleanup } from '../../bench/link/wan-link.js'
 import { BENCH_DAEMONS, BENCH_MODES, type BenchDaemon, type BenchMode } from '../../bench/measure.js'
 import { CancelledError, installBenchSignalHandlers } from '../../bench/proc.js'
 import { runBench } from '../../bench/run-bench.js'
-import { flagBool, flagInt, flagString, parseArgs } from '../args.js'
+import { flagBool, flagInt, flagString, positionals, UsageError, type CommandSpec, type ParsedArgs } from '../args.js'
 
-export const summary = 'start-up benchmark: full pull vs lazy eStargz (unoptimized, optimized) through containerd'
-
-const USAGE = 'usage: stargz bench [--images busybox,python3,huge] [--modes legacy,estargz-noopt,estargz,ctr-remote-noopt,ctr-remote] [--snapshotters ours,reference,baseline] [--baseline-dir DIR] [--timeline] [--runs 3] [--rate-mbit 200] [--rtt-ms 20] [--out DIR] [--workload NAME] [--fixture-dir DIR] [--no-drop-caches] [--no-background-fetch] [--base-dir DIR] [--step-timeout-sec S]'
+export const spec: CommandSpec = {
+  name: 'stargz bench',
+  summary: 'start-up benchmark: full pull vs lazy eStargz (unoptimized, optimized) through containerd',
+  args: '',
+  options: [
+    { name: 'images', type: 'string', value: 'LIST', help: `comma-separated images (default ${BENCH_IMAGES.join(',')})` },
+    { name: 'modes', type: 'string', value: 'LIST', help: `comma-separated modes of ${BENCH_MODES.join(',')} (default legacy,estargz-noopt,estargz)` },
+    { name: 'snapshotters', type: 'string', value: 'LIST', help: `comma-separated daemons of ${BENCH_DAEMONS.join(',')} (default ours)` },
+    { name: 'baseline-dir', type: 'string', value: 'DIR', help: 'source tree with daemon/stargzd.ts for --snapshotters baseline' },
+    { name: 'timeline', type: 'boolean', help: 'record a per-run timeline' },
+    { name: 'runs', type: 'string', value: 'N', help: 'runs per image and mode (default 3)' },
+    { name: 'rate-mbit', type: 'string', value: 'MBIT', help: 'emulated link rate (default 200)' },
+    { name: 'rtt-ms', type: 'string', value: 'MS', help: 'emulated round-trip time (default 20)' },
+    { name: 'out', type: 'string', value: 'DIR', help: 'results directory (default /var/tmp/stargzd-bench/<time>)' },
+    { name: 'workload', type: 'string', value: 'NAME', help: 'run only this workload of the images' },
+    { name: 'fixture-dir', type: 'string', value: 'DIR', help: 'prebuilt images ($STARGZD_FIXTURE_DIR, default /var/tmp/stargzd-fixtures)' },
+    { name: 'base-dir', type: 'string', value: 'DIR', help: 'scratch dir for containerd, stargzd and the registry' },
+    { name: 'step-timeout-sec', type: 'string', value: 'S', help: 'give up on one pull/run step after S seconds (default 1200)' },
+    { name: 'no-drop-caches', type: 'boolean', help: 'do not drop the page cache between runs' },
+    { name: 'no-background-fetch', type: 'boolean', help: 'run stargzd with background fetch off' },
+  ],
+  notes: 'Needs root. Prints the Markdown table on stdout (progress on stderr) and writes results.json, results.md and chart.svg to --out.',
+}
 
 function list<T extends string>(v: string | undefined, all: readonly T[], what: string): T[] {
   if (v === undefined) return [...all]
   const out = v.split(',').map((s) => s.trim()).filter(Boolean)
-  for (const x of out) if (!(all as readonly string[]).includes(x)) throw new InvalidArgumentError(`--${what}: unknown ${JSON.stringify(x)} (one of ${all.join(', ')})`)
-  if (out.length === 0) throw new InvalidArgumentError(`--${what}: empty`)
+  for (const x of out) if (!(all as readonly string[]).includes(x)) throw new UsageError(`--${what}: unknown ${JSON.stringify(x)} (one of ${all.join(', ')})`)
+  if (out.length === 0) throw new UsageError(`--${what}: empty`)
   return [...new Set(out)] as T[]
 }
 
 function positiveNumber(v: string | undefined, name: string, dflt: number, allowZero = false): number {
   if (v === undefined) return dflt
   const n = Number(v)
-  if (!Number.isFinite(n) || n < 0 || (!allowZero && n === 0)) throw new InvalidArgumentError(`--${name}: expected a ${allowZero ? 'non-negative' : 'positive'} number, got ${JSON.stringify(v)}`)
+  if (!Number.isFinite(n) || n < 0 || (!allowZero && n === 0)) throw new UsageError(`--${name}: expected a ${allowZero ? 'non-negative' : 'positive'} number, got ${JSON.stringify(v)}`)
   return n
 }
 
-export async function run(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, {
-    values: ['images', 'modes', 'snapshotters', 'baseline-dir', 'runs', 'rate-mbit', 'rtt-ms', 'out', 'workload', 'fixture-dir', 'base-dir', 'step-timeout-sec'],
-    booleans: ['timeline', 'no-drop-caches', 'no-background-fetch', 'help'],
-  })
-  if (flagBool(args, 'help')) { process.stdout.write(USAGE + '\n'); return 0 }
-  if (args.positionals.length > 0) throw new InvalidArgumentError(USAGE)
+export async function run(args: ParsedArgs): Promise<number> {
+  positionals(args, spec, 0)
   if (process.getuid?.() !== 0) throw new InvalidArgumentError('stargz bench needs root (network namespace, tc, containerd, FUSE, drop_caches)')
   const images = list<BenchImageName>(flagString(args, 'images'), BENCH_IMAGES, 'images')
   const modes = list<BenchMode>(flagString(args, 'modes') ?? 'legacy,estargz-noopt,estargz', BENCH_MODES, 'modes')

@@ -5,20 +5,22 @@ import { join } from 'node:path'
 import { DirCache } from '../../cache/dir-cache.js'
 import { InvalidArgumentError } from '../../errors.js'
 import { BlobReader } from '../../reader/blob-reader.js'
-import { parseArgs } from '../args.js'
-import { blobFlagSpec, openBlob, readerOptionsFromArgs } from '../blob-args.js'
+import { positionals, type CommandSpec, type ParsedArgs } from '../args.js'
+import { BLOB_ARGS, BLOB_OPTIONS, openBlob, readerOptionsFromArgs } from '../blob-args.js'
+import { ttyProgress } from '../progress.js'
 
-export const summary = "write one file's bytes from an eStargz blob to stdout"
+export const spec: CommandSpec = {
+  name: 'stargz cat',
+  summary: "write one file's bytes from an eStargz blob to stdout",
+  args: `${BLOB_ARGS} PATH`,
+  options: BLOB_OPTIONS,
+}
 
 /** Bytes per read: large enough to amortise a fetch, small enough to stream big files. */
 const STEP = 16 * 1024 * 1024
 
-export async function run(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, blobFlagSpec)
-  const [blob, path, ...extra] = args.positionals
-  if (blob === undefined || path === undefined || extra.length > 0) {
-    throw new InvalidArgumentError('usage: stargz cat BLOB|REF PATH [--layer N|DIGEST] [--toc-digest sha256:...] [--external-toc FILE] [--plain-http] [--insecure] [--platform P] [--hosts-dir D] [--stats]')
-  }
+export async function run(args: ParsedArgs): Promise<number> {
+  const [blob, path] = positionals(args, spec, 2) as [string, string]
   const opened = await openBlob(blob, args)
   let spill: { dir: string; cache: DirCache } | undefined
   try {
@@ -37,13 +39,17 @@ export async function run(argv: string[]): Promise<number> {
       await probe.close()
       reader = await BlobReader.open(opened.source, { ...readerOpts, cache: spill.cache })
     }
+    const size = entry.size ?? 0
+    let written = 0
+    const progress = ttyProgress(`stargz cat ${entry.name}`, opened.layer ? size : 0, () => written)
     try {
-      const size = entry.size ?? 0
       for (let off = 0; off < size; off += STEP) {
         const data = await reader.readFile(entry.name, off, STEP)
         if (!process.stdout.write(data)) await once(process.stdout, 'drain')
+        written += data.length
       }
     } finally {
+      progress.stop()
       await reader.close()
     }
     return 0

@@ -10,11 +10,21 @@ import { readFile, rename, stat, unlink, writeFile } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { InvalidArgumentError, NotFoundError } from '../../errors.js'
 import { convertLayer } from '../../estargz/writer.js'
-import { flagBool, flagInt, flagString, parseArgs } from '../args.js'
+import { flagBool, flagInt, flagString, positionals, UsageError, type CommandSpec, type ParsedArgs } from '../args.js'
 
-export const summary = 'convert a tar / tar.gz layer into an eStargz blob'
-
-const USAGE = 'usage: stargz convert-layer IN OUT [--chunk-size N] [--prioritized FILE] [--legacy] [--zstdchunked] [--external-toc TOC-OUT]'
+export const spec: CommandSpec = {
+  name: 'stargz convert-layer',
+  summary: 'convert a tar / tar.gz layer into an eStargz blob',
+  args: 'IN OUT',
+  options: [
+    { name: 'chunk-size', type: 'string', value: 'N', help: 'bytes of file data per chunk (default 4 MiB)' },
+    { name: 'prioritized', type: 'string', value: 'FILE', help: 'file listing paths (one per line) to put first, before the prefetch landmark' },
+    { name: 'legacy', type: 'boolean', help: 'write the legacy stargz footer instead of the eStargz one' },
+    { name: 'zstdchunked', type: 'boolean', help: 'write zstd:chunked instead of gzip eStargz' },
+    { name: 'external-toc', type: 'string', value: 'TOC-OUT', help: 'write the TOC to this file instead of into the layer (gzip eStargz only)' },
+  ],
+  notes: 'Prints {"digest","diffID","tocDigest","size"} as JSON on stdout.',
+}
 
 async function readPrioritized(path: string): Promise<string[]> {
   let text: string
@@ -37,19 +47,13 @@ async function checkInput(path: string): Promise<void> {
   }
 }
 
-export async function run(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, { values: ['chunk-size', 'prioritized', 'external-toc'], booleans: ['legacy', 'zstdchunked', 'help'] })
-  if (flagBool(args, 'help')) {
-    process.stdout.write(USAGE + '\n')
-    return 0
-  }
-  if (args.positionals.length !== 2) throw new InvalidArgumentError(`expected IN and OUT\n${USAGE}`)
-  const [inPath, outPath] = args.positionals as [string, string]
+export async function run(args: ParsedArgs): Promise<number> {
+  const [inPath, outPath] = positionals(args, spec, 2) as [string, string]
   const chunkSize = flagInt(args, 'chunk-size')
   const prioritizedPath = flagString(args, 'prioritized')
   const externalTocPath = flagString(args, 'external-toc')
   const zstd = flagBool(args, 'zstdchunked')
-  if (externalTocPath !== undefined && (zstd || flagBool(args, 'legacy'))) throw new InvalidArgumentError('--external-toc writes gzip eStargz; it cannot be combined with --zstdchunked or --legacy')
+  if (externalTocPath !== undefined && (zstd || flagBool(args, 'legacy'))) throw new UsageError('--external-toc writes gzip eStargz; it cannot be combined with --zstdchunked or --legacy')
   const prioritizedFiles = prioritizedPath === undefined ? undefined : await readPrioritized(prioritizedPath)
   await checkInput(inPath)
 

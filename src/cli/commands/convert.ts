@@ -1,14 +1,13 @@
 /**
- * stargz convert SRC DST [--oci|--docker] [--platform P | --all-platforms] [--chunk-size N]
- *   [--compression-level N] [--prioritized-from FILE] [--jobs N] [--no-keep-estargz] [--zstdchunked] [--external-toc] [--json]
- *   [--cache-dir D] [--plain-http] [--insecure] [--hosts-dir D]
+ * stargz convert SRC DST [flags]
  *
  * SRC and DST are registry references or OCI image layouts (oci:DIR[:TAG]). Every layer becomes
- * eStargz; an index converts every platform unless --platform names one. Progress goes to stderr;
- * --json prints a summary on stdout.
+ * eStargz. From an index, only the host platform is converted unless --platform names another or
+ * --all-platforms asks for every one (ctr-remote's default and flag). Progress goes to stderr;
+ * --json prints a summary on stdout. ctr-remote's `image convert` flag names are accepted as
+ * aliases, so scripts written for it keep working.
  */
 import { resolve } from 'node:path'
-import { InvalidArgumentError } from '../../errors.js'
 import { ConvertCache } from '../../convert/convert-cache.js'
 import { defaultConvertCacheDir } from '../../convert/cache-dir.js'
 import { convertImage, type ConvertImageOptions, type ConvertSummary } from '../../convert/convert-image.js'
@@ -21,16 +20,41 @@ import { Progress } from '../../convert/progress.js'
 import { RegistryInput, RegistryOutput } from '../../convert/registry-io.js'
 import { RegistryClient } from '../../registry/client.js'
 import { DEFAULT_HOSTS_DIR } from '../../registry/hosts.js'
-import { parsePlatform } from '../../registry/manifest.js'
-import { flagBool, flagInt, flagString, parseArgs, type ParsedArgs } from '../args.js'
+import { hostPlatform, parsePlatform } from '../../registry/manifest.js'
+import { flagBool, flagInt, flagString, positionals, UsageError, type CommandSpec, type OptionSpec, type ParsedArgs } from '../args.js'
+import { REGISTRY_OPTIONS } from '../remote.js'
 
-export const summary = 'convert an image (registry or oci:DIR) into eStargz, layer by layer, and push it'
+/** The options convert and optimize share. */
+export const CONVERT_OPTIONS: readonly OptionSpec[] = [
+  { name: 'oci', type: 'boolean', help: 'write OCI media types (default: as the source)' },
+  { name: 'docker', type: 'boolean', help: 'write Docker media types (default: as the source)' },
+  { name: 'platform', type: 'string', value: 'OS/ARCH[/VARIANT]', help: 'platform to convert from an index (default: this machine)' },
+  { name: 'all-platforms', type: 'boolean', help: 'convert every platform of an index' },
+  { name: 'chunk-size', type: 'string', value: 'N', help: 'bytes of file data per chunk (default 4 MiB)' },
+  { name: 'compression-level', type: 'string', value: '0-9', help: 'gzip level of the eStargz layers' },
+  { name: 'prioritized-from', type: 'string', value: 'FILE', help: 'files to put first in their layers (paths or JSON records, one per line)' },
+  { name: 'jobs', type: 'string', value: 'N', help: 'layers converted at once (default min(2, cores))' },
+  { name: 'no-keep-estargz', type: 'boolean', help: 'convert layers that already are eStargz again' },
+  { name: 'zstdchunked', type: 'boolean', help: 'write zstd:chunked layers instead of gzip eStargz (implies OCI media types)' },
+  { name: 'external-toc', type: 'boolean', help: 'keep each TOC out of its layer and push the reference\'s <tag>-esgztoc TOC image beside' },
+  { name: 'json', type: 'boolean', help: 'print a JSON summary on stdout' },
+  { name: 'cache-dir', type: 'string', value: 'DIR', help: 'converted-layer cache (default /var/cache/stargz/convert as root, else $XDG_CACHE_HOME/stargz/convert)' },
+  ...REGISTRY_OPTIONS,
+  // ctr-remote `image convert` names.
+  { name: 'estargz', type: 'boolean', help: 'accepted for ctr-remote compatibility; layers always become eStargz' },
+  { name: 'estargz-compression-level', type: 'string', value: '0-9', aliasOf: 'compression-level', help: 'ctr-remote name' },
+  { name: 'estargz-chunk-size', type: 'string', value: 'N', aliasOf: 'chunk-size', help: 'ctr-remote name' },
+  { name: 'estargz-record-in', type: 'string', value: 'FILE', aliasOf: 'prioritized-from', help: 'ctr-remote name' },
+  { name: 'estargz-external-toc', type: 'boolean', aliasOf: 'external-toc', help: 'ctr-remote name' },
+  { name: 'estargz-min-chunk-size', type: 'string', value: 'N', help: 'ctr-remote: pack small files into shared gzip members; not implemented, only 0 is honoured (a warning otherwise)' },
+]
 
-export const USAGE = 'usage: stargz convert SRC DST [--oci|--docker] [--platform P|--all-platforms] [--chunk-size N] [--compression-level N] [--prioritized-from FILE] [--jobs N] [--no-keep-estargz] [--zstdchunked] [--external-toc] [--json] [--cache-dir D] [--plain-http] [--insecure] [--hosts-dir D]'
-
-export const convertFlagSpec = {
-  values: ['platform', 'chunk-size', 'compression-level', 'prioritized-from', 'jobs', 'cache-dir', 'hosts-dir'],
-  booleans: ['oci', 'docker', 'all-platforms', 'no-keep-estargz', 'zstdchunked', 'external-toc', 'json', 'plain-http', 'insecure', 'help'],
+export const spec: CommandSpec = {
+  name: 'stargz convert',
+  summary: 'convert an image (registry or oci:DIR) into eStargz, layer by layer, and push it',
+  args: 'SRC DST',
+  options: CONVERT_OPTIONS,
+  notes: 'SRC and DST are image references or oci:DIR[:TAG] layouts.',
 }
 
 export interface Ends {
@@ -53,16 +77,25 @@ export function openEnds(src: ImageLocation, dst: ImageLocation, args: ParsedArg
 
 /** The options shared by convert and optimize (everything but the prioritized files). */
 export async function convertOptionsFromArgs(args: ParsedArgs): Promise<ConvertImageOptions & { json: boolean }> {
-  if (flagBool(args, 'oci') && flagBool(args, 'docker')) throw new InvalidArgumentError('--oci and --docker exclude each other')
+  if (flagBool(args, 'oci') && flagBool(args, 'docker')) throw new UsageError('--oci and --docker exclude each other')
   const platformFlag = flagString(args, 'platform')
-  if (platformFlag !== undefined && flagBool(args, 'all-platforms')) throw new InvalidArgumentError('--platform and --all-platforms exclude each other')
+  const allPlatforms = flagBool(args, 'all-platforms')
+  if (platformFlag !== undefined && allPlatforms) throw new UsageError('--platform and --all-platforms exclude each other')
   const chunkSize = flagInt(args, 'chunk-size')
   const zstd = flagBool(args, 'zstdchunked')
-  if (zstd && flagBool(args, 'external-toc')) throw new InvalidArgumentError('--external-toc writes gzip eStargz; it cannot be combined with --zstdchunked')
+  if (zstd && flagBool(args, 'external-toc')) throw new UsageError('--external-toc writes gzip eStargz; it cannot be combined with --zstdchunked')
   // zstd:chunked layers have an OCI media type only (as the reference: --zstdchunked needs --oci).
-  if (zstd && flagBool(args, 'docker')) throw new InvalidArgumentError('--zstdchunked writes OCI images; it cannot be used with --docker')
+  if (zstd && flagBool(args, 'docker')) throw new UsageError('--zstdchunked writes OCI images; it cannot be used with --docker')
   const level = flagInt(args, 'compression-level', zstd ? 1 : 0)
-  if (level !== undefined && level > (zstd ? 22 : 9)) throw new InvalidArgumentError(`--compression-level must be ${zstd ? '1..22 with --zstdchunked' : '0..9'}, got ${level}`)
+  if (level !== undefined && level > (zstd ? 22 : 9)) throw new UsageError(`--compression-level must be ${zstd ? '1..22 with --zstdchunked' : '0..9'}, got ${level}`)
+  const minChunk = flagInt(args, 'estargz-min-chunk-size', 0)
+  if (minChunk !== undefined && minChunk > 0) process.stderr.write(`stargz: warning: --estargz-min-chunk-size ${minChunk} is not implemented; every file starts its own gzip member (as with 0)\n`)
+  let platform
+  try {
+    platform = allPlatforms ? undefined : platformFlag !== undefined ? parsePlatform(platformFlag) : hostPlatform()
+  } catch (e) {
+    throw new UsageError(`--platform: ${(e as Error).message}`, { cause: e })
+  }
   const jobs = flagInt(args, 'jobs')
   const json = flagBool(args, 'json')
   const cache = await ConvertCache.open(resolve(flagString(args, 'cache-dir') ?? defaultConvertCacheDir()))
@@ -72,7 +105,7 @@ export async function convertOptionsFromArgs(args: ParsedArgs): Promise<ConvertI
     ...(flagBool(args, 'oci') || zstd ? { format: 'oci' as const } : flagBool(args, 'docker') ? { format: 'docker' as const } : {}),
     ...(zstd ? { zstdChunked: true } : {}),
     ...(flagBool(args, 'external-toc') ? { externalToc: true } : {}),
-    ...(platformFlag !== undefined ? { platform: parsePlatform(platformFlag) } : {}),
+    ...(platform !== undefined ? { platform } : {}),
     ...(chunkSize !== undefined ? { chunkSize } : {}),
     ...(level !== undefined ? { compressionLevel: level } : {}),
     ...(jobs !== undefined ? { jobs } : {}),
@@ -109,12 +142,10 @@ export function printSummary(s: ConvertSummary, json: boolean): void {
   process.stderr.write(`stargz: ${s.destination} → ${s.digest}\n`)
 }
 
-export async function run(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, convertFlagSpec)
-  if (flagBool(args, 'help')) { process.stdout.write(USAGE + '\n'); return 0 }
-  if (args.positionals.length !== 2) throw new InvalidArgumentError(`expected SRC and DST\n${USAGE}`)
-  const src = parseLocation(args.positionals[0] as string, 'source')
-  const dst = parseLocation(args.positionals[1] as string, 'destination')
+export async function run(args: ParsedArgs): Promise<number> {
+  const [srcArg, dstArg] = positionals(args, spec, 2) as [string, string]
+  const src = parseLocation(srcArg, 'source')
+  const dst = parseLocation(dstArg, 'destination')
   const opts = await convertOptionsFromArgs(args)
   const listPath = flagString(args, 'prioritized-from')
   const records = listPath === undefined ? [] : await readPrioritizedList(listPath)

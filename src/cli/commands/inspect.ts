@@ -3,7 +3,6 @@
  * and per layer its media type, size, digest, annotations, and whether it is eStargz. The eStargz
  * probe is one range read of the blob's last 51 bytes, parsed as an eStargz or legacy footer.
  */
-import { InvalidArgumentError } from '../../errors.js'
 import { parseFooter } from '../../estargz/footer.js'
 import { FOOTER_SIZE, LEGACY_FOOTER_SIZE, TOC_DIGEST_ANNOTATION, type Footer } from '../../estargz/types.js'
 import type { RegistryClient, ResolvedImage } from '../../registry/client.js'
@@ -11,10 +10,20 @@ import type { Descriptor } from '../../registry/manifest.js'
 import { formatPlatform } from '../../registry/manifest.js'
 import { isGzipLayer } from '../../registry/media-types.js'
 import { formatReference } from '../../registry/reference.js'
-import { flagBool, parseArgs } from '../args.js'
-import { clientFromArgs, remoteFlagSpec } from '../remote.js'
+import { flagBool, positionals, UsageError, type CommandSpec, type ParsedArgs } from '../args.js'
+import { clientFromArgs, REMOTE_OPTIONS } from '../remote.js'
 
-export const summary = 'describe an image in a registry: platform, digests, layers, eStargz or not'
+export const spec: CommandSpec = {
+  name: 'stargz inspect',
+  summary: 'describe an image in a registry: platform, digests, layers, eStargz or not',
+  args: 'REF',
+  options: [
+    ...REMOTE_OPTIONS.filter((o) => o.name !== 'layer'),
+    { name: 'json', type: 'boolean', help: 'print the report as JSON instead of a table' },
+    { name: 'table', type: 'boolean', help: 'print a table (the default; kept for scripts that pass it)' },
+  ],
+  notes: 'The eStargz probe is one range read of each gzip layer\'s last 51 bytes.',
+}
 
 export interface LayerReport {
   index: number
@@ -99,17 +108,13 @@ export function formatTable(r: InspectReport): string {
   return [...head, ...lines].join('\n') + '\n'
 }
 
-export async function run(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, { values: remoteFlagSpec.values, booleans: [...remoteFlagSpec.booleans, 'table'] })
-  const [ref, ...extra] = args.positionals
-  if (ref === undefined || extra.length > 0) {
-    throw new InvalidArgumentError('usage: stargz inspect REF [--table] [--platform os/arch[/variant]] [--plain-http] [--insecure] [--hosts-dir DIR] [--stats]')
-  }
-  if (args.flags.has('layer')) throw new InvalidArgumentError('inspect describes every layer; --layer does not apply')
+export async function run(args: ParsedArgs): Promise<number> {
+  const [ref] = positionals(args, spec, 1) as [string]
+  if (flagBool(args, 'json') && flagBool(args, 'table')) throw new UsageError('--json and --table exclude each other')
   const client = clientFromArgs(args)
   try {
     const report = await inspect(client, ref)
-    process.stdout.write(flagBool(args, 'table') ? formatTable(report) : JSON.stringify(report, null, 2) + '\n')
+    process.stdout.write(flagBool(args, 'json') ? JSON.stringify(report, null, 2) + '\n' : formatTable(report))
     if (flagBool(args, 'stats')) process.stderr.write(`stargz: inspect fetched ${report.fetched.bytes} bytes of layer data in ${report.fetched.requests} requests\n`)
     return 0
   } finally {

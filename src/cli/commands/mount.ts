@@ -1,6 +1,5 @@
 /**
- * stargz mount REF MOUNTPOINT [--rw] [--state-dir DIR] [--allow-full-fetch] [--plain-http]
- *   [--insecure] [--hosts-dir D] [--platform P] [--cache-dir D]
+ * stargz mount REF MOUNTPOINT [flags] (the flags are in `spec` below and in --help)
  *
  * Foreground: mounts every layer lazily (FUSE) and overlayfs at MOUNTPOINT, logs `mounted`
  * (pino JSON on stderr), and on SIGINT/SIGTERM unmounts everything and exits 0.
@@ -14,19 +13,28 @@ import { listMounts } from '../../fuse/unmount.js'
 import { ImageMount } from '../../mount/image-mount.js'
 import { openChunkCache, registryImageSource, stargzLayerOpener } from '../../mount/registry-source.js'
 import { RegistryClient } from '../../registry/client.js'
-import { flagBool, flagString, parseArgs } from '../args.js'
+import { flagBool, flagString, positionals, type CommandSpec, type ParsedArgs } from '../args.js'
+import { REGISTRY_OPTIONS } from '../remote.js'
 
-export const summary = 'mount an image lazily (FUSE per layer + overlayfs) until SIGINT/SIGTERM'
+export const spec: CommandSpec = {
+  name: 'stargz mount',
+  summary: 'mount an image lazily (FUSE per layer + overlayfs) until SIGINT/SIGTERM',
+  args: 'REF MOUNTPOINT',
+  options: [
+    { name: 'rw', type: 'boolean', help: 'writable upper layer (default read-only)' },
+    { name: 'state-dir', type: 'string', value: 'DIR', help: 'where layer mounts and the upper dir live (default: a temp dir, removed at exit)' },
+    { name: 'allow-full-fetch', type: 'boolean', help: 'download layers that are not eStargz instead of failing' },
+    { name: 'no-prefetch', type: 'boolean', help: 'do not prefetch the prioritized files at mount' },
+    { name: 'no-background-fetch', type: 'boolean', help: 'do not fetch the rest of each layer in the background' },
+    { name: 'platform', type: 'string', value: 'OS/ARCH[/VARIANT]', help: 'platform to pick from an index (default: this machine)' },
+    { name: 'cache-dir', type: 'string', value: 'DIR', help: 'chunk cache directory (default: memory only)' },
+    { name: 'log-level', type: 'string', value: 'LEVEL', help: 'trace|debug|info|warn|error (default info; pino JSON on stderr)' },
+    ...REGISTRY_OPTIONS,
+  ],
+}
 
-const USAGE = 'usage: stargz mount REF MOUNTPOINT [--rw] [--state-dir DIR] [--allow-full-fetch] [--no-prefetch] [--no-background-fetch] [--plain-http] [--insecure] [--hosts-dir D] [--platform P] [--cache-dir D]'
-
-export async function run(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, {
-    values: ['state-dir', 'hosts-dir', 'platform', 'cache-dir', 'log-level'],
-    booleans: ['rw', 'allow-full-fetch', 'plain-http', 'insecure', 'no-prefetch', 'no-background-fetch'],
-  })
-  const [ref, mp, ...extra] = args.positionals
-  if (ref === undefined || mp === undefined || extra.length > 0) throw new InvalidArgumentError(USAGE)
+export async function run(args: ParsedArgs): Promise<number> {
+  const [ref, mp] = positionals(args, spec, 2) as [string, string]
   const mountpoint = resolve(mp)
   const st = await stat(mountpoint).catch(() => undefined)
   if (!st?.isDirectory()) throw new InvalidArgumentError(`mountpoint ${mountpoint} is not an existing directory`)

@@ -1,14 +1,16 @@
-import { InvalidArgumentError } from '../../errors.js'
 import { EstargzReader } from '../../estargz/reader.js'
-import { parseArgs } from '../args.js'
-import { blobFlagSpec, openBlob, readerOptionsFromArgs } from '../blob-args.js'
+import { positionals, type CommandSpec, type ParsedArgs } from '../args.js'
+import { BLOB_ARGS, BLOB_OPTIONS, openBlob, readerOptionsFromArgs } from '../blob-args.js'
 
-export const summary = 'print the TOC (stargz.index.json) of an eStargz blob'
+export const spec: CommandSpec = {
+  name: 'stargz toc',
+  summary: 'print the TOC (stargz.index.json) of an eStargz blob',
+  args: BLOB_ARGS,
+  options: BLOB_OPTIONS,
+}
 
-export async function run(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, blobFlagSpec)
-  const [blob, ...extra] = args.positionals
-  if (blob === undefined || extra.length > 0) throw new InvalidArgumentError('usage: stargz toc BLOB|REF [--layer N|DIGEST] [--toc-digest sha256:...] [--external-toc FILE] [--plain-http] [--insecure] [--platform P] [--hosts-dir D] [--stats]')
+export async function run(args: ParsedArgs): Promise<number> {
+  const [blob] = positionals(args, spec, 1) as [string]
   const opened = await openBlob(blob, args)
   try {
     const reader = await EstargzReader.open(opened.source, await readerOptionsFromArgs(args, opened.tocDigest))

@@ -1,20 +1,32 @@
-import { InvalidArgumentError } from '../../errors.js'
 import { BlobReader } from '../../reader/blob-reader.js'
-import { flagBool, parseArgs } from '../args.js'
-import { blobFlagSpec, openBlob, readerOptionsFromArgs } from '../blob-args.js'
+import { flagBool, positionals, type CommandSpec, type ParsedArgs } from '../args.js'
+import { BLOB_ARGS, BLOB_OPTIONS, openBlob, readerOptionsFromArgs } from '../blob-args.js'
+import { ttyProgress } from '../progress.js'
 
-export const summary = 'check the TOC and every chunk of an eStargz blob (exit 0 only if all verify)'
+export const spec: CommandSpec = {
+  name: 'stargz verify',
+  summary: 'check the TOC and every chunk of an eStargz blob (exit 0 only if all verify)',
+  args: BLOB_ARGS,
+  options: [
+    ...BLOB_OPTIONS,
+    { name: 'allow-unverified', type: 'boolean', help: 'exit 0 even when some chunks have no digest in the TOC' },
+  ],
+}
 
-export async function run(argv: string[]): Promise<number> {
-  const args = parseArgs(argv, { values: [...blobFlagSpec.values], booleans: [...blobFlagSpec.booleans, 'allow-unverified'] })
-  const [blob, ...extra] = args.positionals
-  if (blob === undefined || extra.length > 0) throw new InvalidArgumentError('usage: stargz verify BLOB|REF [--layer N|DIGEST] [--toc-digest sha256:...] [--external-toc FILE] [--plain-http] [--insecure] [--platform P] [--hosts-dir D] [--stats]')
+export async function run(args: ParsedArgs): Promise<number> {
+  const [blob] = positionals(args, spec, 1) as [string]
   const opened = await openBlob(blob, args)
   try {
     // Every chunk goes through ChunkReader, the path a mount reads through (no cache).
     const reader = await BlobReader.open(opened.source, await readerOptionsFromArgs(args, opened.tocDigest))
     try {
-      const r = await reader.verifyAll()
+      const progress = ttyProgress('stargz verify', opened.layer ? opened.source.size : 0, () => opened.stats().bytesFetched)
+      let r: Awaited<ReturnType<typeof reader.verifyAll>>
+      try {
+        r = await reader.verifyAll()
+      } finally {
+        progress.stop()
+      }
       const out = {
         tocDigest: reader.tocDigest,
         tocDigestVerified: opened.tocDigest !== undefined,
