@@ -68,6 +68,8 @@ function isEnoent(e: unknown): boolean {
 export class DirCache implements ChunkCache {
   private readonly index = new Map<string, IndexEntry>()
   private readonly writes = new Map<string, { data: Buffer; done: Promise<void> }>()
+  /** Bytes of writes in flight (temp files on disk, not yet in the index): counted against maxBytes. */
+  private reserved = 0
   private readonly counters: CacheStats
   private readonly hasher: Hasher
   private readonly now: () => number
@@ -212,6 +214,8 @@ export class DirCache implements ChunkCache {
     if (pending) return pending.done
     if (this.index.has(hex)) return Promise.resolve()
     if (data.length > this.counters.maxBytes) return Promise.resolve()
+    // Writes in flight already fill the cap: skip this one rather than pass it (a cache may drop).
+    if (this.reserved + data.length > this.counters.maxBytes) return Promise.resolve()
     const done = this.write(hex, data).finally(() => this.writes.delete(hex))
     this.writes.set(hex, { data, done })
     return done
@@ -231,13 +235,19 @@ export class DirCache implements ChunkCache {
   private async writeNow(hex: string, data: Buffer): Promise<void> {
     const dir = join(this.root, hex.slice(0, 2))
     const tmp = join(this.root, 'tmp', `${hex}.${process.pid}.${randomBytes(6).toString('hex')}`)
+    // Room is made before the bytes land, not after: with many writes in flight (background
+    // fetch) evicting afterwards let the directory pass maxBytes by their sum (issue #17 soak).
+    this.reserved += data.length
     try {
+      await this.evict()
       await mkdir(dir, { recursive: true, mode: DIR_MODE })
       await writeFile(tmp, data, { flag: 'wx', mode: FILE_MODE })
       await rename(tmp, join(dir, hex))
     } catch (e) {
       await rm(tmp, { force: true }).catch(() => undefined)
       throw e
+    } finally {
+      this.reserved -= data.length
     }
     this.addIndex(hex, data.length, this.now())
     await this.evict()
@@ -345,14 +355,21 @@ export class DirCache implements ChunkCache {
   }
 
   private async evict(): Promise<void> {
-    while (this.counters.bytes > this.counters.maxBytes) {
+    while (this.counters.bytes + this.reserved > this.counters.maxBytes) {
       const oldest = this.index.keys().next()
       if (oldest.done) break
       const hex = oldest.value
+      const size = this.index.get(hex)?.size ?? 0
       this.dropIndex(hex)
       this.checked.delete(hex)
       this.counters.evictions++
-      await rm(join(this.root, hex.slice(0, 2), hex), { force: true })
+      // Still on disk until the unlink completes: keep it counted, or a concurrent write sees room.
+      this.reserved += size
+      try {
+        await rm(join(this.root, hex.slice(0, 2), hex), { force: true })
+      } finally {
+        this.reserved -= size
+      }
     }
   }
 
