@@ -14,8 +14,13 @@ export function checkDigestSizes(chunks: readonly ChunkRef[]): void {
     if (c.digest === undefined) continue
     const seen = sizes.get(c.digest)
     if (seen === undefined) { sizes.set(c.digest, c); continue }
-    if (seen.chunkSize !== c.chunkSize) {
-      throw new TocError('digest-two-sizes', `chunk digest ${c.digest} is given size ${c.chunkSize} here (file offset ${c.chunkOffset}) and size ${seen.chunkSize} for ${JSON.stringify(seen.name)} at file offset ${seen.chunkOffset}`, c.name)
-    }
+    if (seen.chunkSize !== c.chunkSize) throw digestTwoSizesError(c, seen)
   }
+}
+
+type ChunkFacts = Pick<ChunkRef, 'name' | 'digest' | 'chunkSize' | 'chunkOffset'>
+
+/** The rule's error, shared with the streaming index build (src/index/toc-columns.ts). */
+export function digestTwoSizesError(c: ChunkFacts, seen: ChunkFacts): TocError {
+  return new TocError('digest-two-sizes', `chunk digest ${c.digest} is given size ${c.chunkSize} here (file offset ${c.chunkOffset}) and size ${seen.chunkSize} for ${JSON.stringify(seen.name)} at file offset ${seen.chunkOffset}`, c.name)
 }

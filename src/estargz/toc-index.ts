@@ -20,6 +20,37 @@ export interface ChunkRef {
   codec?: ChunkCodec
 }
 
+/**
+ * What a mounted layer reads of its index (src/layer, src/reader, src/fuse): TocIndex over the
+ * parsed TOC objects, and src/index/compact-index.ts's CompactIndex (one buffer, no per-entry
+ * objects) answer it identically for every name a mount serves (test/index checks that).
+ * Entries handed out are made on demand by the compact index: read them, do not keep them.
+ */
+export interface LayerIndex {
+  /** TOC entries (chunks aside, implied directories included). */
+  readonly entryCount: number
+  /** The entry of a cleaned TOC name ('' is the root). */
+  entry(name: string): TocEntry | undefined
+  /** The entry whose payload a name refers to (follows one hardlink). */
+  resolve(name: string): TocEntry | undefined
+  chunks(name: string): readonly ChunkRef[]
+  /** Chunks overlapping [offset, offset + length) of a file. */
+  chunksInRange(name: string, offset: number, length: number): ChunkRef[]
+  /** Payload members in blob order (prefetch, background fetch): payload(0 … payloadCount-1). */
+  readonly payloadCount: number
+  payload(i: number): ChunkRef
+  /** Compressed offset of the prefetch landmark's payload, if the layer has one. */
+  readonly landmarkOffset: number | undefined
+  readonly noPrefetchLandmark: boolean
+  /** Every regular file that owns a payload (stargz verify). */
+  regularFiles(): Iterable<TocEntry>
+  /**
+   * A legacy chunk's digest is now known (its file verified against the whole-file digest):
+   * later chunks()/chunksInRange() carry it, so the file is not verified again.
+   */
+  learnChunkDigest(ref: ChunkRef, digest: string): void
+}
+
 function parentOf(name: string): string {
   const i = name.lastIndexOf('/')
   return i < 0 ? '' : name.slice(0, i)
@@ -29,7 +60,7 @@ function parentOf(name: string): string {
  * Lookup structures over a validated TOC: entry by name, a file's chunks with their compressed
  * extents, and directory listings (including directories the TOC only implies).
  */
-export class TocIndex {
+export class TocIndex implements LayerIndex {
   readonly entries = new Map<string, TocEntry>()
   readonly children = new Map<string, string[]>()
   private readonly chunkMap = new Map<string, ChunkRef[]>()
@@ -81,6 +112,21 @@ export class TocIndex {
     checkDigestSizes(this.payloads)
     this.landmark = this.entries.get(landmarks.prefetch)
     this.noPrefetchLandmark = this.entries.has(landmarks.noPrefetch)
+  }
+
+  get entryCount(): number { return this.entries.size }
+  entry(name: string): TocEntry | undefined { return this.entries.get(name) }
+  get payloadCount(): number { return this.payloads.length }
+  payload(i: number): ChunkRef { return this.payloads[i] as ChunkRef }
+  get landmarkOffset(): number | undefined { return this.landmark === undefined ? undefined : (this.landmark.offset ?? 0) }
+
+  * regularFiles(): Iterable<TocEntry> {
+    for (const [name, e] of this.entries) if (e.type === 'reg' && this.chunkMap.has(name)) yield e
+  }
+
+  /** The refs handed out are this index's own objects: setting the digest on them is the record. */
+  learnChunkDigest(ref: ChunkRef, digest: string): void {
+    ref.digest = digest
   }
 
   private ref(e: TocEntry, digest: string | undefined): ChunkRef {

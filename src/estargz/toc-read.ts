@@ -36,15 +36,19 @@ export interface LoadTocOptions {
 /** Read the tar header that starts the TOC member and return the JSON payload it carries. */
 export function extractTocJson(tarBytes: Buffer): Buffer {
   if (tarBytes.length < 512) throw new TocError('toc-tar', `TOC member inflates to ${tarBytes.length} bytes, less than one tar header`)
-  const h = tarBytes.subarray(0, 512)
+  const size = tocTarSize(tarBytes.subarray(0, 512))
+  if (512 + size > tarBytes.length) throw new TocError('toc-tar', `TOC tar entry claims ${size} bytes but the member holds ${tarBytes.length - 512}`)
+  return tarBytes.subarray(512, 512 + size)
+}
+
+/** The JSON size a TOC member's tar header (its first 512 bytes) announces; checks its name. */
+export function tocTarSize(h: Buffer): number {
   const nameEnd = h.indexOf(0)
   const name = h.toString('utf8', 0, nameEnd < 0 || nameEnd > 100 ? 100 : nameEnd)
   if (name !== TOC_TAR_NAME) throw new TocError('toc-tar', `first tar entry of the TOC member is ${JSON.stringify(name)}, not ${TOC_TAR_NAME}`)
   const sizeField = h.toString('latin1', 124, 136).replace(/[\0 ]+$/g, '').trim()
   if (!/^[0-7]+$/.test(sizeField)) throw new TocError('toc-tar', `TOC tar header has a bad size field ${JSON.stringify(sizeField)}`)
-  const size = Number.parseInt(sizeField, 8)
-  if (512 + size > tarBytes.length) throw new TocError('toc-tar', `TOC tar entry claims ${size} bytes but the member holds ${tarBytes.length - 512}`)
-  return tarBytes.subarray(512, 512 + size)
+  return Number.parseInt(sizeField, 8)
 }
 
 export function sha256Digest(buf: Uint8Array): string {
@@ -52,46 +56,63 @@ export function sha256Digest(buf: Uint8Array): string {
 }
 
 /**
+ * The TOC's bytes as fetched, before they become a TOC: a gzip member holding the TOC tar entry
+ * (eStargz, legacy, external TOC) or the JSON itself (zstd:chunked, inflated by its frame).
+ * loadToc inflates and parses it whole; the streaming index build (src/index/toc-build.ts)
+ * inflates and parses it incrementally. Both check the same digest over the same JSON bytes.
+ */
+export interface FetchedToc {
+  footer: Footer
+  gzipMember?: Buffer
+  json?: Buffer
+  /** Compressed bytes of TOC member + footer fetched. */
+  fetched: number
+  limits: TocLimits
+}
+
+/**
  * Fetch footer and TOC from a blob: one read of the tail to find the footer, one read of the TOC
  * member (when the first read did not already cover it), inflate, verify, validate.
  */
 export async function loadToc(src: RangeSource, opts: LoadTocOptions = {}): Promise<LoadedToc> {
+  const f = await fetchToc(src, opts)
+  if (f.json !== undefined) return finishToc(f.json, f.footer, f.fetched, opts, f.limits)
+  let tarBytes: Buffer
+  try {
+    tarBytes = await gunzipAsync(f.gzipMember as Buffer, { maxOutputLength: f.limits.maxTocBytes + 4096 })
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw new LimitError(`TOC inflates to more than ${f.limits.maxTocBytes} bytes`)
+    throw new TocError('toc-gzip', `TOC member ${f.footer.kind === 'external' ? 'of the external TOC blob' : `at offset ${f.footer.tocOffset}`} does not inflate: ${(e as Error).message}`, undefined, { cause: e })
+  }
+  return finishToc(extractTocJson(tarBytes), f.footer, f.fetched, opts, f.limits)
+}
+
+/** Footer and the TOC's compressed (or zstd-inflated) bytes; nothing parsed yet. */
+export async function fetchToc(src: RangeSource, opts: LoadTocOptions = {}): Promise<FetchedToc> {
   const limits: TocLimits = { ...DEFAULT_TOC_LIMITS, ...opts.limits }
   const size = src.size
   if (size < 47) throw new FooterError(`blob is ${size} bytes, too small to be eStargz`)
   // Guess that the TOC is within the last 64 KiB so small layers cost a single request.
   const guess = Math.min(size, 64 * 1024)
-  let tail = await src.read(size - guess, guess, opts.signal)
-  if (opts.externalToc !== undefined && hasExternalTocFooter(tail)) return loadExternalToc(size, opts.externalToc, opts, limits, guess)
+  const tail = await src.read(size - guess, guess, opts.signal)
+  if (opts.externalToc !== undefined && hasExternalTocFooter(tail)) return fetchExternalToc(size, opts.externalToc, limits, guess)
   const footer = parseFooter(tail.subarray(Math.max(0, tail.length - FOOTER_SIZE)), size)
   if (footer.kind === 'zstd') {
     const z = await readZstdTocJson(src, footer, tail, size - guess, limits, opts.signal)
-    return finishToc(z.json, footer, z.fetched + guess, opts, limits)
+    return { footer, json: z.json, fetched: z.fetched + guess, limits }
   }
   const tocEnd = size - footer.size
   const tocLen = tocEnd - footer.tocOffset
   if (tocLen > limits.maxTocBytes) throw new LimitError(`compressed TOC is ${tocLen} bytes, more than the limit ${limits.maxTocBytes}`)
-  let fetched = guess
-  let member: Buffer
   if (footer.tocOffset >= size - guess) {
-    member = tail.subarray(footer.tocOffset - (size - guess), tocEnd - (size - guess))
-  } else {
-    member = await src.read(footer.tocOffset, tocLen, opts.signal)
-    fetched += tocLen
+    // A copy, so the 64 KiB tail is not kept alive by a slice of it.
+    return { footer, gzipMember: Buffer.from(tail.subarray(footer.tocOffset - (size - guess), tocEnd - (size - guess))), fetched: guess, limits }
   }
-  tail = Buffer.alloc(0)
-  let tarBytes: Buffer
-  try {
-    tarBytes = await gunzipAsync(member, { maxOutputLength: limits.maxTocBytes + 4096 })
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw new LimitError(`TOC inflates to more than ${limits.maxTocBytes} bytes`)
-    throw new TocError('toc-gzip', `TOC member at offset ${footer.tocOffset} does not inflate: ${(e as Error).message}`, undefined, { cause: e })
-  }
-  return finishToc(extractTocJson(tarBytes), footer, fetched, opts, limits)
+  return { footer, gzipMember: await src.read(footer.tocOffset, tocLen, opts.signal), fetched: guess + tocLen, limits }
 }
 
 /** The TOC of an external-TOC layer: a gzip member of its own, as in eStargz; same checks. */
-async function loadExternalToc(size: number, from: ExternalTocSource, opts: LoadTocOptions, limits: TocLimits, fetched: number): Promise<LoadedToc> {
+async function fetchExternalToc(size: number, from: ExternalTocSource, limits: TocLimits, fetched: number): Promise<FetchedToc> {
   const payloadEnd = size - EXTERNAL_TOC_FOOTER_SIZE
   const footer: Footer = { kind: 'external', size: EXTERNAL_TOC_FOOTER_SIZE, tocOffset: payloadEnd, payloadEnd }
   let blob: Buffer
@@ -101,14 +122,7 @@ async function loadExternalToc(size: number, from: ExternalTocSource, opts: Load
     throw new UnavailableError(`the layer's TOC is external and could not be fetched: ${(e as Error).message}`, { cause: e })
   }
   if (blob.length > limits.maxTocBytes) throw new LimitError(`external TOC blob is ${blob.length} bytes, more than the limit ${limits.maxTocBytes}`)
-  let tarBytes: Buffer
-  try {
-    tarBytes = await gunzipAsync(blob, { maxOutputLength: limits.maxTocBytes + 4096 })
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw new LimitError(`TOC inflates to more than ${limits.maxTocBytes} bytes`)
-    throw new TocError('toc-gzip', `external TOC blob does not inflate: ${(e as Error).message}`, undefined, { cause: e })
-  }
-  return finishToc(extractTocJson(tarBytes), footer, fetched + blob.length, opts, limits)
+  return { footer, gzipMember: blob, fetched: fetched + blob.length, limits }
 }
 
 /** Digest check, JSON parse and validation: the same for every TOC container. */

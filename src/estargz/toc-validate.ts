@@ -137,6 +137,34 @@ export interface ValidateOptions {
 /**
  * Parse and validate a TOC from untrusted JSON. Returns a TOC whose names are normalised and
  * whose chunk layout is known to be consistent; throws TocError naming the entry and the rule.
+ * The rules are TocValidator's (below), which the streaming index build applies entry by entry.
+ */
+export function validateToc(json: unknown, opts: ValidateOptions): Toc {
+  const limits: TocLimits = { ...DEFAULT_TOC_LIMITS, ...opts.limits }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new TocError('toc-object', 'TOC is not a JSON object')
+  const t = json as Record<string, unknown>
+  checkTocVersion(t.version)
+  if (!Array.isArray(t.entries)) throw new TocError('entries', 'TOC has no entries array')
+  if (t.entries.length > limits.maxEntries) throw new LimitError(`TOC has ${t.entries.length} entries, more than the limit ${limits.maxEntries}`)
+  const v = new TocValidator(opts)
+  const entries: TocEntry[] = new Array(t.entries.length)
+  for (let i = 0; i < t.entries.length; i++) entries[i] = v.add(t.entries[i])
+  v.finish()
+  return { version: 1, entries }
+}
+
+export function checkTocVersion(version: unknown): void {
+  if (version !== 1) throw new TocError('version', `unsupported TOC version ${JSON.stringify(version)} (want 1)`)
+}
+
+const TYPE_CODE: Record<TocEntryType, number> = { dir: 1, reg: 2, symlink: 3, hardlink: 4, char: 5, block: 6, fifo: 7, chunk: 8 }
+
+/**
+ * The TOC rules, one entry at a time, for the whole-JSON parse above and the streaming index
+ * build (src/index/toc-columns.ts) alike: add() parses and checks each raw entry in TOC order
+ * and returns it; finish() runs the checks that need the whole TOC and rewrites each hardlink's
+ * linkName to its cleaned target (on the objects add() returned). Holds one small record per
+ * name (the duplicate and hardlink-target checks need them), never the entries.
  *
  * Rules beyond field types:
  * - payload offsets lie in [0, tocOffset) and strictly increase in TOC order (each payload starts
@@ -149,38 +177,42 @@ export interface ValidateOptions {
  *   of two claims wins must not depend on the reader;
  * - hardlink targets are cleaned the same way as names.
  */
-export function validateToc(json: unknown, opts: ValidateOptions): Toc {
-  const limits: TocLimits = { ...DEFAULT_TOC_LIMITS, ...opts.limits }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new TocError('toc-object', 'TOC is not a JSON object')
-  const t = json as Record<string, unknown>
-  if (t.version !== 1) throw new TocError('version', `unsupported TOC version ${JSON.stringify(t.version)} (want 1)`)
-  if (!Array.isArray(t.entries)) throw new TocError('entries', 'TOC has no entries array')
-  if (t.entries.length > limits.maxEntries) throw new LimitError(`TOC has ${t.entries.length} entries, more than the limit ${limits.maxEntries}`)
-
-  const entries: TocEntry[] = new Array(t.entries.length)
-  const seen = new Map<string, TocEntry>()
-  let lastOffset = -1
+export class TocValidator {
+  private readonly limits: TocLimits
+  /** Cleaned name → entry type code. */
+  private readonly seen = new Map<string, number>()
+  private readonly hardlinks: TocEntry[] = []
+  private count = 0
+  private lastOffset = -1
   // The file whose chunks we expect next, and where the next chunk must start.
-  let open: { entry: TocEntry; next: number; size: number; openEnded: boolean } | undefined
+  private open: { name: string; next: number; size: number } | undefined
 
-  const closeOpen = (): void => {
-    if (!open) return
-    if (!open.openEnded && open.next !== open.size) {
-      fail('chunk-coverage', `chunks cover ${open.next} of ${open.size} bytes`, open.entry.name)
-    }
-    open = undefined
+  constructor(private readonly opts: ValidateOptions) {
+    this.limits = { ...DEFAULT_TOC_LIMITS, ...opts.limits }
   }
 
-  for (let i = 0; i < t.entries.length; i++) {
-    const e = parseEntry(t.entries[i], i, limits)
-    entries[i] = e
-    if (e.type !== 'chunk') closeOpen()
-    else if (!open || open.entry.name !== e.name) fail('chunk-orphan', 'chunk does not follow its regular file', e.name)
+  /** Entries added so far. */
+  get entries(): number { return this.count }
+
+  private closeOpen(): void {
+    const open = this.open
+    if (!open) return
+    if (open.next !== open.size) fail('chunk-coverage', `chunks cover ${open.next} of ${open.size} bytes`, open.name)
+    this.open = undefined
+  }
+
+  add(raw: unknown): TocEntry {
+    const i = this.count++
+    if (this.count > this.limits.maxEntries) throw new LimitError(`TOC has more than the limit of ${this.limits.maxEntries} entries`)
+    const opts = this.opts
+    const e = parseEntry(raw, i, this.limits)
+    if (e.type !== 'chunk') this.closeOpen()
+    else if (!this.open || this.open.name !== e.name) fail('chunk-orphan', 'chunk does not follow its regular file', e.name)
 
     if (e.offset !== undefined && (e.type === 'reg' || e.type === 'chunk') && (e.type === 'chunk' || (e.size ?? 0) > 0)) {
       if (e.offset >= opts.tocOffset) fail('offset-range', `offset ${e.offset} is not before the TOC at ${opts.tocOffset}`, e.name)
-      if (e.offset <= lastOffset) fail('offset-order', `offset ${e.offset} does not increase (previous payload at ${lastOffset})`, e.name)
-      lastOffset = e.offset
+      if (e.offset <= this.lastOffset) fail('offset-order', `offset ${e.offset} does not increase (previous payload at ${this.lastOffset})`, e.name)
+      this.lastOffset = e.offset
     }
 
     switch (e.type) {
@@ -192,11 +224,12 @@ export function validateToc(json: unknown, opts: ValidateOptions): Toc {
           const cs = e.chunkSize ?? 0
           if (cs > size) fail('chunk-coverage', `chunkSize ${cs} exceeds file size ${size}`, e.name)
           if (opts.footerKind !== 'legacy' && e.chunkDigest === undefined) fail('chunk-digest-required', 'chunk has no chunkDigest', e.name)
-          open = { entry: e, size, next: cs === 0 ? size : cs, openEnded: false }
+          this.open = { name: e.name, size, next: cs === 0 ? size : cs }
         }
         break
       }
       case 'chunk': {
+        const open = this.open
         if (!open) fail('chunk-orphan', 'chunk does not follow its regular file', e.name)
         if (e.offset === undefined) fail('offset-required', 'chunk has no offset', e.name)
         if ((e.chunkOffset ?? 0) !== open.next) fail('chunk-contiguous', `chunk starts at ${e.chunkOffset ?? 0}, expected ${open.next}`, e.name)
@@ -206,30 +239,33 @@ export function validateToc(json: unknown, opts: ValidateOptions): Toc {
         if (end > open.size) fail('chunk-coverage', `chunk [${open.next}, ${end}) runs past the file size ${open.size}`, e.name)
         if (opts.footerKind !== 'legacy' && e.chunkDigest === undefined) fail('chunk-digest-required', 'chunk has no chunkDigest', e.name)
         open.next = end
-        continue // chunks are not names of their own
+        return e // chunks are not names of their own
       }
       case 'symlink':
         if (e.linkName === undefined) fail('symlink-target', 'symlink has no linkName', e.name)
         break
       case 'hardlink':
         if (e.linkName === undefined) fail('hardlink-target', 'hardlink has no linkName', e.name)
+        this.hardlinks.push(e)
         break
       default:
         break
     }
-    const prev = seen.get(e.name)
-    if (prev) fail('duplicate-name', `cleans to ${JSON.stringify(e.name)}, as an earlier entry does`, (t.entries[i] as { name: string }).name)
-    seen.set(e.name, e)
+    if (this.seen.has(e.name)) fail('duplicate-name', `cleans to ${JSON.stringify(e.name)}, as an earlier entry does`, (raw as { name: string }).name)
+    this.seen.set(e.name, TYPE_CODE[e.type])
+    return e
   }
-  closeOpen()
 
-  for (const e of entries) {
-    if (e.type !== 'hardlink') continue
-    const target = normaliseName(e.linkName as string, limits.maxNameBytes)
-    const te = seen.get(target)
-    if (!te) fail('hardlink-target', `hardlink target ${JSON.stringify(e.linkName)} is not in the TOC`, e.name)
-    if (te.type === 'dir' || te.type === 'hardlink') fail('hardlink-target', `hardlink target ${JSON.stringify(e.linkName)} is a ${te.type}`, e.name)
-    e.linkName = target
+  /** The whole-TOC checks; hardlinks' linkName become their cleaned targets. */
+  finish(): void {
+    this.closeOpen()
+    for (const e of this.hardlinks) {
+      const target = normaliseName(e.linkName as string, this.limits.maxNameBytes)
+      const t = this.seen.get(target)
+      if (t === undefined) fail('hardlink-target', `hardlink target ${JSON.stringify(e.linkName)} is not in the TOC`, e.name)
+      if (t === TYPE_CODE.dir || t === TYPE_CODE.hardlink) fail('hardlink-target', `hardlink target ${JSON.stringify(e.linkName)} is a ${t === TYPE_CODE.dir ? 'dir' : 'hardlink'}`, e.name)
+      e.linkName = target
+    }
+    this.seen.clear()
   }
-  return { version: 1, entries }
 }

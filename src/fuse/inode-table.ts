@@ -15,7 +15,6 @@
  * Per slot: paths (8-byte reference), parent, primary, mode, uid, gid, rdev, nlink, child
  * offsets, child list (4 bytes each), size and mtime (8 each), flags (1): ~65 bytes.
  */
-import type { TocIndex } from '../estargz/toc-index.js'
 import type { TocEntry } from '../estargz/types.js'
 import { S_IFCHR, S_IFDIR, S_IFMT, S_IFREG, makedev, modeOf, modtimeMs, sizeOf } from './attr.js'
 import { WHITEOUT_PREFIX, classifyName } from './whiteout.js'
@@ -98,6 +97,16 @@ export interface LayerTree {
   xattr(s: number, name: string): Buffer | undefined
 }
 
+/**
+ * What InodeTable.build reads: the entries by cleaned name (implied directories included, as
+ * TocIndex keeps them) and hardlink resolution. TocIndex is one; the streaming index builder
+ * (src/index/toc-columns.ts) is the other, making entries on demand from its columns.
+ */
+export interface TreeSource {
+  readonly entries: ReadonlyMap<string, TocEntry>
+  resolve(name: string): TocEntry | undefined
+}
+
 export class InodeTable implements LayerTree {
   /** Number of slots (names, the root included). */
   readonly count: number
@@ -105,7 +114,7 @@ export class InodeTable implements LayerTree {
   readonly maxIno: number
   readonly anyXattrs: boolean
   private constructor(
-    private readonly index: TocIndex,
+    private readonly index: TreeSource,
     private readonly paths: string[],
     private readonly parents: Uint32Array,
     private readonly primaries: Uint32Array,
@@ -125,7 +134,7 @@ export class InodeTable implements LayerTree {
     this.anyXattrs = flags.some((f) => (f & (FLAG_XATTRS | FLAG_OPAQUE)) !== 0)
   }
 
-  static build(index: TocIndex): InodeTable {
+  static build(index: TreeSource): InodeTable {
     // 1. Presented names: whiteouts renamed, bookkeeping and opaque markers dropped. The common
     //    case (no ".wh." prefix, not at the root) allocates nothing.
     const names: string[] = []

@@ -10,31 +10,37 @@
  *
  * File layout (little endian, every section 8-byte aligned):
  *   header   magic "SGZIDX\0\0", u32 version, u32 flags, u32 counts (see HEADER_FIELDS)
- *   f64      sizes[n] mtimes[n] | chunkOff[c] chunkSize[c] compOff[c] compEnd[c]
+ *   f64      extra[1] (prefetch landmark's offset, -1 none) | sizes[n] mtimes[n] |
+ *            chunkOff[c] chunkSize[c] compOff[c] compEnd[c]
  *   u32      pathStart[n+1] parents[n] primaries[n] modes[n] uids[n] gids[n] rdevs[n] nlinks[n]
  *            childStart[n+1] childList[n-1] fileChunk[n] fileChunkCount[n] chunkOwner[c]
  *            ownerStr[2o] linkSlot[l] linkStr[2l] xattrSlot[x] xattrSet[x] setStart[m+1]
- *            pairStr[4p]
- *   u8       flags[n] digestKind[c] digests[32c] strings[s]
+ *            pairStr[4p] fdSlot[f]
+ *   u8       flags[n] digestKind[c] digests[32c] fdDigest[32f] strings[s]
  *   trailer  sha256 over every byte before it
  *
  * Strings (paths, link targets, chunk owners, xattr names and raw values) live in one UTF-8 blob;
  * paths are full TOC-relative paths in the InodeTable's sort order (UTF-16 code units), so a
  * lookup is a binary search decoding ~17 short strings. Symlink targets and xattrs are sparse
  * tables keyed by slot; identical xattr sets are stored once. Chunk digests are 32 raw bytes.
+ * Whole-file digests are kept only for legacy files whose chunks have none (fdSlot/fdDigest).
+ * The header also carries the TOC entry count and a range of the string blob holding the
+ * caller's metadata (index-store.ts: TOC digest, footer, blob size), so it is digest-checked too.
+ *
+ * Version 2 added extra, fdSlot/fdDigest, the no-prefetch flag and the header's e/meta fields.
  */
 import { createHash } from 'node:crypto'
 import { readFile, writeFile, rename, rm } from 'node:fs/promises'
 import { LimitError, TocError } from '../errors.js'
-import type { ChunkCodec, ChunkRef, TocIndex } from '../estargz/toc-index.js'
-import type { TocEntry } from '../estargz/types.js'
-import { S_IFDIR, S_IFMT, S_IFREG } from '../fuse/attr.js'
-import { FLAG_OPAQUE, FLAG_WHITEOUT, FLAG_XATTRS, InodeTable, type LayerTree } from '../fuse/inode-table.js'
+import { TocIndex, type ChunkCodec, type ChunkRef, type LayerIndex } from '../estargz/toc-index.js'
+import type { TocEntry, TocEntryType } from '../estargz/types.js'
+import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../fuse/attr.js'
+import { FLAG_OPAQUE, FLAG_WHITEOUT, FLAG_XATTRS, InodeTable, type LayerTree, type TreeSource } from '../fuse/inode-table.js'
 
 export const INDEX_MAGIC = 'SGZIDX\0\0'
-export const INDEX_VERSION = 1
+export const INDEX_VERSION = 2
 const DIGEST_BYTES = 32
-const HEADER_FIELDS = ['n', 'c', 'o', 'l', 'x', 'm', 'p', 's', 'maxIno', 'anyFlags'] as const
+const HEADER_FIELDS = ['n', 'c', 'o', 'l', 'x', 'm', 'p', 's', 'maxIno', 'anyFlags', 'f', 'e', 'metaStart', 'metaEnd'] as const
 type Counts = Record<(typeof HEADER_FIELDS)[number], number>
 const HEADER_BYTES = align8(8 + 4 + 4 + HEADER_FIELDS.length * 4)
 
@@ -62,12 +68,12 @@ function layout(k: Counts): Layout {
     for (const [name, len] of sections) { out[name] = [off, len]; off = align8(off + len * width) }
     return out
   }
-  const f64 = place([['sizes', k.n], ['mtimes', k.n], ['chunkOff', k.c], ['chunkSize', k.c], ['compOff', k.c], ['compEnd', k.c]], 8)
+  const f64 = place([['extra', 1], ['sizes', k.n], ['mtimes', k.n], ['chunkOff', k.c], ['chunkSize', k.c], ['compOff', k.c], ['compEnd', k.c]], 8)
   const u32 = place([['pathStart', k.n + 1], ['parents', k.n], ['primaries', k.n], ['modes', k.n], ['uids', k.n], ['gids', k.n],
     ['rdevs', k.n], ['nlinks', k.n], ['childStart', k.n + 1], ['childList', Math.max(0, k.n - 1)], ['fileChunk', k.n],
     ['fileChunkCount', k.n], ['chunkOwner', k.c], ['ownerStr', 2 * k.o], ['linkSlot', k.l], ['linkStr', 2 * k.l],
-    ['xattrSlot', k.x], ['xattrSet', k.x], ['setStart', k.m + 1], ['pairStr', 4 * k.p]], 4)
-  const u8 = place([['flags', k.n], ['digestKind', k.c], ['digests', DIGEST_BYTES * k.c], ['strings', k.s]], 1)
+    ['xattrSlot', k.x], ['xattrSet', k.x], ['setStart', k.m + 1], ['pairStr', 4 * k.p], ['fdSlot', k.f]], 4)
+  const u8 = place([['flags', k.n], ['digestKind', k.c], ['digests', DIGEST_BYTES * k.c], ['fdDigest', DIGEST_BYTES * k.f], ['strings', k.s]], 1)
   return { f64, u32, u8, total: off + DIGEST_BYTES }
 }
 
@@ -127,13 +133,103 @@ function u32Search(a: Uint32Array, key: number): number {
   return -1
 }
 
-export class CompactIndex implements LayerTree {
+/** What a payload (chunk) is, in blob order, as a build source gives it. */
+export interface PayloadFields {
+  name: string
+  chunkOffset: number
+  chunkSize: number
+  compressedOffset: number
+  compressedEnd: number
+  digest: string | undefined
+}
+
+/**
+ * What CompactIndex.build reads of a layer: the entries (for InodeTable.build and the symlink,
+ * xattr and legacy digest tables; made on demand by the streaming builder), the payloads in blob
+ * order and each regular file's run of them.
+ */
+export interface BuildSource extends TreeSource {
+  readonly entryCount: number
+  readonly payloadCount: number
+  /** `withDigest` false: the digest may be left out (copyDigest gives it raw). */
+  payloadFields(i: number, withDigest?: boolean): PayloadFields
+  /** Copy payload i's raw sha256 into dst at `at` and return true, or false (then digest is read). */
+  copyDigest(i: number, dst: Uint8Array, at: number): boolean
+  /** [first payload, count] of a regular file (hardlinks resolved by the caller: primaries only). */
+  chunkRun(name: string): [number, number] | undefined
+  readonly landmarkOffset: number | undefined
+  readonly noPrefetchLandmark: boolean
+  readonly codec: ChunkCodec | undefined
+}
+
+/** A TocIndex seen as a build source (the object path and the property test). */
+function tocIndexSource(index: TocIndex): BuildSource {
+  const payloads = index.payloads
+  const refAt = new Map<ChunkRef, number>()
+  for (let i = 0; i < payloads.length; i++) refAt.set(payloads[i] as ChunkRef, i)
+  return {
+    entries: index.entries,
+    resolve: (name) => index.resolve(name),
+    entryCount: index.entries.size,
+    payloadCount: payloads.length,
+    payloadFields: (i) => payloads[i] as ChunkRef,
+    copyDigest: () => false,
+    chunkRun: (name) => {
+      const refs = index.chunks(name)
+      if (refs.length === 0) return undefined
+      const first = refAt.get(refs[0] as ChunkRef) as number
+      for (let j = 1; j < refs.length; j++) {
+        if (refAt.get(refs[j] as ChunkRef) !== first + j) throw new TocError('index-chunks', 'chunks of a file are not contiguous in the TOC', name)
+      }
+      return [first, refs.length]
+    },
+    landmarkOffset: index.landmarkOffset,
+    noPrefetchLandmark: index.noPrefetchLandmark,
+    codec: payloads[0]?.codec,
+  }
+}
+
+/** One growing UTF-8 blob (one buffer, not one Buffer per string). */
+class StringBlob {
+  private buf = Buffer.allocUnsafe(64 * 1024)
+  length = 0
+
+  add(v: string | Buffer): [number, number] {
+    const need = typeof v === 'string' ? Buffer.byteLength(v, 'utf8') : v.length
+    if (this.length + need > this.buf.length) {
+      const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.length + need))
+      this.buf.copy(next, 0, 0, this.length)
+      this.buf = next
+    }
+    const at = this.length
+    if (typeof v === 'string') this.buf.write(v, at, 'utf8')
+    else v.copy(this.buf, at)
+    this.length += need
+    return [at, this.length]
+  }
+
+  view(): Buffer { return this.buf.subarray(0, this.length) }
+}
+
+function typeOfMode(mode: number): TocEntryType {
+  switch (mode & S_IFMT) {
+    case S_IFDIR: return 'dir'
+    case S_IFREG: return 'reg'
+    case S_IFLNK: return 'symlink'
+    case S_IFCHR: return 'char'
+    case S_IFBLK: return 'block'
+    default: return 'fifo'
+  }
+}
+
+export class CompactIndex implements LayerTree, LayerIndex {
   readonly count: number
   readonly maxIno: number
   /** True if any slot has xattrs or is an opaque directory: getxattr must then be served. */
   readonly anyXattrs: boolean
   private readonly buf: Buffer
   private readonly str: Buffer
+  private readonly extra: Float64Array
   private readonly sizes: Float64Array
   private readonly mtimes: Float64Array
   private readonly chunkOff: Float64Array
@@ -160,32 +256,40 @@ export class CompactIndex implements LayerTree {
   private readonly xattrSet: Uint32Array
   private readonly setStart: Uint32Array
   private readonly pairStr: Uint32Array
+  private readonly fdSlot: Uint32Array
+  private readonly fdDigest: Uint8Array
   private readonly flags: Uint8Array
   private readonly digestKind: Uint8Array
   private readonly digests: Uint8Array
   private reservation: { release(): void } | undefined
   private readonly byteOrdered: boolean
   private readonly codec: ChunkCodec | undefined
+  private readonly counts: Counts
+  /** Digests of legacy chunks learned by verifying their file (not part of the file). */
+  private readonly learned = new Map<number, string>()
+  readonly noPrefetchLandmark: boolean
 
   private constructor(buf: Buffer, k: Counts) {
     this.buf = buf
     const flags = buf.readUInt32LE(12)
     this.byteOrdered = (flags & 1) === 1
     this.codec = CODECS[((flags >> 1) & 3) - 1]
+    this.noPrefetchLandmark = (flags & 8) !== 0
+    this.counts = k
     const L = layout(k)
     const ab = buf.buffer
     const base = buf.byteOffset
     const f = (name: string): Float64Array => { const [o, n] = L.f64[name] as [number, number]; return new Float64Array(ab, base + o, n) }
     const u = (name: string): Uint32Array => { const [o, n] = L.u32[name] as [number, number]; return new Uint32Array(ab, base + o, n) }
     const b = (name: string): Uint8Array => { const [o, n] = L.u8[name] as [number, number]; return new Uint8Array(ab, base + o, n) }
-    this.sizes = f('sizes'); this.mtimes = f('mtimes')
+    this.extra = f('extra'); this.sizes = f('sizes'); this.mtimes = f('mtimes')
     this.chunkOff = f('chunkOff'); this.chunkSize = f('chunkSize'); this.compOff = f('compOff'); this.compEnd = f('compEnd')
     this.pathStart = u('pathStart'); this.parents = u('parents'); this.primaries = u('primaries'); this.modes = u('modes')
     this.uids = u('uids'); this.gids = u('gids'); this.rdevs = u('rdevs'); this.nlinks = u('nlinks')
     this.childStart = u('childStart'); this.childList = u('childList'); this.fileChunk = u('fileChunk')
     this.fileChunkCount = u('fileChunkCount'); this.chunkOwner = u('chunkOwner'); this.ownerStr = u('ownerStr')
     this.linkSlot = u('linkSlot'); this.linkStr = u('linkStr'); this.xattrSlot = u('xattrSlot'); this.xattrSet = u('xattrSet')
-    this.setStart = u('setStart'); this.pairStr = u('pairStr')
+    this.setStart = u('setStart'); this.pairStr = u('pairStr'); this.fdSlot = u('fdSlot'); this.fdDigest = b('fdDigest')
     this.flags = b('flags'); this.digestKind = b('digestKind'); this.digests = b('digests')
     const [so, sn] = L.u8.strings as [number, number]
     this.str = buf.subarray(so, so + sn)
@@ -196,129 +300,150 @@ export class CompactIndex implements LayerTree {
 
   // ---------------------------------------------------------------- building and the file format
 
-  /** Pack a TocIndex (and the tree InodeTable.build makes of it) into one buffer. */
-  static build(index: TocIndex, table: InodeTable = InodeTable.build(index), limits: IndexLimits = {}): CompactIndex {
-    const n = table.count
-    const strings: Buffer[] = []
-    let strLen = 0
-    const interned = new Map<string, [number, number]>()
-    const addStr = (s: string | Buffer): [number, number] => {
-      const b = typeof s === 'string' ? Buffer.from(s, 'utf8') : s
-      const r: [number, number] = [strLen, strLen + b.length]
-      strings.push(b)
-      strLen += b.length
-      return r
-    }
-    const intern = (s: string): [number, number] => {
-      let r = interned.get(s)
-      if (r === undefined) { r = addStr(s); interned.set(s, r) }
-      return r
-    }
-
+  /**
+   * Pack a layer into one buffer: from a TocIndex (the object path, tests) or from the streaming
+   * builder's columns (src/index/toc-columns.ts, the mount path). The tree is InodeTable.build's
+   * over the same source, so slot numbers, inode numbers and readdir order are the same.
+   */
+  static build(src: TocIndex | BuildSource, table?: InodeTable, limits: IndexLimits = {}, meta?: Buffer): CompactIndex {
+    const source: BuildSource = src instanceof TocIndex ? tocIndexSource(src) : src
+    const tab = table ?? InodeTable.build(source)
+    const n = tab.count
+    const strs = new StringBlob()
     const pathStart = new Uint32Array(n + 1)
-    for (let s = 0; s < n; s++) { pathStart[s] = strLen; addStr(table.path(s)) }
-    pathStart[n] = strLen
+    for (let s = 0; s < n; s++) { pathStart[s] = strs.length; strs.add(tab.path(s)) }
+    pathStart[n] = strs.length
     // Paths are in UTF-16 order (InodeTable's). Where that is also their UTF-8 byte order (no
     // character >= U+E000 next to an astral one), lookups can compare bytes without decoding.
-    const pathBlob = Buffer.concat(strings, strLen)
+    const pathBlob = strs.view()
     let byteOrdered = 1
     for (let s = 1; s < n && byteOrdered === 1; s++) {
       if (pathBlob.compare(pathBlob, pathStart[s - 1], pathStart[s], pathStart[s], pathStart[s + 1]) <= 0) byteOrdered = 0
     }
+    const interned = new Map<string, [number, number]>()
+    const intern = (v: string): [number, number] => {
+      let r = interned.get(v)
+      if (r === undefined) { r = strs.add(v); interned.set(v, r) }
+      return r
+    }
 
-    // Chunks in payload (blob) order; each file's chunks are a contiguous run of it.
-    const payloads = index.payloads
-    const c = payloads.length
-    const refAt = new Map<ChunkRef, number>()
-    for (let i = 0; i < c; i++) refAt.set(payloads[i] as ChunkRef, i)
+    // Chunks in payload (blob) order; each file's chunks are a contiguous run of it, so a chunk's
+    // owner is the previous chunk's unless the name changes. Owners that are slots share the
+    // slot's path bytes; hidden ones (landmarks) get their own.
+    const c = source.payloadCount
     const chunkOwner = new Uint32Array(c)
     const owners: Array<[number, number]> = []
-    const ownerOf = new Map<string, number>()
     const digestKind = new Uint8Array(c)
     const digests = new Uint8Array(DIGEST_BYTES * c)
+    const chunkOff = new Float64Array(c)
+    const chunkSize = new Float64Array(c)
+    const compOff = new Float64Array(c)
+    const compEnd = new Float64Array(c)
+    let lastOwner = ''
     for (let i = 0; i < c; i++) {
-      const r = payloads[i] as ChunkRef
-      let o = ownerOf.get(r.name)
-      if (o === undefined) { o = owners.length; owners.push(intern(r.name)); ownerOf.set(r.name, o) }
-      chunkOwner[i] = o
-      if (r.digest !== undefined) {
-        const m = SHA256_RE.exec(r.digest)
+      const f = source.payloadFields(i, false)
+      if (owners.length === 0 || f.name !== lastOwner) {
+        const slot = tab.lookup(f.name)
+        owners.push(slot >= 0 ? [pathStart[slot] as number, pathStart[slot + 1] as number] : intern(f.name))
+        lastOwner = f.name
+      }
+      chunkOwner[i] = owners.length - 1
+      chunkOff[i] = f.chunkOffset; chunkSize[i] = f.chunkSize; compOff[i] = f.compressedOffset; compEnd[i] = f.compressedEnd
+      if (source.copyDigest(i, digests, i * DIGEST_BYTES)) { digestKind[i] = DIGEST_SHA256; continue }
+      const d = source.payloadFields(i).digest
+      if (d === undefined) continue
+      const m = SHA256_RE.exec(d)
+      if (m) { digestKind[i] = DIGEST_SHA256; digests.set(Buffer.from(m[1] as string, 'hex'), i * DIGEST_BYTES) }
+      else {
+        const [a0, e0] = intern(d)
         const dv = new DataView(digests.buffer, i * DIGEST_BYTES, DIGEST_BYTES)
-        if (m) { digestKind[i] = DIGEST_SHA256; digests.set(Buffer.from(m[1] as string, 'hex'), i * DIGEST_BYTES) }
-        else { const [a, e] = intern(r.digest); digestKind[i] = DIGEST_STRING; dv.setUint32(0, a, true); dv.setUint32(4, e, true) }
+        digestKind[i] = DIGEST_STRING; dv.setUint32(0, a0, true); dv.setUint32(4, e0, true)
       }
     }
     const fileChunk = new Uint32Array(n)
     const fileChunkCount = new Uint32Array(n)
     const links: Array<[number, [number, number]]> = []
     const xattrs: Array<[number, number]> = []
+    const fileDigests: Array<[number, Buffer]> = []
     const sets: Array<Array<[[number, number], [number, number]]>> = []
     const setOf = new Map<string, number>()
     let pairs = 0
     for (let s = 0; s < n; s++) {
-      if (table.primary(s) !== s || table.isWhiteout(s)) continue
-      const e: TocEntry | undefined = index.entries.get(table.path(s))
-      if (table.isRegular(s)) {
-        const refs = index.chunks(table.path(s))
-        if (refs.length > 0) {
-          const first = refAt.get(refs[0] as ChunkRef) as number
-          for (let j = 1; j < refs.length; j++) {
-            if (refAt.get(refs[j] as ChunkRef) !== first + j) throw new TocError('index-chunks', 'chunks of a file are not contiguous in the TOC', table.path(s))
+      if (tab.primary(s) !== s || tab.isWhiteout(s)) continue
+      const path = tab.path(s)
+      const isReg = tab.isRegular(s)
+      const isLink = (tab.mode(s) & S_IFMT) === S_IFLNK
+      const xa = tab.hasXattrs(s)
+      if (isReg) {
+        const run = source.chunkRun(path)
+        if (run !== undefined && run[1] > 0) {
+          fileChunk[s] = run[0]
+          fileChunkCount[s] = run[1]
+          // A legacy file whose chunks lack digests is verified by its whole-file digest.
+          let missing = false
+          for (let j = run[0]; j < run[0] + run[1] && !missing; j++) missing = digestKind[j] === 0
+          if (missing) {
+            const fd = source.entries.get(path)?.digest
+            const m = fd === undefined ? null : SHA256_RE.exec(fd)
+            if (m) fileDigests.push([s, Buffer.from(m[1] as string, 'hex')])
           }
-          fileChunk[s] = first
-          fileChunkCount[s] = refs.length
         }
       }
-      if (e?.type === 'symlink') links.push([s, intern(e.linkName ?? '')])
-      if (table.hasXattrs(s) && e?.xattrs !== undefined) {
+      if (!isLink && !xa) continue
+      const e: TocEntry | undefined = source.entries.get(path)
+      if (isLink && e?.type === 'symlink') links.push([s, intern(e.linkName ?? '')])
+      if (xa && e?.xattrs !== undefined) {
         const keys = Object.keys(e.xattrs)
         const sig = JSON.stringify(keys.map((k) => [k, e.xattrs?.[k]]))
         let id = setOf.get(sig)
         if (id === undefined) {
           id = sets.length
-          sets.push(keys.map((k) => [intern(k), addStr(Buffer.from(e.xattrs?.[k] ?? '', 'base64'))]))
+          sets.push(keys.map((k) => [intern(k), strs.add(Buffer.from(e.xattrs?.[k] ?? '', 'base64'))]))
           pairs += keys.length
           setOf.set(sig, id)
         }
         xattrs.push([s, id])
       }
     }
+    const metaRange = meta === undefined ? [0, 0] : strs.add(meta)
 
     let anyFlags = 0
-    for (let s = 0; s < n; s++) if (table.hasXattrs(s) || table.isOpaque(s)) { anyFlags = 1; break }
-    const k: Counts = { n, c, o: owners.length, l: links.length, x: xattrs.length, m: sets.length, p: pairs, s: strLen, maxIno: table.maxIno, anyFlags }
+    for (let s = 0; s < n; s++) if (tab.hasXattrs(s) || tab.isOpaque(s)) { anyFlags = 1; break }
+    const k: Counts = {
+      n, c, o: owners.length, l: links.length, x: xattrs.length, m: sets.length, p: pairs, s: strs.length, maxIno: tab.maxIno, anyFlags,
+      f: fileDigests.length, e: source.entryCount, metaStart: metaRange[0] as number, metaEnd: metaRange[1] as number,
+    }
     const L = layout(k)
     const reservation = reserve(L.total, limits)
     let buf: Buffer
     try { buf = Buffer.alloc(L.total) } catch (e) { reservation?.release(); throw e }
     buf.write(INDEX_MAGIC, 0, 'latin1')
     buf.writeUInt32LE(INDEX_VERSION, 8)
-    // flags: bit 0 byte-ordered paths; bits 1-2 the layer's chunk codec (0 none given, 1 gzip, 2 zstd).
-    const codec = payloads[0]?.codec
-    buf.writeUInt32LE(byteOrdered | ((codec === undefined ? 0 : CODECS.indexOf(codec) + 1) << 1), 12)
+    // flags: bit 0 byte-ordered paths; bits 1-2 the layer's chunk codec (0 none given, 1 gzip,
+    // 2 zstd); bit 3 the layer has a no-prefetch landmark.
+    const codec = source.codec
+    buf.writeUInt32LE(byteOrdered | ((codec === undefined ? 0 : CODECS.indexOf(codec) + 1) << 1) | (source.noPrefetchLandmark ? 8 : 0), 12)
     HEADER_FIELDS.forEach((f, i) => buf.writeUInt32LE(k[f], 16 + 4 * i))
     const idx = new CompactIndex(buf, k)
     // Fill through the views of the new index (they alias `buf`).
     const w = idx as unknown as Record<string, Float64Array | Uint32Array | Uint8Array>
     const fill = (name: string, at: (i: number) => number): void => { const a = w[name] as Float64Array | Uint32Array | Uint8Array; for (let i = 0; i < a.length; i++) a[i] = at(i) }
+    idx.extra[0] = source.landmarkOffset ?? -1
     // Per-slot and per-chunk columns in plain typed loops (one closure per column was ~1 s at 100k).
     for (let s = 0; s < n; s++) {
-      idx.sizes[s] = table.size(s); idx.mtimes[s] = table.mtimeMs(s)
-      idx.parents[s] = table.parent(s); idx.primaries[s] = table.primary(s)
+      idx.sizes[s] = tab.size(s); idx.mtimes[s] = tab.mtimeMs(s)
+      idx.parents[s] = tab.parent(s); idx.primaries[s] = tab.primary(s)
       // Attribute arrays are per primary; copying through the accessors of the primary is the same.
-      idx.modes[s] = table.mode(s); idx.uids[s] = table.uid(s); idx.gids[s] = table.gid(s)
-      idx.rdevs[s] = table.rdev(s); idx.nlinks[s] = table.nlink(s)
+      idx.modes[s] = tab.mode(s); idx.uids[s] = tab.uid(s); idx.gids[s] = tab.gid(s)
+      idx.rdevs[s] = tab.rdev(s); idx.nlinks[s] = tab.nlink(s)
     }
-    for (let i = 0; i < c; i++) {
-      const r = payloads[i] as ChunkRef
-      idx.chunkOff[i] = r.chunkOffset; idx.chunkSize[i] = r.chunkSize; idx.compOff[i] = r.compressedOffset; idx.compEnd[i] = r.compressedEnd
-    }
+    idx.chunkOff.set(chunkOff); idx.chunkSize.set(chunkSize); idx.compOff.set(compOff); idx.compEnd.set(compEnd)
     idx.pathStart.set(pathStart)
     let cs = 0
     for (let s = 0; s < n; s++) {
       idx.childStart[s] = cs
-      if (!table.isDir(s)) continue
-      const kids = table.children(s)
+      if (!tab.isDir(s)) continue
+      const kids = tab.children(s)
       idx.childList.set(kids, cs)
       cs += kids.length
     }
@@ -327,13 +452,15 @@ export class CompactIndex implements LayerTree {
     fill('ownerStr', (i) => (owners[i >> 1] as [number, number])[i & 1] as number)
     fill('linkSlot', (i) => (links[i] as [number, [number, number]])[0]); fill('linkStr', (i) => (links[i >> 1] as [number, [number, number]])[1][i & 1] as number)
     fill('xattrSlot', (i) => (xattrs[i] as [number, number])[0]); fill('xattrSet', (i) => (xattrs[i] as [number, number])[1])
+    fill('fdSlot', (i) => (fileDigests[i] as [number, Buffer])[0])
+    fileDigests.forEach(([, d], i) => idx.fdDigest.set(d, i * DIGEST_BYTES))
     const setStart: number[] = [0]
     const pairStr: number[] = []
     for (const set of sets) { for (const [key, val] of set) pairStr.push(key[0], key[1], val[0], val[1]); setStart.push(pairStr.length / 4) }
     fill('setStart', (i) => setStart[i] as number); fill('pairStr', (i) => pairStr[i] as number)
-    fill('flags', (s) => (table.isWhiteout(s) ? FLAG_WHITEOUT : 0) | (table.isOpaque(s) ? FLAG_OPAQUE : 0) | (table.hasXattrs(s) ? FLAG_XATTRS : 0))
+    fill('flags', (s) => (tab.isWhiteout(s) ? FLAG_WHITEOUT : 0) | (tab.isOpaque(s) ? FLAG_OPAQUE : 0) | (tab.hasXattrs(s) ? FLAG_XATTRS : 0))
     idx.digestKind.set(digestKind); idx.digests.set(digests)
-    Buffer.concat(strings, strLen).copy(idx.str)
+    strs.view().copy(idx.str)
     createHash('sha256').update(buf.subarray(0, L.total - DIGEST_BYTES)).digest().copy(buf, L.total - DIGEST_BYTES)
     idx.reservation = reservation
     return idx
@@ -454,7 +581,7 @@ export class CompactIndex implements LayerTree {
     else if (kind === DIGEST_STRING) {
       const dv = new DataView(this.digests.buffer, this.digests.byteOffset + i * DIGEST_BYTES, 8)
       digest = this.str8(dv.getUint32(0, true), dv.getUint32(4, true))
-    }
+    } else digest = this.learned.get(i)
     const r: ChunkRef = {
       name: this.str8(this.ownerStr[2 * o] as number, this.ownerStr[2 * o + 1] as number),
       chunkOffset: this.chunkOff[i] as number,
@@ -483,6 +610,76 @@ export class CompactIndex implements LayerTree {
     const out: ChunkRef[] = []
     for (let j = 0; j < (this.fileChunkCount[p] as number); j++) out.push(this.chunk(first + j))
     return out
+  }
+
+  // --------------------------------------------------------------- the LayerIndex surface
+
+  get entryCount(): number { return this.counts.e }
+  get payloadCount(): number { return this.chunkOwner.length }
+  payload(i: number): ChunkRef { return this.chunk(i) }
+  get landmarkOffset(): number | undefined { const v = this.extra[0] as number; return v < 0 ? undefined : v }
+
+  /** The caller's metadata stored with the index (index-store.ts), or undefined. */
+  meta(): Buffer | undefined {
+    const { metaStart, metaEnd } = this.counts
+    return metaEnd > metaStart ? this.str.subarray(metaStart, metaEnd) : undefined
+  }
+
+  /**
+   * The entry a slot shows, made on demand: what the mount path reads of a TOC entry (type,
+   * mode, owner, size, link target, xattrs, first payload offset, a legacy file's digest).
+   * Whiteouts have none (their TOC entries are the ".wh." names, which are not slots).
+   */
+  private entryAt(s: number, asLink: boolean): TocEntry | undefined {
+    if (this.isWhiteout(s)) return undefined
+    const p = this.primary(s)
+    if (asLink && p !== s) return { name: this.path(s), type: 'hardlink', linkName: this.path(p) }
+    const mode = this.modes[p] as number
+    const type = typeOfMode(mode)
+    const e: TocEntry = { name: this.path(p), type, mode: mode & 0o7777 }
+    const uid = this.uids[p] as number
+    const gid = this.gids[p] as number
+    if (uid !== 0) e.uid = uid
+    if (gid !== 0) e.gid = gid
+    const ms = this.mtimes[p] as number
+    if (ms !== 0) e.modtime = new Date(ms).toISOString()
+    if (type === 'reg') {
+      e.size = this.sizes[p] as number
+      if ((this.fileChunkCount[p] as number) > 0) e.offset = this.compOff[this.fileChunk[p] as number] as number
+      const d = u32Search(this.fdSlot, p)
+      if (d >= 0) e.digest = 'sha256:' + Buffer.from(this.fdDigest.buffer, this.fdDigest.byteOffset + d * DIGEST_BYTES, DIGEST_BYTES).toString('hex')
+    } else if (type === 'symlink') e.linkName = this.linkTarget(p) ?? ''
+    if (this.hasXattrs(p)) e.xattrs = Object.fromEntries(this.xattrs(p).map(([k, v]) => [k, v.toString('base64')]))
+    return e
+  }
+
+  entry(name: string): TocEntry | undefined {
+    const s = this.lookup(name)
+    return s < 0 ? undefined : this.entryAt(s, true)
+  }
+
+  resolve(name: string): TocEntry | undefined {
+    const s = this.lookup(name)
+    return s < 0 ? undefined : this.entryAt(s, false)
+  }
+
+  * regularFiles(): Iterable<TocEntry> {
+    for (let s = 0; s < this.count; s++) {
+      if (this.primary(s) !== s || !this.isRegular(s) || this.isWhiteout(s) || (this.fileChunkCount[s] as number) === 0) continue
+      const e = this.entryAt(s, false)
+      if (e !== undefined) yield e
+    }
+  }
+
+  learnChunkDigest(ref: ChunkRef, digest: string): void {
+    ref.digest = digest
+    const s = this.lookup(ref.name)
+    if (s < 0) return
+    const p = this.primary(s)
+    const first = this.fileChunk[p] as number
+    for (let i = first; i < first + (this.fileChunkCount[p] as number); i++) {
+      if (this.chunkOff[i] === ref.chunkOffset) { if (this.digestKind[i] === 0) this.learned.set(i, digest); return }
+    }
   }
 
   /** Chunks overlapping [offset, offset + length) of a file. */

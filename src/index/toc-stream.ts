@@ -36,7 +36,7 @@ export interface TocStreamResult {
 }
 
 export class TocEntryScanner {
-  private readonly hash: Hash = createHash('sha256')
+  private readonly hash: Hash | undefined
   private bytes = 0
   private depth = 0
   private inString = false
@@ -52,10 +52,13 @@ export class TocEntryScanner {
   private version: number | undefined
   private count = 0
 
-  constructor(private readonly sink: EntrySink, private readonly maxEntryBytes = 1 << 20) {}
+  /** `hash` false: the caller hashes the bytes itself (and digest is ''). */
+  constructor(private readonly sink: EntrySink, private readonly maxEntryBytes = 1 << 20, hash = true) {
+    this.hash = hash ? createHash('sha256') : undefined
+  }
 
   write(chunk: Buffer): void {
-    this.hash.update(chunk)
+    this.hash?.update(chunk)
     this.bytes += chunk.length
     let start = this.collecting === 'none' ? -1 : 0
     for (let i = 0; i < chunk.length; i++) {
@@ -150,7 +153,7 @@ export class TocEntryScanner {
   end(): TocStreamResult {
     if (this.depth !== 0 || this.inString || this.bytes === 0) throw new TocError('toc-json', 'TOC JSON ends early')
     if (!this.sawEntries) throw new TocError('toc-json', 'TOC has no entries array')
-    return { version: this.version, entries: this.count, digest: `sha256:${this.hash.digest('hex')}`, bytes: this.bytes }
+    return { version: this.version, entries: this.count, digest: this.hash === undefined ? '' : `sha256:${this.hash.digest('hex')}`, bytes: this.bytes }
   }
 }
 

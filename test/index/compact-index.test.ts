@@ -8,6 +8,10 @@ import { NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, type TocEntry } from '../../sr
 import { InodeTable } from '../../src/fuse/inode-table.js'
 import { LimitError } from '../../src/errors.js'
 import { CompactIndex, openIndexFile, writeIndexFile } from '../../src/index/compact-index.js'
+import { compactFromTocJson } from '../../src/index/toc-build.js'
+import { serializeToc } from '../../src/estargz/toc-json.js'
+import { validateToc } from '../../src/estargz/toc-validate.js'
+import { sha256Digest } from '../../src/estargz/toc-read.js'
 
 // The compact index must answer exactly what the object index (TocIndex) and the FUSE tree
 // (InodeTable) answer: every lookup, getattr, readdir, readlink, xattr and chunk mapping.
@@ -92,6 +96,24 @@ function compare(t: { same: (a: unknown, b: unknown, m: string) => unknown }, in
   }
   same(c.anyXattrs, any, 'anyXattrs')
   for (const p of probes) same(c.lookup(p), tab.lookup(p), `probe ${p}`)
+  // The LayerIndex surface the layer and the reader use.
+  same(c.payloadCount, index.payloadCount, 'payloadCount')
+  for (let i = 0; i < c.payloadCount; i++) same(c.payload(i), index.payload(i), `payload ${i}`)
+  same(c.landmarkOffset, index.landmarkOffset, 'landmarkOffset')
+  same(c.noPrefetchLandmark, index.noPrefetchLandmark, 'noPrefetchLandmark')
+  const facts = (e: TocEntry | undefined) => e === undefined ? undefined : { name: e.name, type: e.type, size: e.type === 'reg' ? (e.size ?? 0) : undefined, offset: e.type === 'reg' && index.chunks(e.name).length > 0 ? e.offset : undefined }
+  const regs = new Set<string>()
+  for (let s = 0; s < tab.count; s++) {
+    if (tab.isWhiteout(s) || !tab.isRegular(s)) continue
+    const p = tab.path(s)
+    const want = index.resolve(p)
+    // A hardlink to a missing or non-regular target is an empty file in the tree; the object
+    // index resolves it to the hardlink entry itself. Neither has payload to read.
+    if (want?.type !== 'reg' || tab.lookup(want.name) !== tab.primary(s)) continue
+    same(facts(c.resolve(p)), facts(want), `resolve ${p}`)
+    if (index.chunks(p).length > 0) regs.add(want.name)
+  }
+  same([...c.regularFiles()].map((e) => e.name).sort(), [...index.regularFiles()].map((e) => e.name).filter((n) => tab.lookup(n) >= 0 && !tab.isWhiteout(tab.lookup(n))).sort(), 'regularFiles')
   t.same(problems, [], 'compact index answers like the object index')
 }
 
@@ -189,4 +211,54 @@ t.test('budgets: per-layer bytes and a daemon-wide reservation released by close
   t.equal(used, size, 'close releases once')
   b.close()
   t.equal(used, 0)
+})
+
+t.test('random TOCs: the streaming build (JSON → scanner → validator → columns) == object index of the validated TOC', async (t) => {
+  let accepted = 0
+  let refused = 0
+  fc.assert(fc.property(fc.array(entryArb, { maxLength: 40 }), fc.array(pathArb, { maxLength: 5 }), fc.constantFrom('estargz' as const, 'legacy' as const, 'zstd' as const), (specs, probes, kind) => {
+    const json = serializeToc(tocOf(specs))
+    const footer = { kind, size: 51, tocOffset: 1 << 30 }
+    let toc: ReturnType<typeof validateToc> | undefined
+    let wantErr: unknown
+    try { toc = validateToc(JSON.parse(json.toString('utf8')), { tocOffset: 1 << 30, footerKind: kind }) } catch (e) { wantErr = e }
+    let got: ReturnType<typeof compactFromTocJson> | undefined
+    let gotErr: unknown
+    try { got = compactFromTocJson(json, footer) } catch (e) { gotErr = e }
+    if (toc === undefined) {
+      refused++
+      // The same rule refuses it on both paths.
+      return (gotErr as { rule?: string })?.rule === (wantErr as { rule?: string }).rule && (gotErr as Error).constructor === (wantErr as Error).constructor
+    }
+    accepted++
+    if (got === undefined) throw gotErr
+    const index = objectIndex(toc.entries, kind === 'zstd' ? 'zstd' : 'gzip')
+    const tab = InodeTable.build(index)
+    const problems: unknown[] = []
+    const sink = { same: (a: unknown, b: unknown, _m: string) => { if (JSON.stringify(a) !== JSON.stringify(b)) problems.push(a) } }
+    compare(sink, index, tab, got.index, probes)
+    compare(sink, index, tab, CompactIndex.fromBuffer(Buffer.from(got.index.bytes())), probes)
+    if (got.tocDigest !== sha256Digest(json)) problems.push('digest')
+    if (problems.length > 0) console.error(JSON.stringify(problems).slice(0, 2000))
+    return problems.length === 0
+  }), { numRuns: 300 })
+  t.ok(accepted >= 50, `${accepted} valid random TOCs compared, ${refused} refused by the same rule`)
+})
+
+t.test('streaming build: a hostile or damaged TOC is a typed error; a wrong TOC is a digest mismatch first', async (t) => {
+  const footer = { kind: 'estargz' as const, size: 51, tocOffset: 1000 }
+  const ok = serializeToc([{ name: 'a', type: 'reg', size: 3, offset: 10, chunkDigest: DIGEST(1) }])
+  t.equal(compactFromTocJson(ok, footer).index.payloadCount, 1)
+  const bad = (entries: TocEntry[]): Buffer => serializeToc(entries)
+  t.throws(() => compactFromTocJson(bad([{ name: '../x', type: 'reg' }]), footer), { code: 'ERR_TOC_INVALID', rule: 'name-escape' })
+  t.throws(() => compactFromTocJson(bad([{ name: 'a', type: 'reg', size: 3, offset: 2000, chunkDigest: DIGEST(1) }]), footer), { code: 'ERR_TOC_INVALID', rule: 'offset-range' })
+  t.throws(() => compactFromTocJson(bad([{ name: 'a', type: 'hardlink', linkName: 'nope' }]), footer), { code: 'ERR_TOC_INVALID', rule: 'hardlink-target' })
+  t.throws(() => compactFromTocJson(bad([{ name: 'a', type: 'dir' }, { name: './a', type: 'dir' }]), footer), { code: 'ERR_TOC_INVALID', rule: 'duplicate-name' })
+  t.throws(() => compactFromTocJson(bad([{ name: 'a', type: 'reg', size: 3, offset: 10, chunkDigest: DIGEST(1) }, { name: 'b', type: 'reg', size: 4, offset: 20, chunkDigest: DIGEST(1) }]), footer), { code: 'ERR_TOC_INVALID', rule: 'digest-two-sizes' })
+  t.throws(() => compactFromTocJson(Buffer.from('{"version": 2, "entries": []}'), footer), { code: 'ERR_TOC_INVALID', rule: 'version' })
+  t.throws(() => compactFromTocJson(Buffer.from('{"version": 1, "entries": [{"name": "a", '), footer), { code: 'ERR_TOC_INVALID' })
+  t.throws(() => compactFromTocJson(ok, footer, { maxEntries: 0 }), { code: 'ERR_LIMIT_EXCEEDED' })
+  // Malformed AND not the expected TOC: reported as the digest mismatch.
+  t.throws(() => compactFromTocJson(Buffer.from('{"version": 1, "entries": [{"name": "../x", "type": "reg"}]}'), footer, {}, sha256Digest(ok)), { code: 'ERR_TOC_DIGEST_MISMATCH' })
+  t.throws(() => compactFromTocJson(Buffer.from('{"version": 1, "entries": [{"name": "../x", "type": "reg"}]}'), footer), { code: 'ERR_TOC_INVALID', rule: 'name-escape' })
 })
