@@ -7,6 +7,7 @@
  * 4 KiB O_DIRECT random read latency (cold = chunk never fetched; daemon-warm = chunk cached).
  * All I/O on the mount runs in child processes: this process serves FUSE.
  */
+import type { TocIndex } from '../src/estargz/toc-index.js'
 import { execFile } from 'node:child_process'
 import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -100,7 +101,7 @@ async function main(): Promise<void> {
     const rssBefore = process.memoryUsage().rss
     const [lease, openMs] = await timed(() => resolver.resolve({ digest: 'sha256:' + '0'.repeat(64), open: () => FileRangeSource.open(blobPath) }))
     const layer = lease.layer
-    const [table, tableMs] = await timed(async () => InodeTable.build(layer.index))
+    const [table, tableMs] = await timed(async () => layer.tree ?? InodeTable.build(layer.index as TocIndex))
     const cache = (process.argv.includes('--kernel-cache') ? 'kernel' : 'auto') as LayerMountOptions['cache']
     const [mt, mountMs] = await timed(() => mountLayer(lease, mnt, { table, cache: cache ?? 'auto', readAheadKib: 1024 }))
     mount = mt
@@ -142,7 +143,7 @@ async function main(): Promise<void> {
     await resolver.close()
     resolver = new LayerResolver({ cache: new MemoryCache({ maxBytes: 512 << 20 }), noPrefetch: true, noBackgroundFetch: true, ttlMs: 0 })
     const lease2 = await resolver.resolve({ digest: 'sha256:' + '1'.repeat(64), open: () => FileRangeSource.open(blobPath) })
-    mount = await mountLayer(lease2, mnt, { table: InodeTable.build(lease2.layer.index), readAheadKib: 1024 })
+    mount = await mountLayer(lease2, mnt, { table: lease2.layer.tree ?? InodeTable.build(lease2.layer.index as TocIndex), readAheadKib: 1024 })
     const py = join(dir, 'rr.py')
     await writeFile(py, RANDOM_READS_PY)
     for (const mode of ['cold', 'daemon-warm']) {

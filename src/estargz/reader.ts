@@ -1,5 +1,5 @@
 import { loadToc, type LoadTocOptions } from './toc-read.js'
-import { TocIndex } from './toc-index.js'
+import { TocIndex, type LayerIndex } from './toc-index.js'
 import { NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, type Footer, type RangeSource, type Toc, type TocEntry } from './types.js'
 import { defaultMetadataBudget, estimateTocCost, type MetadataBudget, type MetadataReservation } from './metadata-budget.js'
 
@@ -14,13 +14,28 @@ export interface ReaderOptions extends LoadTocOptions {
 }
 
 /**
+ * What ChunkReader and the layer need of an opened blob: its source, footer, verified TOC digest
+ * and index. EstargzReader (the parsed TOC objects: the CLI, tools) and the compact path
+ * (src/index/compact-blob.ts: the mount path, no TOC objects) are the two.
+ */
+export interface IndexedBlob {
+  readonly source: RangeSource
+  readonly footer: Footer
+  readonly tocDigest: string
+  readonly index: LayerIndex
+  readonly allowUnverified: boolean
+  /** Give the index's memory back (budget). Safe to call twice. */
+  release(): void
+}
+
+/**
  * The metadata of one eStargz blob: footer, verified TOC and its index. Bytes of files leave the
  * blob only through src/reader/chunk-reader.ts (one byte path for FUSE, the daemon and the CLI).
  *
  * The TOC's estimated memory is reserved in a daemon-wide budget before it is parsed; whoever
  * owns the reader calls release() when done with it (ChunkReader.close() does).
  */
-export class EstargzReader {
+export class EstargzReader implements IndexedBlob {
   private constructor(
     readonly source: RangeSource,
     readonly footer: Footer,

@@ -190,3 +190,10 @@ export class TocIndex implements LayerIndex {
     return out
   }
 }
+
+/** Every payload of an index, materialised (tools and tests; the layer walks them by index). */
+export function allPayloads(index: LayerIndex): ChunkRef[] {
+  const out: ChunkRef[] = new Array<ChunkRef>(index.payloadCount)
+  for (let i = 0; i < out.length; i++) out[i] = index.payload(i)
+  return out
+}

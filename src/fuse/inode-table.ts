@@ -95,6 +95,8 @@ export interface LayerTree {
   /** The slot's own xattrs (names and raw values), in TOC order; opaque markers not included. */
   xattrs(s: number): Array<[string, Buffer]>
   xattr(s: number, name: string): Buffer | undefined
+  /** Bytes the tree's own arrays hold. */
+  arrayBytes(): number
 }
 
 /**

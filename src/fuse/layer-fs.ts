@@ -8,6 +8,8 @@
 import { pino, type Logger } from 'pino'
 import type { Layer } from '../layer/types.js'
 import { CompactIndex } from '../index/compact-index.js'
+import { TocIndex } from '../estargz/toc-index.js'
+import { InvalidArgumentError } from '../errors.js'
 import { InodeTable, type LayerTree } from './inode-table.js'
 import { createLayerOps, type LayerOpsOptions, type LayerOpsStats } from './layer-ops.js'
 import { buildMountOptions, type FuseTuning } from './mount-options.js'
@@ -27,9 +29,9 @@ export interface LayerMountOptions extends FuseTuning, LayerOpsOptions {
   /** A prebuilt tree (e.g. shared with a bench, or re-opened from an index file); built from layer.index otherwise. */
   table?: LayerTree
   /**
-   * Which tree to build when none is given: 'object' (InodeTable over the TOC objects) or
-   * 'compact' (src/index, one buffer). Default: $STARGZ_INDEX, else 'object' — while the reader
-   * still holds the TocIndex objects, the compact tree is an extra copy, not a saving.
+   * Which tree to build when none is given and the layer has none of its own (a layer over a
+   * CompactIndex serves it as is): 'object' (InodeTable over the TocIndex objects) or 'compact'
+   * (a CompactIndex packed from them). Default: 'object' — packing would be an extra copy.
    */
   tree?: 'object' | 'compact'
 }
@@ -48,8 +50,7 @@ export class LayerMount {
 
   static async mount(layer: Layer, mountpoint: string, opts: LayerMountOptions = {}): Promise<LayerMount> {
     const log = (opts.logger ?? pino({ level: 'silent' })).child({ component: 'fuse', digest: layer.digest, mountpoint })
-    const kind = opts.tree ?? (process.env.STARGZ_INDEX === 'compact' ? 'compact' : 'object')
-    const table = opts.table ?? (kind === 'compact' ? CompactIndex.build(layer.index) : InodeTable.build(layer.index))
+    const table = opts.table ?? layer.tree ?? LayerMount.buildTree(layer, opts.tree ?? 'object')
     // $STARGZ_SERVE_XATTRS=1 keeps the previous behaviour (every getxattr answered in JS) for one
     // release, so bench:metadata can measure both in one run.
     const { ops, stats } = createLayerOps(layer, table, log, { ...opts, serveXattrs: opts.serveXattrs ?? process.env.STARGZ_SERVE_XATTRS === '1' })
@@ -73,6 +74,12 @@ export class LayerMount {
     }
     log.info({ entries: table.count, options: options.join(',') }, 'layer-mounted')
     return m
+  }
+
+  private static buildTree(layer: Layer, kind: 'object' | 'compact'): LayerTree {
+    const index = layer.index
+    if (!(index instanceof TocIndex)) throw new InvalidArgumentError(`layer ${layer.digest} has neither a tree of its own nor a TocIndex to build one from`)
+    return kind === 'compact' ? CompactIndex.build(index) : InodeTable.build(index)
   }
 
   stats(): Readonly<LayerOpsStats> { return { ...this.opStats } }

@@ -51,7 +51,7 @@ export function createLayerOps(layer: Layer, table: LayerTree, log: Logger, opts
   const stateFilePath = `${stateDirPath}/${stateFileName(layer.digest)}`
   let lastError: string | undefined
 
-  const entryOf = (s: number): TocEntry | undefined => layer.index.entries.get(table.tocName(s))
+  const entryOf = (s: number): TocEntry | undefined => layer.index.entry(table.tocName(s))
 
   const statOf = (s: number): NativeStat => {
     const size = table.size(s)

@@ -221,23 +221,22 @@ export class TocColumns implements BuildSource {
   }
 
   /** Entries by name, made on demand (read-only, insertion = TOC order with implied dirs). */
-  readonly entries: ReadonlyMap<string, TocEntry> = ((): ReadonlyMap<string, TocEntry> => {
-    const self = this
-    function* iter(): IterableIterator<[string, TocEntry]> {
-      for (let i = 0; i < self.names.length; i++) yield [self.names[i] as string, self.entryOf(i)]
+  readonly entries: ReadonlyMap<string, TocEntry> = ((cols: TocColumns): ReadonlyMap<string, TocEntry> => {
+    const iter = function* (): IterableIterator<[string, TocEntry]> {
+      for (let i = 0; i < cols.names.length; i++) yield [cols.names[i] as string, cols.entryOf(i)]
     }
     const map = {
-      get size() { return self.names.length },
-      get: (k: string) => { const i = self.byName.get(k); return i === undefined ? undefined : self.entryOf(i) },
-      has: (k: string) => self.byName.has(k),
+      get size() { return cols.names.length },
+      get: (k: string) => { const i = cols.byName.get(k); return i === undefined ? undefined : cols.entryOf(i) },
+      has: (k: string) => cols.byName.has(k),
       entries: iter,
-      keys: function* () { yield* self.names },
+      keys: function* () { yield* cols.names },
       values: function* () { for (const [, e] of iter()) yield e },
       forEach: (cb: (v: TocEntry, k: string, m: unknown) => void) => { for (const [k, v] of iter()) cb(v, k, map) },
       [Symbol.iterator]: iter,
     }
     return map as unknown as ReadonlyMap<string, TocEntry>
-  })()
+  })(this)
 
   resolve(name: string): TocEntry | undefined {
     const e = this.entries.get(name)

@@ -16,17 +16,21 @@
  * from this blob, or already in the shared cache — then it needs no fetch), and the tar headers
  * before the first payload once the background fetch fetched them.
  */
-import { EstargzReader } from '../estargz/reader.js'
+import { EstargzReader, type IndexedBlob } from '../estargz/reader.js'
 import type { ChunkDecoder } from '../estargz/chunk-decoder.js'
 import type { ExternalTocSource } from '../estargz/external-toc.js'
-import type { ChunkRef } from '../estargz/toc-index.js'
+import type { ChunkRef, LayerIndex } from '../estargz/toc-index.js'
 import type { TocEntry, TocLimits } from '../estargz/types.js'
 import { FailedPreconditionError, isStargzError, TimeoutError } from '../errors.js'
 import type { ChunkCache } from '../cache/types.js'
 import { ChunkReader, type MultiRangeSource, type ReaderCounters, type ReaderHooks } from '../reader/chunk-reader.js'
 import { childLogger, silentLogger, type Logger } from '../reader/logger.js'
 import { PriorityGate } from '../task/priority-gate.js'
-import { planUnits } from './background.js'
+import type { FetchUnit } from './background.js'
+import { CompactBlob } from '../index/compact-blob.js'
+import { CompactIndex } from '../index/compact-index.js'
+import type { IndexStore } from '../index/index-store.js'
+import type { LayerTree } from '../fuse/inode-table.js'
 import { FetchedRanges } from './fetched-ranges.js'
 import type { Layer, LayerState } from './types.js'
 import { LIBRARY_DEFAULTS } from '../config/defaults.js'
@@ -62,6 +66,16 @@ export interface OpenLayerOptions {
   /** Fired once per file, on its first read or open (the filesystem calls layer.noteAccess). */
   onFirstAccess?: (entry: TocEntry) => void
   signal?: AbortSignal
+  /**
+   * 'compact' (default): the TOC is streamed into a CompactIndex and no TOC objects are kept;
+   * 'object': the previous path (whole JSON.parse, TocIndex objects), kept for one release so
+   * bench:metadata can measure both. Default: $STARGZ_INDEX if 'object', else 'compact'.
+   */
+  index?: 'compact' | 'object'
+  /** Persisted indexes by TOC digest (compact only): re-open without fetching the TOC. */
+  indexStore?: IndexStore
+  /** Per-layer bound on the compact index's bytes (config metadata_layer_budget_mb). */
+  maxIndexBytes?: number
 }
 
 export interface PrefetchResult {
@@ -90,16 +104,32 @@ export async function openLayer(opts: OpenLayerOptions): Promise<StargzLayer> {
   if (opts.signal !== undefined) loadOpts.signal = opts.signal
   if (opts.allowUnverified !== undefined) loadOpts.allowUnverified = opts.allowUnverified
   if (opts.externalToc !== undefined) loadOpts.externalToc = opts.externalToc
-  const reader = await EstargzReader.open(opts.source, loadOpts)
+  const kind = opts.index ?? (process.env.STARGZ_INDEX === 'object' ? 'object' : 'compact')
+  let reader: IndexedBlob
+  let from = 'registry'
+  if (kind === 'object') reader = await EstargzReader.open(opts.source, loadOpts)
+  else {
+    const blob = await CompactBlob.open(opts.source, {
+      ...loadOpts,
+      what: `layer ${opts.digest}`,
+      extra: { layerDigest: opts.digest },
+      ...(opts.indexStore === undefined ? {} : { store: opts.indexStore }),
+      ...(opts.maxIndexBytes === undefined ? {} : { maxIndexBytes: opts.maxIndexBytes }),
+    })
+    reader = blob
+    from = blob.from
+  }
   const layer = new StargzLayer(opts, reader, log)
-  log.info({ entries: reader.toc.entries.length, tocDigest: reader.tocDigest, ms: Math.round(performance.now() - started) }, 'layer-opened')
+  log.info({ entries: reader.index.entryCount, tocDigest: reader.tocDigest, index: kind, from, ms: Math.round(performance.now() - started) }, 'layer-opened')
   return layer
 }
 
 export class StargzLayer implements Layer {
   readonly digest: string
   readonly tocDigest: string
-  readonly index: EstargzReader['index']
+  readonly index: LayerIndex
+  /** The FUSE tree when the index is one (compact): the mount serves it as is. */
+  readonly tree: LayerTree | undefined
   readonly chunkReader: ChunkReader
   readonly gate: PriorityGate
   /** Settles (never rejects) when the prefetch finished, failed, or was skipped. */
@@ -119,10 +149,11 @@ export class StargzLayer implements Layer {
   private refs = 1
   private released: Promise<void> | undefined
 
-  constructor(private readonly opts: OpenLayerOptions, readonly reader: EstargzReader, private readonly log: Logger) {
+  constructor(private readonly opts: OpenLayerOptions, readonly reader: IndexedBlob, private readonly log: Logger) {
     this.digest = opts.digest
     this.tocDigest = reader.tocDigest
     this.index = reader.index
+    this.tree = reader.index instanceof CompactIndex ? reader.index : undefined
     this.ownGate = opts.gate === undefined
     this.gate = opts.gate ?? new PriorityGate()
     this.ranges.add(reader.footer.tocOffset, opts.source.size)
@@ -248,12 +279,18 @@ export class StargzLayer implements Layer {
 
   private async prefetch(): Promise<PrefetchResult> {
     if (this.opts.noPrefetch) return { status: 'skipped', bytes: 0, chunks: 0, reason: 'no_prefetch' }
-    const landmark = this.index.landmark
+    const landmark = this.index.landmarkOffset
     if (this.index.noPrefetchLandmark || landmark === undefined) {
       return { status: 'skipped', bytes: 0, chunks: 0, reason: this.index.noPrefetchLandmark ? 'no-prefetch landmark' : 'no landmark' }
     }
-    const end = landmark.offset ?? 0
-    const refs: ChunkRef[] = this.index.payloads.filter((p) => p.compressedEnd <= end)
+    const end = landmark
+    // Payloads are in blob order, so their ends increase: stop at the first past the landmark.
+    const refs: ChunkRef[] = []
+    for (let i = 0; i < this.index.payloadCount; i++) {
+      const p = this.index.payload(i)
+      if (p.compressedEnd > end) break
+      refs.push(p)
+    }
     if (end <= 0 || refs.length === 0) return { status: 'skipped', bytes: 0, chunks: 0, reason: 'nothing before the landmark' }
     const timeoutSec = this.opts.prefetchTimeoutSec ?? LIBRARY_DEFAULTS.prefetchTimeoutMs / 1000
     // Our own timer rather than AbortSignal.timeout: that one is unref'd, so a process with
@@ -281,8 +318,8 @@ export class StargzLayer implements Layer {
   private async runBackground(): Promise<void> {
     if (this.opts.noBackgroundFetch || this.stop.signal.aborted) return
     const started = performance.now()
-    const units = planUnits(this.index.payloads, this.reader.footer.tocOffset, this.opts.backgroundUnitBytes ?? DEFAULT_UNIT)
-    const firstPayload = this.index.payloads[0]?.compressedOffset ?? this.reader.footer.tocOffset
+    const units = fetchUnits(this.index, this.reader.footer.tocOffset, this.opts.backgroundUnitBytes ?? DEFAULT_UNIT)
+    const firstPayload = this.index.payloadCount > 0 ? this.index.payload(0).compressedOffset : this.reader.footer.tocOffset
     try {
       for (const u of units) {
         if (this.stop.signal.aborted) return
@@ -311,4 +348,23 @@ export class StargzLayer implements Layer {
       this.log.warn({ err: (e as Error).message, ...this.state() }, 'background-fetch-failed')
     }
   }
+}
+
+/**
+ * background.ts's planUnits, one unit at a time: only the refs of the unit being fetched exist
+ * (a compact index makes them on demand), not one object per payload for the whole fetch.
+ */
+function* fetchUnits(index: LayerIndex, tocOffset: number, unitBytes: number): Generator<FetchUnit> {
+  let cur: FetchUnit = { offset: 0, end: 0, refs: [] }
+  for (let i = 0; i < index.payloadCount; i++) {
+    const p = index.payload(i)
+    if (cur.refs.length > 0 && cur.end - cur.offset >= unitBytes) {
+      yield cur
+      cur = { offset: p.compressedOffset, end: p.compressedOffset, refs: [] }
+    }
+    cur.refs.push(p)
+    cur.end = p.compressedEnd
+  }
+  cur.end = Math.max(cur.end, tocOffset)
+  if (cur.end > cur.offset) yield cur
 }

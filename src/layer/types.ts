@@ -1,4 +1,5 @@
-import type { TocIndex } from '../estargz/toc-index.js'
+import type { LayerIndex } from '../estargz/toc-index.js'
+import type { LayerTree } from '../fuse/inode-table.js'
 import type { TocEntry } from '../estargz/types.js'
 
 /** What the reference exposes in /.stargz-snapshotter/<digest>.json inside a layer mount. */
@@ -17,7 +18,9 @@ export interface Layer {
   /** Compressed layer digest ("sha256:..."). */
   readonly digest: string
   readonly tocDigest: string
-  readonly index: TocIndex
+  readonly index: LayerIndex
+  /** Set when the index is itself the FUSE tree (CompactIndex): mounts serve it without a copy. */
+  readonly tree?: LayerTree | undefined
   /**
    * Read [offset, offset+length) of the regular file `name` (TOC name; hardlinks resolved by the
    * layer), clamped to the file size. Rejects with a StargzError on fetch or verify failure.

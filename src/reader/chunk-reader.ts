@@ -24,8 +24,8 @@ import { createHash } from 'node:crypto'
 import { raceAbort } from '../task/race-abort.js'
 import { ChunkDigestError, FailedPreconditionError, InvalidArgumentError, NotFoundError } from '../errors.js'
 import type { ChunkDecoder } from '../estargz/chunk-decoder.js'
-import { normaliseLookup, type EstargzReader } from '../estargz/reader.js'
-import type { ChunkRef, TocIndex } from '../estargz/toc-index.js'
+import { normaliseLookup, type IndexedBlob } from '../estargz/reader.js'
+import type { ChunkRef, LayerIndex } from '../estargz/toc-index.js'
 import type { TocEntry } from '../estargz/types.js'
 import type { ChunkCache } from '../cache/types.js'
 import { chunkError, ChunkFetchError, type ChunkVerifyError } from './errors.js'
@@ -79,9 +79,9 @@ function keyOf(ref: ChunkRef): string {
 }
 
 export class ChunkReader {
-  readonly index: TocIndex
+  readonly index: LayerIndex
   readonly source: MultiRangeSource
-  private readonly reader: EstargzReader
+  private readonly reader: IndexedBlob
   private readonly cache: ChunkCache
   private readonly decoder: ChunkDecoder | PriorityChunkDecoder
   private readonly mergeGapBytes: number
@@ -202,7 +202,7 @@ export class ChunkReader {
   }
 
   private entry(name: string): TocEntry {
-    const e = this.index.resolve(this.index.entries.has(name) ? name : normaliseLookup(name))
+    const e = this.index.resolve(name) ?? this.index.resolve(normaliseLookup(name))
     if (!e) throw new NotFoundError(`no file ${JSON.stringify(name)} in layer`)
     if (e.type !== 'reg') throw new InvalidArgumentError(`${JSON.stringify(name)} is a ${e.type}, not a regular file`)
     return e
@@ -709,6 +709,7 @@ export class ChunkReader {
     }
     refs.forEach((r, i) => {
       r.digest = hashes[i] as string
+      this.index.learnChunkDigest(r, r.digest)
       this.counters.chunksDecoded++
       if (keep) this.putCache(r.digest, kept[i] as Buffer, mode)
       for (const h of this.hooks) h.onChunkReady?.(r, 'fetch')

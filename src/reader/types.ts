@@ -1,7 +1,7 @@
 /** Types of the chunk reader's public surface: options, hooks, counters. */
 import type { ChunkCache } from '../cache/types.js'
 import type { ChunkDecoder } from '../estargz/chunk-decoder.js'
-import type { EstargzReader } from '../estargz/reader.js'
+import type { IndexedBlob } from '../estargz/reader.js'
 import type { ChunkRef } from '../estargz/toc-index.js'
 import type { RangeSource } from '../estargz/types.js'
 import type { ChunkFetchError, ChunkVerifyError } from './errors.js'
@@ -71,7 +71,7 @@ export interface LoadOptions {
 }
 
 export interface ChunkReaderOptions {
-  reader: EstargzReader
+  reader: IndexedBlob
   /** Where chunk bytes come from. Default: the reader's source. */
   source?: MultiRangeSource
   /** Default: none (the CLI reading a blob once). */

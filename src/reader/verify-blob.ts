@@ -29,8 +29,7 @@ export async function verifyBlob(reader: ChunkReader, opts: VerifyOptions = {}):
   let cur: ChunkRef[] = []
   let curBytes = 0
   const batchBytes = opts.batchBytes ?? 8 * 1024 * 1024
-  for (const e of index.entries.values()) {
-    if (e.type !== 'reg') continue
+  for (const e of index.regularFiles()) {
     const refs = index.chunks(e.name)
     if (refs.length === 0) continue
     if (refs.some((r) => r.digest === undefined)) {

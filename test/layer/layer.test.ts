@@ -1,6 +1,6 @@
 import t from 'tap'
-import type { ChunkRef } from '../../src/estargz/toc-index.js'
-import { PREFETCH_LANDMARK, type TocEntry } from '../../src/estargz/types.js'
+import { allPayloads, type ChunkRef } from '../../src/estargz/toc-index.js'
+import type { TocEntry } from '../../src/estargz/types.js'
 import { MemoryCache } from '../../src/cache/memory-cache.js'
 import { openLayer, type OpenLayerOptions, type StargzLayer } from '../../src/layer/layer.js'
 import { PriorityGate } from '../../src/task/priority-gate.js'
@@ -50,7 +50,7 @@ async function open(t: Teardown, over: Partial<OpenLayerOptions> = {}, source = 
 }
 
 function landmarkOffset(layer: StargzLayer): number {
-  return (layer.index.entries.get(PREFETCH_LANDMARK) as TocEntry).offset as number
+  return layer.index.landmarkOffset as number
 }
 
 function fetchesPerMember(payloads: readonly ChunkRef[], reqs: ReadonlyArray<{ offset: number; length: number }>): number[] {
@@ -125,7 +125,7 @@ t.test('background fetch completes the layer, each member fetched once, in big u
   t.equal(s.fetchedSize, s.size)
   t.equal(s.fetchedPercent, 100)
   t.equal(s.size, mini.blob.length)
-  t.same(fetchesPerMember(layer.index.payloads, source.requests), layer.index.payloads.map(() => 1), 'no member fetched twice')
+  t.same(fetchesPerMember(allPayloads(layer.index), source.requests), allPayloads(layer.index).map(() => 1), 'no member fetched twice')
   const bg = source.requests.slice(1)
   t.ok(bg.length >= 2)
   for (const r of bg.slice(0, -1)) t.ok(r.length >= 128 * 1024, `background request of ${r.length} bytes is a full unit`)
@@ -208,7 +208,7 @@ t.test('first-access hook: once per file, in access order, hardlinks as their ta
   await layer.read('etc/passwd', 0, 4)
   await layer.read('bin/sh', 0, 4)
   await layer.read('etc/passwd', 4, 4)
-  layer.noteAccess(layer.index.entries.get('usr/share/doc.txt') as TocEntry) // FUSE open
+  layer.noteAccess(layer.index.entry('usr/share/doc.txt') as TocEntry) // FUSE open
   await layer.read('usr/share/doc.txt', 0, 1)
   await layer.read('usr/bin/link', 0, 1)
   await layer.read('usr/bin/tool', 0, 1)

@@ -4,6 +4,7 @@
  * written to the disk cache (then served by range) or streamed per read keeping only the window.
  * Prefetch of [0, landmark) is cut into capped spans.
  */
+import { allPayloads } from '../../src/estargz/toc-index.js'
 import t from 'tap'
 import { mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -121,11 +122,11 @@ t.test('background fetch streams big chunks into the disk cache and skips them w
   const cache = await DirCache.open({ root, maxBytes: 256 << 20 })
   t.teardown(() => cache.close())
   const a = await setup(mini, cache)
-  await a.reader.loadChunks(a.reader.index.payloads, { mode: 'background' })
+  await a.reader.loadChunks(allPayloads(a.reader.index), { mode: 'background' })
   t.equal(cache.stats().entries, 3, 'small, big and bomb stored')
   const b = await setup(mini)
-  await b.reader.loadChunks(b.reader.index.payloads, { mode: 'background' })
-  const bigRefs = b.reader.index.payloads.filter((r) => b.reader.isBig(r))
+  await b.reader.loadChunks(allPayloads(b.reader.index), { mode: 'background' })
+  const bigRefs = allPayloads(b.reader.index).filter((r) => b.reader.isBig(r))
   t.equal(b.source.requests.filter((q) => bigRefs.some((r) => q.offset >= r.compressedOffset && q.offset < r.compressedEnd)).length, 0, 'nothing streamed for nothing to keep')
 })
 

@@ -1,3 +1,4 @@
+import { allPayloads } from '../../src/estargz/toc-index.js'
 import t from 'tap'
 import fc from 'fast-check'
 import { EstargzReader } from '../../src/estargz/reader.js'
@@ -151,7 +152,7 @@ t.test('16 concurrent readers over the same files: right bytes, each chunk fetch
       t.ok(Buffer.concat(parts).equals(data), `reader ${r} ${file}`)
     }
   }))
-  const payloads = reader.index.payloads.filter((p) => names.includes(p.name))
+  const payloads = allPayloads(reader.index).filter((p) => names.includes(p.name))
   const counts = fetchesPerMember(payloads, source.requests)
   t.same(counts, payloads.map(() => 1), 'every member fetched exactly once')
   t.ok(reader.stats().deduplicated > 0, 'concurrent readers joined in-flight loads')
