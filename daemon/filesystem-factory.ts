@@ -4,6 +4,7 @@
  * work on this host (/dev/fuse missing), every layer falls back to a normal snapshot that
  * containerd downloads and unpacks (correct, just not lazy) and the daemon says so at start.
  */
+import { defaultMetadataBudget } from '../src/estargz/metadata-budget.js'
 import { access, constants } from 'node:fs/promises'
 import { join } from 'node:path'
 import { openChunkCache } from '../src/cache/chunk-cache.js'
@@ -61,6 +62,8 @@ export async function createFileSystem(cfg: Readonly<Config>, log: Logger, metri
   const cacheDir = cfg.cache.dir === '' ? join(cfg.root, 'cache') : cfg.cache.dir
   // Owned by the filesystem from here on (its resolver closes it after the last layer).
   const cache = await openChunkCache(cacheDir, { diskBytes: cfg.cache.max_size_mb * 1024 * 1024, observer: metrics })
+  // Every layer's index is accounted in the process-wide metadata budget (src/estargz/metadata-budget.ts).
+  defaultMetadataBudget.setMaxBytes(cfg.metadata_budget_mb * 1024 * 1024)
   const fs = new LazyFileSystem({
     client,
     cache,
@@ -77,6 +80,8 @@ export async function createFileSystem(cfg: Readonly<Config>, log: Logger, metri
     entryTimeoutSec: cfg.fuse.entry_timeout,
     checkIntervalMs: cfg.blob.check_always ? 0 : cfg.blob.valid_interval * 1000,
     layerTtlMs: cfg.resolve_result_entry_ttl_sec * 1000,
+    indexDir: join(cfg.root, 'index'),
+    maxIndexBytes: cfg.metadata_layer_budget_mb * 1024 * 1024,
   })
   let closed = false
   return {

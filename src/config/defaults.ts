@@ -27,6 +27,9 @@ export const CONFIG_DEFAULTS = Object.freeze({
   no_background_fetch: false,
   resolve_result_entry_ttl_sec: 120,
   max_concurrency: 2,
+  // metadata workstream (issue #12): the daemon-wide and per-layer bounds on layer indexes.
+  metadata_budget_mb: 2048,
+  metadata_layer_budget_mb: 512,
   disable_verification: false,
   blob: Object.freeze({
     valid_interval: 60,

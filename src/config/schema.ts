@@ -61,6 +61,8 @@ export interface Config {
   no_background_fetch: boolean
   resolve_result_entry_ttl_sec: number
   max_concurrency: number
+  metadata_budget_mb: number
+  metadata_layer_budget_mb: number
   disable_verification: boolean
   blob: BlobConfig
   cache: CacheConfig
@@ -98,6 +100,8 @@ export const TOP_KEYS: Readonly<Record<Exclude<keyof Config, Section>, KeySpec>>
   no_background_fetch: { type: 'bool' },
   resolve_result_entry_ttl_sec: { type: 'int', min: 0, max: 86_400 },
   max_concurrency: { type: 'int', min: 1, max: 1024 },
+  metadata_budget_mb: { type: 'int', min: 1, max: Number.MAX_SAFE_INTEGER },
+  metadata_layer_budget_mb: { type: 'int', min: 1, max: Number.MAX_SAFE_INTEGER },
   disable_verification: { type: 'bool' },
 }
 

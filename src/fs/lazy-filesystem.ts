@@ -21,6 +21,8 @@ import type { FileSystem, RemoteLayerInfo } from '../snapshot/filesystem.js'
 import { PriorityGate } from '../task/priority-gate.js'
 import { LIBRARY_DEFAULTS } from '../config/defaults.js'
 import { mountLayer, type MountedLayer } from './mount-layer.js'
+import { IndexStore } from '../index/index-store.js'
+import { defaultMetadataBudget } from '../estargz/metadata-budget.js'
 
 export interface LazyFileSystemOptions {
   client: RegistryClient
@@ -43,6 +45,10 @@ export interface LazyFileSystemOptions {
   checkIntervalMs: number
   /** Keep a layer this long after its last unmount (default: the resolver's, 120 s). */
   layerTtlMs?: number
+  /** Persisted layer indexes by TOC digest (src/index/index-store.ts), e.g. <root>/index. */
+  indexDir?: string
+  /** Per-layer bound on a layer index's bytes ([metadata_layer_budget_mb]). */
+  maxIndexBytes?: number
 }
 
 interface Mounted {
@@ -86,6 +92,8 @@ export class LazyFileSystem implements FileSystem {
       backgroundUnitBytes: o.backgroundUnitBytes,
       allowUnverified: o.allowUnverified,
       ...(o.layerTtlMs === undefined ? {} : { ttlMs: o.layerTtlMs }),
+      ...(o.indexDir === undefined ? {} : { indexStore: new IndexStore(o.indexDir, { budget: defaultMetadataBudget, onProblem: (what, err) => o.log.warn({ err: errorMessage(err) }, what), ...(o.maxIndexBytes === undefined ? {} : { maxBytes: o.maxIndexBytes }) }) }),
+      ...(o.maxIndexBytes === undefined ? {} : { maxIndexBytes: o.maxIndexBytes }),
       hooksFor: (digest) => ({
         onFetch: (ev) => { if (ev.ok) { metrics.fetchedBytes(ev.length, digest, ev.mode); metrics.fetchLatency(ev.durationMs / 1000, digest) } },
         // Tier counts come from the cache itself (src/cache/chunk-cache.ts); this is per layer.

@@ -32,7 +32,7 @@ export const DEFAULT_LAYER_TTL_MS = LIBRARY_DEFAULTS.layerTtlMs
 
 /** How every layer of this resolver fetches (config: noprefetch, prefetch_timeout_sec, …). */
 export type LayerFetchOptions = Pick<OpenLayerOptions,
-  'noPrefetch' | 'prefetchTimeoutSec' | 'noBackgroundFetch' | 'backgroundUnitBytes' | 'mergeGapBytes' | 'maxSpanBytes' | 'allowUnverified'>
+  'noPrefetch' | 'prefetchTimeoutSec' | 'noBackgroundFetch' | 'backgroundUnitBytes' | 'mergeGapBytes' | 'maxSpanBytes' | 'allowUnverified' | 'indexStore' | 'maxIndexBytes'>
 
 export interface LayerResolverOptions extends LayerFetchOptions {
   /** Owned: closed by close(). */
@@ -265,6 +265,8 @@ function pick(o: LayerFetchOptions): LayerFetchOptions {
   if (o.mergeGapBytes !== undefined) out.mergeGapBytes = o.mergeGapBytes
   if (o.maxSpanBytes !== undefined) out.maxSpanBytes = o.maxSpanBytes
   if (o.allowUnverified !== undefined) out.allowUnverified = o.allowUnverified
+  if (o.indexStore !== undefined) out.indexStore = o.indexStore
+  if (o.maxIndexBytes !== undefined) out.maxIndexBytes = o.maxIndexBytes
   return out
 }
 

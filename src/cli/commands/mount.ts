@@ -4,6 +4,8 @@
  * Foreground: mounts every layer lazily (FUSE) and overlayfs at MOUNTPOINT, logs `mounted`
  * (pino JSON on stderr), and on SIGINT/SIGTERM unmounts everything and exits 0.
  */
+import { IndexStore } from '../../index/index-store.js'
+import { defaultMetadataBudget } from '../../estargz/metadata-budget.js'
 import { chmod, mkdir, mkdtemp, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -60,6 +62,9 @@ export async function run(args: ParsedArgs): Promise<number> {
     logger,
     noPrefetch: flagBool(args, 'no-prefetch'),
     noBackgroundFetch: flagBool(args, 'no-background-fetch'),
+    // Layer indexes persist with the state dir: a second mount with the same --state-dir re-opens
+    // them without fetching any TOC.
+    indexStore: new IndexStore(join(stateDir, 'index'), { budget: defaultMetadataBudget }),
   })
   let image: ImageMount | undefined
   try {
