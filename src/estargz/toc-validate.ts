@@ -5,6 +5,10 @@ const TYPES: ReadonlySet<string> = new Set<TocEntryType>(['dir', 'reg', 'symlink
 const DIGEST_RE = /^sha256:[0-9a-f]{64}$/
 const BASE64_RE = /^[A-Za-z0-9+/]*={0,2}$/
 const UINT32_MAX = 0xffff_ffff
+/** A name needs the full clean: a leading, trailing or double "/", or a "." / ".." component. */
+const CLEAN_NEEDED = /^\/|\/$|\/\/|(^|\/)\.\.?(\/|$)/
+/** Date.parse is slow and TOCs repeat a few modtimes: remember the ones seen (bounded). */
+const goodModtimes = new Set<string>()
 
 /**
  * Clean a TOC name relative to the layer root, as the reference reader does (estargz.go
@@ -19,7 +23,11 @@ const UINT32_MAX = 0xffff_ffff
  */
 export function normaliseName(raw: string, maxBytes: number): string {
   if (raw.includes('\0')) throw new TocError('name-nul', 'name contains a NUL byte', raw)
-  if (Buffer.byteLength(raw) > maxBytes) throw new TocError('name-length', `name longer than ${maxBytes} bytes`, raw)
+  // UTF-8 takes at most 3 bytes per UTF-16 code unit: short names need no byte count.
+  if (raw.length * 3 > maxBytes && Buffer.byteLength(raw) > maxBytes) throw new TocError('name-length', `name longer than ${maxBytes} bytes`, raw)
+  // Most names are clean already ("a/b", "./a/b"): no empty, "." or ".." component.
+  const body = raw.startsWith('./') ? raw.slice(2) : raw
+  if (body !== '' && !CLEAN_NEEDED.test(body)) return body
   const parts: string[] = []
   for (const p of raw.split('/')) {
     if (p === '' || p === '.') continue
@@ -70,7 +78,11 @@ function parseEntry(raw: unknown, index: number, limits: TocLimits): TocEntry {
   if (size !== undefined) out.size = size
   const modtime = checkString(e, 'modtime', rawName)
   if (modtime !== undefined && modtime !== '') {
-    if (Number.isNaN(Date.parse(modtime))) fail('modtime', `modtime ${JSON.stringify(modtime)} is not RFC 3339`, rawName)
+    if (!goodModtimes.has(modtime)) {
+      if (Number.isNaN(Date.parse(modtime))) fail('modtime', `modtime ${JSON.stringify(modtime)} is not RFC 3339`, rawName)
+      if (goodModtimes.size > 4096) goodModtimes.clear()
+      goodModtimes.add(modtime)
+    }
     out.modtime = modtime
   }
   const linkName = checkString(e, 'linkName', rawName)

@@ -107,8 +107,12 @@ export class TocColumns implements BuildSource {
     return i
   }
 
+  /** The parent ensured last: siblings come in runs, so most entries need no lookup. */
+  private lastDir: string | undefined
+
   private ensureDir(dir: string): void {
-    if (this.byName.has(dir)) return
+    if (dir === this.lastDir) return
+    if (this.byName.has(dir)) { this.lastDir = dir; return }
     this.ensureDir(parentOf(dir))
     this.slot(dir, 'dir', 0o755)
   }

@@ -113,7 +113,8 @@ function compare(t: { same: (a: unknown, b: unknown, m: string) => unknown }, in
     same(facts(c.resolve(p)), facts(want), `resolve ${p}`)
     if (index.chunks(p).length > 0) regs.add(want.name)
   }
-  same([...c.regularFiles()].map((e) => e.name).sort(), [...index.regularFiles()].map((e) => e.name).filter((n) => tab.lookup(n) >= 0 && !tab.isWhiteout(tab.lookup(n))).sort(), 'regularFiles')
+  // (A hardlink to a file the tree hides, e.g. a whiteout, is a file of its own in the tree.)
+  same([...c.regularFiles()].map((e) => e.name).filter((n) => index.resolve(n)?.name === n).sort(), [...index.regularFiles()].map((e) => e.name).filter((n) => tab.lookup(n) >= 0 && !tab.isWhiteout(tab.lookup(n))).sort(), 'regularFiles')
   t.same(problems, [], 'compact index answers like the object index')
 }
 
