@@ -56,6 +56,7 @@ export async function run(args: ParsedArgs): Promise<number> {
     insecure: flagBool(args, 'insecure'),
     ...(hostsDir === undefined ? {} : { hostsDir }),
   })
+  const indexStore = new IndexStore(join(stateDir, 'index'), { budget: defaultMetadataBudget, onProblem: (what, err) => logger.warn({ err: (err as Error)?.message }, what) })
   // The resolver owns the cache, the decode pool and every layer; closed after the unmounts.
   const resolver = new LayerResolver({
     cache: await openChunkCache(cacheDir === undefined ? undefined : resolve(cacheDir)),
@@ -64,7 +65,7 @@ export async function run(args: ParsedArgs): Promise<number> {
     noBackgroundFetch: flagBool(args, 'no-background-fetch'),
     // Layer indexes persist with the state dir: a second mount with the same --state-dir re-opens
     // them without fetching any TOC.
-    indexStore: new IndexStore(join(stateDir, 'index'), { budget: defaultMetadataBudget }),
+    indexStore,
   })
   let image: ImageMount | undefined
   try {
@@ -92,6 +93,7 @@ export async function run(args: ParsedArgs): Promise<number> {
     let clean = true
     try { await image?.close() } catch (e) { clean = false; logger.error({ err: e }, 'unmount-failed') }
     await resolver.close().catch(() => undefined)
+    await indexStore.flush()
     await client.close().catch(() => undefined)
     // Never rm -r a state dir that still has something mounted in it.
     const busy = (await listMounts()).some((m) => m.mountpoint === stateDir || m.mountpoint.startsWith(stateDir + '/'))
