@@ -70,6 +70,12 @@ export function indexFinder(client: RegistryClient, ref: string | Reference): Gz
  * `layer.size` the caller checks the size once it knows it (checkIndexFor).
  */
 export async function findIndex(client: RegistryClient, ref: Reference, layer: { digest: string; size?: number }, signal?: AbortSignal): Promise<FoundIndex | undefined> {
+  const found = await findIndexBlob(client, ref, layer, signal)
+  return found === undefined ? undefined : { index: found.index, blobDigest: found.blobDigest }
+}
+
+/** findIndex, keeping the blob's bytes too (copying an index to another repository). */
+export async function findIndexBlob(client: RegistryClient, ref: Reference, layer: { digest: string; size?: number }, signal?: AbortSignal): Promise<(FoundIndex & { blob: Buffer }) | undefined> {
   let fetched
   try {
     fetched = await client.fetchManifest(repoRef(ref, indexTag(layer.digest)), signal)
@@ -83,5 +89,5 @@ export async function findIndex(client: RegistryClient, ref: Reference, layer: {
   if (l.size > MAX_INDEX_BLOB) throw new GzIndexError(`index blob of ${l.size} bytes exceeds ${MAX_INDEX_BLOB}`)
   // fetchBlob checks the bytes against l.digest.
   const blob = await client.fetchBlob(ref, l.digest, l.size, signal)
-  return { index: decodeIndex(blob, layer), blobDigest: l.digest }
+  return { index: decodeIndex(blob, layer), blobDigest: l.digest, blob }
 }

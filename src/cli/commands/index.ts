@@ -7,6 +7,8 @@
  *   stargz index cat REF|FILE PATH [--index F] [--layer N]   one file's bytes, read through the index
  *   stargz index verify REF|FILE [--index F] [--layer N]     read every file through the index and
  *                                                    check it against its sha256 from index time
+ *   stargz index copy SRC DST                        DST is a copy of SRC (skopeo copy): push SRC's
+ *                                                    indexes next to DST, no layer read again
  */
 import { createHash } from 'node:crypto'
 import { once } from 'node:events'
@@ -14,12 +16,11 @@ import { createReadStream } from 'node:fs'
 import { readFile, stat, writeFile } from 'node:fs/promises'
 import { InvalidArgumentError } from '../../errors.js'
 import { FileRangeSource } from '../../estargz/file-source.js'
-import { findIndex, pushIndex } from '../../gzindex/artifact.js'
+import { findIndex } from '../../gzindex/artifact.js'
+import { copyIndexes, indexImage } from '../../gzindex/image.js'
 import { buildIndex, DEFAULT_SPACING } from '../../gzindex/build.js'
 import { decodeIndex, type GzIndex } from '../../gzindex/format.js'
 import { GzIndexReader } from '../../gzindex/reader.js'
-import { rangeStream } from '../../gzindex/source-stream.js'
-import { isGzipLayer } from '../../registry/media-types.js'
 import { parseReference } from '../../registry/reference.js'
 import { flagBool, flagInt, flagString, type CommandSpec, type ParsedArgs } from '../args.js'
 import { clientFromArgs, pickLayer, REMOTE_OPTIONS } from '../remote.js'
@@ -27,7 +28,7 @@ import { clientFromArgs, pickLayer, REMOTE_OPTIONS } from '../remote.js'
 export const spec: CommandSpec = {
   name: 'stargz index',
   summary: 'build, push and read through a seekable index of plain gzip layers',
-  args: 'REF|FILE | cat REF|FILE PATH | verify REF|FILE',
+  args: 'REF|FILE | cat REF|FILE PATH | verify REF|FILE | copy SRC DST',
   options: [
     { name: 'spacing', type: 'string', value: 'MIB', help: 'checkpoint spacing in MiB of uncompressed data (default 4)' },
     { name: 'out', type: 'string', value: 'FILE', help: 'local layer: where to write the index (default FILE.gzindex)' },
@@ -71,34 +72,26 @@ async function build(target: string, args: ParsedArgs): Promise<number> {
   const ref = parseReference(target)
   const client = clientFromArgs(args)
   try {
-    const image = await client.resolve(ref)
-    const subject = { mediaType: image.mediaType, digest: image.digest, size: 0 }
-    const fetched = await client.fetchManifest({ ...ref, tag: undefined, digest: image.digest })
-    subject.size = fetched.bytes.length
-    let done = 0
-    for (const layer of image.layers) {
-      if (!isGzipLayer(layer.mediaType)) {
-        process.stderr.write(`stargz: layer ${layer.digest} is ${layer.mediaType}, not gzip: skipped\n`)
-        continue
-      }
-      const blob = await client.blob(ref, layer.digest, layer.size)
-      try {
-        const built = await buildIndex(rangeStream(blob), { layer: { digest: layer.digest, size: layer.size }, spacing })
-        // The layer was read whole: its digest binds the index to the bytes it describes.
-        if (`sha256:${built.inputSha256}` !== layer.digest) throw new InvalidArgumentError(`layer ${layer.digest}: its bytes hash to sha256:${built.inputSha256}`)
-        const line = `${layer.digest} ${built.header.spans.length} spans ${built.header.files.length} files index ${built.blob.length} bytes`
-        if (flagBool(args, 'no-push')) {
-          process.stdout.write(`${line}\n`)
-        } else {
-          const pushed = await pushIndex(client, ref, layer, built.blob, subject)
-          process.stdout.write(`${line} -> ${ref.registry}/${ref.repository}:${pushed.tag}\n`)
-        }
-        done++
-      } finally {
-        await blob.close()
-      }
+    const noPush = flagBool(args, 'no-push')
+    const done = await indexImage(client, ref, { spacing, noPush, log: (l) => process.stderr.write(`stargz: ${l}\n`) })
+    for (const r of done) {
+      const line = `${r.layer.digest} ${r.spans} spans ${r.files} files index ${r.indexBytes} bytes`
+      process.stdout.write(r.pushed ? `${line} -> ${ref.registry}/${ref.repository}:${r.pushed.tag}\n` : `${line}\n`)
     }
-    if (done === 0) throw new InvalidArgumentError(`${target} has no gzip layers to index`)
+    return 0
+  } finally {
+    await client.close()
+  }
+}
+
+/** `stargz index copy SRC DST`: DST is a copy of SRC (skopeo copy); push SRC's indexes beside it. */
+async function copy(src: string, dst: string, args: ParsedArgs): Promise<number> {
+  const client = clientFromArgs(args)
+  try {
+    const d = parseReference(dst)
+    for (const p of await copyIndexes(client, src, d, (l) => process.stderr.write(`stargz: ${l}\n`))) {
+      process.stdout.write(`${p.blobDigest} -> ${d.registry}/${d.repository}:${p.tag}\n`)
+    }
     return 0
   } finally {
     await client.close()
@@ -187,9 +180,10 @@ async function verify(target: string, args: ParsedArgs): Promise<number> {
 
 export async function run(args: ParsedArgs): Promise<number> {
   const [a, b, c, ...extra] = args.positionals
-  const usage = 'usage: stargz index REF|FILE [--spacing MIB] [--no-push] [--out F] | index cat REF|FILE PATH [--index F] [--layer N] | index verify REF|FILE [--index F] [--layer N]'
+  const usage = 'usage: stargz index REF|FILE [--spacing MIB] [--no-push] [--out F] | index cat REF|FILE PATH [--index F] [--layer N] | index verify REF|FILE [--index F] [--layer N] | index copy SRC DST'
   if (a === 'cat' && b !== undefined && c !== undefined && extra.length === 0) return cat(b, c, args)
   if (a === 'verify' && b !== undefined && c === undefined) return verify(b, args)
-  if (a !== undefined && a !== 'cat' && a !== 'verify' && b === undefined) return build(a, args)
+  if (a === 'copy' && b !== undefined && c !== undefined && extra.length === 0) return copy(b, c, args)
+  if (a !== undefined && a !== 'cat' && a !== 'verify' && a !== 'copy' && b === undefined) return build(a, args)
   throw new InvalidArgumentError(usage)
 }
