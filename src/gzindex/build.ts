@@ -14,7 +14,7 @@ import { InflateScanner } from './inflate-scan.js'
 /** Default checkpoint spacing: 4 MiB of uncompressed data (see bench/RESULTS.md, gzindex). */
 export const DEFAULT_SPACING = 4 << 20
 
-/** Default file chunk: the eStargz chunk size, so identical files share cache entries across formats. */
+/** Default file chunk: the eStargz chunk size (a cold small read costs about what it does there). */
 export const DEFAULT_FILE_CHUNK = 4 << 20
 
 export interface BuildOptions {

@@ -19,7 +19,8 @@
  * Files are verified like eStargz files: each regular file is cut into `fileChunk`-byte chunks,
  * and every chunk's sha256 (a file of one chunk: its own sha256) is recorded at index time and
  * checked before a byte of it is served. A file table that points a name at other (genuine) layer
- * bytes gives a digest mismatch, never those bytes.
+ * bytes gives a digest mismatch, never those bytes. (Digests here are claims about this layer, so
+ * the reader takes a cache hit only for what it verified from this layer: reader.ts.)
  *
  * The trust root is the layer digest (in the image manifest) plus the index digest (in the index
  * manifest, found by tag). An index that is wrong about offsets, windows or digests gives inflate
@@ -35,6 +36,8 @@ export const GZINDEX_VERSION = 2
 export const WINDOW_BYTES = 32768
 /** Largest span (uncompressed) a reader will inflate: bounds memory per read. */
 export const MAX_SPAN_BYTES = 64 << 20
+/** deflate's largest possible expansion (bytes out per compressed byte), with headroom. */
+const MAX_DEFLATE_RATIO = 1040
 /** Largest decoded index accepted. */
 export const MAX_INDEX_BYTES = 512 << 20
 export const MAX_FILES = 4_000_000
@@ -165,6 +168,9 @@ export function decodeIndex(blob: Buffer, expectLayer?: { digest: string; size?:
     if (s.u !== u) throw new GzIndexError(`${where}: starts at uncompressed ${s.u}, expected ${u}`)
     if (s.length === 0 || s.length > MAX_SPAN_BYTES) throw new GzIndexError(`${where}: length ${s.length} outside 1..${MAX_SPAN_BYTES}`)
     if (s.startBit < prevEnd || s.endBit <= s.startBit || s.endBit > bitLimit) throw new GzIndexError(`${where}: bits [${s.startBit}, ${s.endBit}) out of order or past the layer`)
+    // deflate cannot expand more than 1032:1 (258-byte matches in 2 bits): a longer claim is a lie,
+    // and refusing it here keeps every inflate's output buffer within what the blob can yield.
+    if (s.length > MAX_DEFLATE_RATIO * (Math.ceil(s.endBit / 8) - Math.floor(s.startBit / 8)) + 1024) throw new GzIndexError(`${where}: ${s.length} bytes cannot come out of ${Math.ceil((s.endBit - s.startBit) / 8)} compressed bytes`)
     if (s.startBit % 2 !== 0) throw new GzIndexError(`${where}: checkpoint at odd bit ${s.startBit}`)
     if (s.windowLen > Math.min(WINDOW_BYTES, s.u)) throw new GzIndexError(`${where}: window of ${s.windowLen} bytes exceeds ${WINDOW_BYTES} or the bytes before it`)
     windowsAt.push(wpos)

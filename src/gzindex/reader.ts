@@ -5,10 +5,17 @@
  *   sha256) → cache, or → the spans under them → cache, or fetch the span's compressed bytes →
  *   decode pool (re-framed gzip member, CRC + sha256 checked off the event loop) → cache.
  *
- * Both levels are keyed in the chunk cache by their digest ("sha256:<hex>"), so a directory cache
- * re-verifies what it reads back, and a file piece is shared with an eStargz chunk of the same
- * bytes. Nothing is served that did not hash to a digest recorded at index time for that file.
- * Memory per read: one file piece (≤ fileChunk) plus the spans under it (≤ 64 MiB each).
+ * Both levels are kept in the chunk cache under their digest ("sha256:<hex>"), so a directory
+ * cache re-verifies what it reads back. But a digest in a gzip index is only a claim about this
+ * layer, made by whoever pushed the index: a cache entry of that digest proves the bytes exist
+ * somewhere (another layer, another file), not that they are at that place in this layer. So a
+ * cache hit is taken only for a span or piece this reader has verified from the layer's own bytes
+ * (found by the fuzz bench: a forged piece digest naming another file's cached piece served that
+ * file's bytes). In-flight loads are keyed by position as well as digest, for the same reason.
+ * The price: gzip-index layers do not share cache entries across layers or daemon restarts.
+ * Nothing is served that did not hash to a digest recorded at index time for that file.
+ * Memory per read: one file piece (≤ fileChunk) plus the spans under it (≤ 64 MiB each); the
+ * verified sets hold one entry per span and per file piece read.
  */
 import { createHash } from 'node:crypto'
 import { ChunkDigestError, InvalidArgumentError } from '../errors.js'
@@ -47,6 +54,10 @@ export function cleanName(name: string): string {
 export class GzIndexReader {
   private readonly inflight = new Map<number, Promise<Buffer>>()
   private readonly pieces = new Map<string, Promise<Buffer>>()
+  /** Spans inflated from this layer's bytes and found to match their digest (see the top). */
+  private readonly verifiedSpans = new Set<number>()
+  /** File pieces ("uncompressed offset:length:digest") hashed from verified spans and matching. */
+  private readonly verifiedPieces = new Set<string>()
   private readonly byName = new Map<string, GzFile>()
   /** Files whose tar header has been checked against the file table. */
   private readonly headerChecked = new WeakSet<GzFile>()
@@ -91,7 +102,7 @@ export class GzIndexReader {
     const s = this.index.spans[i]!
     const key = `sha256:${s.sha256}`
     const size = spanOutputSize(s)
-    const cached = await this.cache?.get(key)
+    const cached = this.verifiedSpans.has(i) ? await this.cache?.get(key) : undefined
     if (cached && cached.length === size) {
       this.stats.cacheHits++
       this.o.hooks?.onCacheHit?.({ key, bytes: size })
@@ -117,6 +128,7 @@ export class GzIndexReader {
     } finally {
       endPriority?.()
     }
+    this.verifiedSpans.add(i)
     await this.cache?.put(key, out, { background: mode === 'background' })
     return out.subarray(s.windowLen)
   }
@@ -196,11 +208,13 @@ export class GzIndexReader {
     const from = k * C
     const len = Math.min(C, f.size - from)
     const key = `sha256:${this.pieceDigest(f, k)}`
-    const flight = `${key}/${len}`
+    // Bound to the place in the layer: the same bytes there make the same claim true for any
+    // file that names them (hard links, duplicate entries).
+    const flight = `${f.offset + from}:${len}:${key}`
     let p = this.pieces.get(flight)
     if (p) return p
     p = (async () => {
-      const cached = await this.cache?.get(key)
+      const cached = this.verifiedPieces.has(flight) ? await this.cache?.get(key) : undefined
       if (cached && cached.length === len) {
         this.stats.cacheHits++
         this.o.hooks?.onCacheHit?.({ key, bytes: len })
@@ -212,6 +226,7 @@ export class GzIndexReader {
         this.stats.verifyFailures++
         throw new ChunkDigestError(f.name, from, key, got)
       }
+      this.verifiedPieces.add(flight)
       await this.cache?.put(key, data, { background: mode === 'background' })
       return data
     })().finally(() => this.pieces.delete(flight))

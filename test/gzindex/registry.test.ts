@@ -86,4 +86,22 @@ t.test('skopeo copy + stargz index on the copy keeps it working', async (t) => {
     t.equal(third1.code, 0, third1.stderr)
     t.ok(third1.stdout.equals(small), 'the skopeo-copied index works too')
   }
+  t.equal(cp, 0, 'skopeo copies the index artifact (an OCI manifest with an empty config) as it is')
+})
+
+t.test('skopeo copy + `stargz index copy SRC DST`: the indexes follow without reading the layer again', async (t) => {
+  const fourth = `${reg.host}/gz/fourth:v1`
+  await run('skopeo', ['copy', '--src-tls-verify=false', '--dest-tls-verify=false', `docker://${ref}`, `docker://${fourth}`])
+  t.equal((await runStargz(['index', 'cat', fourth, 'etc/hello.txt', ...common])).code, 1, 'no index beside the copy yet')
+  const c = await runStargz(['index', 'copy', ref, fourth, ...common])
+  t.equal(c.code, 0, c.stderr)
+  t.match(c.stdout.toString(), indexTag(layerDigest))
+  const m = await client.fetchManifest(`${reg.host}/gz/fourth:${indexTag(layerDigest)}`)
+  const body = JSON.parse(m.bytes.toString()) as { subject?: { digest: string } }
+  t.equal(body.subject?.digest, (await client.resolve(fourth)).digest, 'subject re-pointed at the copy')
+  const after = await runStargz(['index', 'cat', fourth, 'etc/hello.txt', ...common])
+  t.equal(after.code, 0, after.stderr)
+  t.ok(after.stdout.equals(small))
+  const none = await runStargz(['index', 'copy', `${reg.host}/gz/unrelated:v1`, fourth, ...common])
+  t.not(none.code, 0, 'copying from a repository without indexes fails clearly')
 })
