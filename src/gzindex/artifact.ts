@@ -14,7 +14,7 @@ import type { Descriptor } from '../registry/manifest.js'
 import { sha256Digest } from '../registry/manifest.js'
 import { OCI_EMPTY, OCI_MANIFEST } from '../registry/media-types.js'
 import { parseReference, type Reference } from '../registry/reference.js'
-import { GzIndexError } from './errors.js'
+import { gzIndexError } from './errors.js'
 import { decodeIndex, type GzIndex } from './format.js'
 
 export const GZINDEX_ARTIFACT_TYPE = 'application/vnd.stargzd.gzindex.v1'
@@ -25,7 +25,7 @@ export const MAX_INDEX_BLOB = 256 << 20
 
 export function indexTag(layerDigest: string): string {
   const m = /^sha256:([0-9a-f]{64})$/.exec(layerDigest)
-  if (!m) throw new GzIndexError(`layer digest ${JSON.stringify(layerDigest)} is not sha256`)
+  if (!m) throw gzIndexError(`layer digest ${JSON.stringify(layerDigest)} is not sha256`)
   return `sha256-${m[1]}.gzindex`
 }
 
@@ -83,10 +83,10 @@ export async function findIndexBlob(client: RegistryClient, ref: Reference, laye
     if (e instanceof NotFoundError) return undefined
     throw e
   }
-  if (fetched.parsed.kind !== 'manifest') throw new GzIndexError(`${indexTag(layer.digest)} is an index, not an index artifact manifest`)
+  if (fetched.parsed.kind !== 'manifest') throw gzIndexError(`${indexTag(layer.digest)} is an index, not an index artifact manifest`)
   const l = fetched.parsed.manifest.layers.find((d) => d.mediaType === GZINDEX_MEDIA_TYPE)
-  if (!l) throw new GzIndexError(`${indexTag(layer.digest)} has no ${GZINDEX_MEDIA_TYPE} layer`)
-  if (l.size > MAX_INDEX_BLOB) throw new GzIndexError(`index blob of ${l.size} bytes exceeds ${MAX_INDEX_BLOB}`)
+  if (!l) throw gzIndexError(`${indexTag(layer.digest)} has no ${GZINDEX_MEDIA_TYPE} layer`)
+  if (l.size > MAX_INDEX_BLOB) throw gzIndexError(`index blob of ${l.size} bytes exceeds ${MAX_INDEX_BLOB}`)
   // fetchBlob checks the bytes against l.digest.
   const blob = await client.fetchBlob(ref, l.digest, l.size, signal)
   return { index: decodeIndex(blob, layer), blobDigest: l.digest, blob }

@@ -7,7 +7,7 @@ import { createHash, type Hash } from 'node:crypto'
 import { crc32 } from 'node:zlib'
 import type { TarHeader } from '../tar/header.js'
 import { readTar } from '../tar/reader.js'
-import { GzIndexError } from './errors.js'
+import { gzIndexError } from './errors.js'
 import { encodeIndex, GZINDEX_VERSION, MAX_SPAN_BYTES, MIN_FILE_CHUNK, type GzFile, type GzFileType, type GzIndexHeader, type GzSpan } from './format.js'
 import { InflateScanner } from './inflate-scan.js'
 
@@ -37,7 +37,7 @@ const TYPE: Record<string, GzFileType> = { '0': 'reg', '1': 'hardlink', '2': 'sy
 
 function fileOf(h: TarHeader, offset: number): GzFile {
   const type = TYPE[h.typeflag]
-  if (type === undefined) throw new GzIndexError(`tar entry ${JSON.stringify(h.name)}: type ${h.typeflag}`)
+  if (type === undefined) throw gzIndexError(`tar entry ${JSON.stringify(h.name)}: type ${h.typeflag}`)
   const f: GzFile = { name: h.name, type, mode: h.mode, uid: h.uid, gid: h.gid, size: type === 'reg' ? h.size : 0, offset, mtime: h.mtime }
   if (type === 'symlink' || type === 'hardlink') f.linkName = h.linkname
   if (type === 'char' || type === 'block') { f.devMajor = h.devmajor; f.devMinor = h.devminor }
@@ -50,11 +50,11 @@ function fileOf(h: TarHeader, offset: number): GzFile {
 export async function buildIndex(input: AsyncIterable<Buffer>, opts: BuildOptions): Promise<BuiltIndex> {
   const spacing = opts.spacing ?? DEFAULT_SPACING
   if (!Number.isSafeInteger(spacing) || spacing < 64 * 1024 || spacing > MAX_SPAN_BYTES / 2) {
-    throw new GzIndexError(`checkpoint spacing ${spacing} outside ${64 * 1024}..${MAX_SPAN_BYTES / 2}`)
+    throw gzIndexError(`checkpoint spacing ${spacing} outside ${64 * 1024}..${MAX_SPAN_BYTES / 2}`)
   }
   const fileChunk = opts.fileChunk ?? DEFAULT_FILE_CHUNK
   if (!Number.isSafeInteger(fileChunk) || fileChunk < MIN_FILE_CHUNK || fileChunk > MAX_SPAN_BYTES) {
-    throw new GzIndexError(`file chunk ${fileChunk} outside ${MIN_FILE_CHUNK}..${MAX_SPAN_BYTES}`)
+    throw gzIndexError(`file chunk ${fileChunk} outside ${MIN_FILE_CHUNK}..${MAX_SPAN_BYTES}`)
   }
   const spans: GzSpan[] = []
   const windows: Buffer[] = []
@@ -66,7 +66,7 @@ export async function buildIndex(input: AsyncIterable<Buffer>, opts: BuildOption
     if (length > 0) {
       // A single block longer than the span cap cannot be split: refuse rather than write an
       // index every reader refuses.
-      if (length > MAX_SPAN_BYTES) throw new GzIndexError(`a span of ${length} bytes at uncompressed ${open.u} exceeds ${MAX_SPAN_BYTES} (one deflate block that large)`)
+      if (length > MAX_SPAN_BYTES) throw gzIndexError(`a span of ${length} bytes at uncompressed ${open.u} exceeds ${MAX_SPAN_BYTES} (one deflate block that large)`)
       spans.push({ startBit: open.startBit, endBit, u: open.u, length, final, windowLen: open.window.length, sha256: open.hash.digest('hex'), crc: open.crc })
       windows.push(open.window)
     }
@@ -139,7 +139,7 @@ export async function buildIndex(input: AsyncIterable<Buffer>, opts: BuildOption
     scanner.push(r.value)
     pending = []
   }
-  if (open) throw new GzIndexError('gzip stream ended inside a member')
+  if (open) throw gzIndexError('gzip stream ended inside a member')
   const header: GzIndexHeader = { version: GZINDEX_VERSION, layer: opts.layer, uncompressedSize: u, spacing, fileChunk, spans, files }
   return { header, windows, blob: encodeIndex(header, windows), inputSha256: inputHash.digest('hex') }
 }

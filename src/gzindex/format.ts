@@ -28,7 +28,7 @@
  */
 import { createHash } from 'node:crypto'
 import { gunzipSync, gzipSync } from 'node:zlib'
-import { GzIndexError } from './errors.js'
+import { gzIndexError } from './errors.js'
 
 export const GZINDEX_MAGIC = 'SGZI'
 export const GZINDEX_VERSION = 2
@@ -128,7 +128,7 @@ function isUint(v: unknown): v is number {
 /** Refuse an index made for another layer (digest and compressed size must both match). */
 export function checkIndexFor(h: GzIndexHeader, layer: { digest: string; size?: number }): void {
   if (h.layer.digest !== layer.digest || (layer.size !== undefined && h.layer.size !== layer.size)) {
-    throw new GzIndexError(`index is for layer ${h.layer.digest} (${h.layer.size} bytes), not ${layer.digest}${layer.size === undefined ? '' : ` (${layer.size} bytes)`}`)
+    throw gzIndexError(`index is for layer ${h.layer.digest} (${h.layer.size} bytes), not ${layer.digest}${layer.size === undefined ? '' : ` (${layer.size} bytes)`}`)
   }
 }
 
@@ -136,25 +136,25 @@ export function checkIndexFor(h: GzIndexHeader, layer: { digest: string; size?: 
 export function decodeIndex(blob: Buffer, expectLayer?: { digest: string; size?: number }): GzIndex {
   let raw: Buffer
   try { raw = gunzipSync(blob, { maxOutputLength: MAX_INDEX_BYTES }) } catch (e) {
-    throw new GzIndexError(`index blob does not gunzip (${(e as Error).message})`, { cause: e })
+    throw gzIndexError(`index blob does not gunzip (${(e as Error).message})`, { cause: e })
   }
-  if (raw.length < 12 + 32 || raw.toString('latin1', 0, 4) !== GZINDEX_MAGIC) throw new GzIndexError('bad magic')
+  if (raw.length < 12 + 32 || raw.toString('latin1', 0, 4) !== GZINDEX_MAGIC) throw gzIndexError('bad magic')
   const version = raw.readUInt32LE(4)
-  if (version !== GZINDEX_VERSION) throw new GzIndexError(`unsupported format version ${version}`)
+  if (version !== GZINDEX_VERSION) throw gzIndexError(`unsupported format version ${version}`)
   const body = raw.subarray(0, raw.length - 32)
-  if (!createHash('sha256').update(body).digest().equals(raw.subarray(raw.length - 32))) throw new GzIndexError('checksum mismatch')
+  if (!createHash('sha256').update(body).digest().equals(raw.subarray(raw.length - 32))) throw gzIndexError('checksum mismatch')
   const jsonLen = raw.readUInt32LE(8)
-  if (12 + jsonLen > body.length) throw new GzIndexError('header length past the end')
+  if (12 + jsonLen > body.length) throw gzIndexError('header length past the end')
   let h: GzIndexHeader
   try { h = JSON.parse(body.toString('utf8', 12, 12 + jsonLen)) as GzIndexHeader } catch (e) {
-    throw new GzIndexError('header is not JSON', { cause: e })
+    throw gzIndexError('header is not JSON', { cause: e })
   }
-  if (typeof h !== 'object' || h === null || h.version !== GZINDEX_VERSION) throw new GzIndexError('header version mismatch')
-  if (typeof h.layer?.digest !== 'string' || !isUint(h.layer.size)) throw new GzIndexError('bad layer descriptor')
+  if (typeof h !== 'object' || h === null || h.version !== GZINDEX_VERSION) throw gzIndexError('header version mismatch')
+  if (typeof h.layer?.digest !== 'string' || !isUint(h.layer.size)) throw gzIndexError('bad layer descriptor')
   if (expectLayer) checkIndexFor(h, expectLayer)
-  if (!isUint(h.uncompressedSize) || !isUint(h.spacing) || !isUint(h.fileChunk) || !Array.isArray(h.spans) || !Array.isArray(h.files)) throw new GzIndexError('bad header fields')
-  if (h.fileChunk < MIN_FILE_CHUNK || h.fileChunk > MAX_SPAN_BYTES) throw new GzIndexError(`file chunk ${h.fileChunk} outside ${MIN_FILE_CHUNK}..${MAX_SPAN_BYTES}`)
-  if (h.files.length > MAX_FILES) throw new GzIndexError(`${h.files.length} files exceed ${MAX_FILES}`)
+  if (!isUint(h.uncompressedSize) || !isUint(h.spacing) || !isUint(h.fileChunk) || !Array.isArray(h.spans) || !Array.isArray(h.files)) throw gzIndexError('bad header fields')
+  if (h.fileChunk < MIN_FILE_CHUNK || h.fileChunk > MAX_SPAN_BYTES) throw gzIndexError(`file chunk ${h.fileChunk} outside ${MIN_FILE_CHUNK}..${MAX_SPAN_BYTES}`)
+  if (h.files.length > MAX_FILES) throw gzIndexError(`${h.files.length} files exceed ${MAX_FILES}`)
   const windowsAt: number[] = []
   let wpos = 12 + jsonLen
   let u = 0
@@ -163,36 +163,36 @@ export function decodeIndex(blob: Buffer, expectLayer?: { digest: string; size?:
   for (const [i, s] of h.spans.entries()) {
     const where = `span ${i}`
     if (typeof s !== 'object' || s === null || !isUint(s.startBit) || !isUint(s.endBit) || !isUint(s.u) || !isUint(s.length) || !isUint(s.windowLen) || typeof s.final !== 'boolean' || !isUint(s.crc) || s.crc > 0xffffffff || typeof s.sha256 !== 'string' || !HEX64.test(s.sha256)) {
-      throw new GzIndexError(`${where}: malformed`)
+      throw gzIndexError(`${where}: malformed`)
     }
-    if (s.u !== u) throw new GzIndexError(`${where}: starts at uncompressed ${s.u}, expected ${u}`)
-    if (s.length === 0 || s.length > MAX_SPAN_BYTES) throw new GzIndexError(`${where}: length ${s.length} outside 1..${MAX_SPAN_BYTES}`)
-    if (s.startBit < prevEnd || s.endBit <= s.startBit || s.endBit > bitLimit) throw new GzIndexError(`${where}: bits [${s.startBit}, ${s.endBit}) out of order or past the layer`)
+    if (s.u !== u) throw gzIndexError(`${where}: starts at uncompressed ${s.u}, expected ${u}`)
+    if (s.length === 0 || s.length > MAX_SPAN_BYTES) throw gzIndexError(`${where}: length ${s.length} outside 1..${MAX_SPAN_BYTES}`)
+    if (s.startBit < prevEnd || s.endBit <= s.startBit || s.endBit > bitLimit) throw gzIndexError(`${where}: bits [${s.startBit}, ${s.endBit}) out of order or past the layer`)
     // deflate cannot expand more than 1032:1 (258-byte matches in 2 bits): a longer claim is a lie,
     // and refusing it here keeps every inflate's output buffer within what the blob can yield.
-    if (s.length > MAX_DEFLATE_RATIO * (Math.ceil(s.endBit / 8) - Math.floor(s.startBit / 8)) + 1024) throw new GzIndexError(`${where}: ${s.length} bytes cannot come out of ${Math.ceil((s.endBit - s.startBit) / 8)} compressed bytes`)
-    if (s.startBit % 2 !== 0) throw new GzIndexError(`${where}: checkpoint at odd bit ${s.startBit}`)
-    if (s.windowLen > Math.min(WINDOW_BYTES, s.u)) throw new GzIndexError(`${where}: window of ${s.windowLen} bytes exceeds ${WINDOW_BYTES} or the bytes before it`)
+    if (s.length > MAX_DEFLATE_RATIO * (Math.ceil(s.endBit / 8) - Math.floor(s.startBit / 8)) + 1024) throw gzIndexError(`${where}: ${s.length} bytes cannot come out of ${Math.ceil((s.endBit - s.startBit) / 8)} compressed bytes`)
+    if (s.startBit % 2 !== 0) throw gzIndexError(`${where}: checkpoint at odd bit ${s.startBit}`)
+    if (s.windowLen > Math.min(WINDOW_BYTES, s.u)) throw gzIndexError(`${where}: window of ${s.windowLen} bytes exceeds ${WINDOW_BYTES} or the bytes before it`)
     windowsAt.push(wpos)
     wpos += s.windowLen
-    if (wpos > body.length) throw new GzIndexError(`${where}: window past the end of the index`)
+    if (wpos > body.length) throw gzIndexError(`${where}: window past the end of the index`)
     u += s.length
     prevEnd = s.endBit
   }
-  if (wpos !== body.length) throw new GzIndexError('bytes after the last window')
-  if (u !== h.uncompressedSize) throw new GzIndexError(`spans cover ${u} bytes, header says ${h.uncompressedSize}`)
+  if (wpos !== body.length) throw gzIndexError('bytes after the last window')
+  if (u !== h.uncompressedSize) throw gzIndexError(`spans cover ${u} bytes, header says ${h.uncompressedSize}`)
   for (const [i, f] of h.files.entries()) {
     if (typeof f !== 'object' || f === null || typeof f.name !== 'string' || !TYPES.has(f.type) || !isUint(f.mode) || !isUint(f.uid) || !isUint(f.gid) || !isUint(f.size) || !isUint(f.offset) || typeof f.mtime !== 'number') {
-      throw new GzIndexError(`file ${i}: malformed`)
+      throw gzIndexError(`file ${i}: malformed`)
     }
-    if (f.type !== 'reg' && f.size !== 0) throw new GzIndexError(`file ${JSON.stringify(f.name)}: a ${f.type} with size ${f.size}`)
-    if (f.offset + f.size > h.uncompressedSize) throw new GzIndexError(`file ${JSON.stringify(f.name)}: payload [${f.offset}, ${f.offset + f.size}) past the uncompressed layer (${h.uncompressedSize})`)
-    if (f.type === 'reg' && (typeof f.sha256 !== 'string' || !HEX64.test(f.sha256))) throw new GzIndexError(`file ${JSON.stringify(f.name)}: bad sha256`)
+    if (f.type !== 'reg' && f.size !== 0) throw gzIndexError(`file ${JSON.stringify(f.name)}: a ${f.type} with size ${f.size}`)
+    if (f.offset + f.size > h.uncompressedSize) throw gzIndexError(`file ${JSON.stringify(f.name)}: payload [${f.offset}, ${f.offset + f.size}) past the uncompressed layer (${h.uncompressedSize})`)
+    if (f.type === 'reg' && (typeof f.sha256 !== 'string' || !HEX64.test(f.sha256))) throw gzIndexError(`file ${JSON.stringify(f.name)}: bad sha256`)
     const pieces = f.type === 'reg' && f.size > h.fileChunk ? Math.ceil(f.size / h.fileChunk) : 0
     if (pieces === 0 ? f.chunks !== undefined : !Array.isArray(f.chunks) || f.chunks.length !== pieces || !f.chunks.every((c) => typeof c === 'string' && HEX64.test(c))) {
-      throw new GzIndexError(`file ${JSON.stringify(f.name)}: ${pieces} chunk digests expected`)
+      throw gzIndexError(`file ${JSON.stringify(f.name)}: ${pieces} chunk digests expected`)
     }
-    if ((f.type === 'symlink' || f.type === 'hardlink') && typeof f.linkName !== 'string') throw new GzIndexError(`file ${JSON.stringify(f.name)}: no link target`)
+    if ((f.type === 'symlink' || f.type === 'hardlink') && typeof f.linkName !== 'string') throw gzIndexError(`file ${JSON.stringify(f.name)}: no link target`)
   }
   const index = h as GzIndex
   Object.defineProperty(index, 'window', {

@@ -15,7 +15,7 @@
  * digests describe bytes other than what gunzip gives.
  */
 import { crc32 } from 'node:zlib'
-import { GzIndexError } from './errors.js'
+import { gzIndexError } from './errors.js'
 
 export interface BlockStart {
   /** Absolute bit offset of the block header in the compressed blob (byte * 8 + bit, LSB first). */
@@ -62,7 +62,7 @@ function buildHuff(lengths: ArrayLike<number>, n: number, what: string): Huff {
   let left = 1
   for (let l = 1; l <= 15; l++) {
     left = (left << 1) - count[l]!
-    if (left < 0) throw new GzIndexError(`deflate: over-subscribed ${what} code`)
+    if (left < 0) throw gzIndexError(`deflate: over-subscribed ${what} code`)
   }
   const bits = Math.max(max, 1)
   const table = new Int32Array(1 << bits)
@@ -131,7 +131,7 @@ export class InflateScanner {
   /** The input is complete: refuse a truncated stream. */
   finish(): void {
     if (this.phase === 'header' && this.members > 0 && this.data.length - this.ip === 0) this.phase = 'done'
-    if (this.phase !== 'done') throw new GzIndexError(`gzip stream truncated at byte ${this.base + this.data.length} (in ${this.phase === 'header' && this.members === 0 ? 'the gzip header' : 'a member'})`)
+    if (this.phase !== 'done') throw gzIndexError(`gzip stream truncated at byte ${this.base + this.data.length} (in ${this.phase === 'header' && this.members === 0 ? 'the gzip header' : 'a member'})`)
   }
 
   private run(): void {
@@ -178,10 +178,10 @@ export class InflateScanner {
     }
     this.need(10)
     const p = this.ip
-    if (d[p] !== 0x1f || d[p + 1] !== 0x8b) throw new GzIndexError(`not a gzip stream at byte ${this.base + p}`)
-    if (d[p + 2] !== 8) throw new GzIndexError(`gzip member at byte ${this.base + p}: compression method ${d[p + 2]} is not deflate`)
+    if (d[p] !== 0x1f || d[p + 1] !== 0x8b) throw gzIndexError(`not a gzip stream at byte ${this.base + p}`)
+    if (d[p + 2] !== 8) throw gzIndexError(`gzip member at byte ${this.base + p}: compression method ${d[p + 2]} is not deflate`)
     const flg = d[p + 3]!
-    if (flg & 0xe0) throw new GzIndexError(`gzip member at byte ${this.base + p}: reserved flag bits set`)
+    if (flg & 0xe0) throw gzIndexError(`gzip member at byte ${this.base + p}: reserved flag bits set`)
     let q = p + 10
     if (flg & 4) {
       if (q + 2 > d.length) throw NEED_MORE
@@ -209,8 +209,8 @@ export class InflateScanner {
     this.need(8)
     const crc = this.data.readUInt32LE(this.ip)
     const isize = this.data.readUInt32LE(this.ip + 4)
-    if (crc !== this.memberCrc >>> 0) throw new GzIndexError(`gzip member ending at byte ${this.base + this.ip + 8}: CRC-32 mismatch`)
-    if (isize !== this.memberU % 2 ** 32) throw new GzIndexError(`gzip member ending at byte ${this.base + this.ip + 8}: ISIZE mismatch`)
+    if (crc !== this.memberCrc >>> 0) throw gzIndexError(`gzip member ending at byte ${this.base + this.ip + 8}: CRC-32 mismatch`)
+    if (isize !== this.memberU % 2 ** 32) throw gzIndexError(`gzip member ending at byte ${this.base + this.ip + 8}: ISIZE mismatch`)
     this.ip += 8
     this.members++
     this.phase = 'header'
@@ -242,7 +242,7 @@ export class InflateScanner {
     }
     const e = table[this.bb & ((1 << bits) - 1)]!
     const l = e & 15
-    if (e === 0 || l > this.bc) throw new GzIndexError(`deflate: invalid Huffman code near byte ${this.base + this.ip}`)
+    if (e === 0 || l > this.bc) throw gzIndexError(`deflate: invalid Huffman code near byte ${this.base + this.ip}`)
     this.bb >>>= l
     this.bc -= l
     return e >> 4
@@ -270,7 +270,7 @@ export class InflateScanner {
       this.need(4)
       const len = this.data.readUInt16LE(this.ip)
       const nlen = this.data.readUInt16LE(this.ip + 2)
-      if ((len ^ 0xffff) !== nlen) throw new GzIndexError(`deflate: stored block length check failed at byte ${this.base + this.ip}`)
+      if ((len ^ 0xffff) !== nlen) throw gzIndexError(`deflate: stored block length check failed at byte ${this.base + this.ip}`)
       this.need(4 + len)
       this.ensureOut(len)
       this.out.set(this.data.subarray(this.ip + 4, this.ip + 4 + len), this.olen)
@@ -282,7 +282,7 @@ export class InflateScanner {
       const hlit = this.bits(5) + 257
       const hdist = this.bits(5) + 1
       const hclen = this.bits(4) + 4
-      if (hlit > 286 || hdist > 30) throw new GzIndexError('deflate: too many length or distance codes')
+      if (hlit > 286 || hdist > 30) throw gzIndexError('deflate: too many length or distance codes')
       const cl = new Uint8Array(19)
       for (let i = 0; i < hclen; i++) cl[CL_ORDER[i]!] = this.bits(3)
       const clh = buildHuff(cl, 19, 'code length')
@@ -293,19 +293,19 @@ export class InflateScanner {
         let rep: number
         let val = 0
         if (sym === 16) {
-          if (i === 0) throw new GzIndexError('deflate: repeat with no previous length')
+          if (i === 0) throw gzIndexError('deflate: repeat with no previous length')
           val = lens[i - 1]!
           rep = 3 + this.bits(2)
         } else if (sym === 17) rep = 3 + this.bits(3)
         else rep = 11 + this.bits(7)
-        if (i + rep > hlit + hdist) throw new GzIndexError('deflate: code lengths overflow')
+        if (i + rep > hlit + hdist) throw gzIndexError('deflate: code lengths overflow')
         lens.fill(val, i, i + rep)
         i += rep
       }
-      if (lens[256] === 0) throw new GzIndexError('deflate: no end-of-block code')
+      if (lens[256] === 0) throw gzIndexError('deflate: no end-of-block code')
       this.codes(buildHuff(lens.subarray(0, hlit), hlit, 'literal/length'), buildHuff(lens.subarray(hlit), hdist, 'distance'))
     } else {
-      throw new GzIndexError(`deflate: invalid block type 3 at bit ${startBit}`)
+      throw gzIndexError(`deflate: invalid block type 3 at bit ${startBit}`)
     }
     // The block is complete: report it, then its output, then keep the window.
     const blockOut = this.out.subarray(this.histLen, this.olen)
@@ -350,12 +350,12 @@ export class InflateScanner {
       }
       if (sym === 256) return
       const li = sym - 257
-      if (li >= 29) throw new GzIndexError(`deflate: invalid length symbol ${sym}`)
+      if (li >= 29) throw gzIndexError(`deflate: invalid length symbol ${sym}`)
       const len = LEN_BASE[li]! + this.bits(LEN_EXTRA[li]!)
       const ds = this.decode(dist)
-      if (ds >= 30) throw new GzIndexError(`deflate: invalid distance symbol ${ds}`)
+      if (ds >= 30) throw gzIndexError(`deflate: invalid distance symbol ${ds}`)
       const d = DIST_BASE[ds]! + this.bits(DIST_EXTRA[ds]!)
-      if (d > this.olen) throw new GzIndexError(`deflate: distance ${d} reaches before the start of the member`)
+      if (d > this.olen) throw gzIndexError(`deflate: distance ${d} reaches before the start of the member`)
       this.ensureOut(len)
       const o = this.out
       let src = this.olen - d

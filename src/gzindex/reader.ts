@@ -18,14 +18,14 @@
  * verified sets hold one entry per span and per file piece read.
  */
 import { createHash } from 'node:crypto'
-import { ChunkDigestError, InvalidArgumentError } from '../errors.js'
+import { ChunkDigestError, InvalidArgumentError, type TocError } from '../errors.js'
 import type { ChunkCache } from '../cache/types.js'
 import type { ChunkDecoder } from '../estargz/chunk-decoder.js'
 import type { ChunkRef } from '../estargz/toc-index.js'
 import type { RangeSource } from '../estargz/types.js'
 import type { LoadMode, ReaderHooks } from '../reader/types.js'
 import type { PriorityChunkDecoder } from '../reader/worker-decoder.js'
-import { GzIndexError } from './errors.js'
+import { gzIndexError } from './errors.js'
 import type { GzFile, GzIndex } from './format.js'
 import { inflateSpan, spanByteRange, spanMember, spanOutputSize } from './span-inflate.js'
 
@@ -158,7 +158,7 @@ export class GzIndexReader {
    */
   private async checkHeader(f: GzFile, mode: LoadMode): Promise<void> {
     if (this.headerChecked.has(f)) return
-    const bad = (why: string): GzIndexError => new GzIndexError(`file ${JSON.stringify(f.name)} at uncompressed ${f.offset}: ${why}`)
+    const bad = (why: string): TocError => gzIndexError(`file ${JSON.stringify(f.name)} at uncompressed ${f.offset}: ${why}`)
     if (f.offset < 512 || f.offset % 512 !== 0) throw bad('payload offset is not after a tar header')
     const h = await this.readRaw(f.offset - 512, 512, mode)
     let sum = 0
@@ -191,14 +191,14 @@ export class GzIndexReader {
       const to = Math.min(u1, s.u + s.length) - s.u
       filled += parts[k]!.copy(out, Math.max(u0, s.u) - u0, from, to)
     }
-    if (filled !== out.length) throw new GzIndexError(`read of uncompressed [${u0}, ${u1}): spans gave ${filled} of ${out.length} bytes`)
+    if (filled !== out.length) throw gzIndexError(`read of uncompressed [${u0}, ${u1}): spans gave ${filled} of ${out.length} bytes`)
     return out
   }
 
   /** Digest (hex) of piece k of file f: its own sha256 when it is one piece. */
   private pieceDigest(f: GzFile, k: number): string {
     const d = f.chunks === undefined ? (k === 0 ? f.sha256 : undefined) : f.chunks[k]
-    if (d === undefined) throw new GzIndexError(`file ${JSON.stringify(f.name)} has no digest for piece ${k}`)
+    if (d === undefined) throw gzIndexError(`file ${JSON.stringify(f.name)} has no digest for piece ${k}`)
     return d
   }
 

@@ -21,7 +21,7 @@
  * checks the length and the sha256 (also over window ++ span), and the reader drops the window.
  */
 import { decodeMember } from '../reader/decode-member.js'
-import { GzIndexError } from './errors.js'
+import { gzIndexError } from './errors.js'
 import type { GzSpan } from './format.js'
 
 /** Compressed byte range [offset, offset+length) that holds a span's bits. */
@@ -33,10 +33,10 @@ export function spanByteRange(s: GzSpan): { offset: number; length: number } {
 /** The span's bits as a bit-0-aligned, self-terminated raw deflate stream. */
 export function realign(s: GzSpan, bytes: Buffer): Buffer {
   const shift = s.startBit % 8
-  if (shift % 2 !== 0) throw new GzIndexError(`checkpoint at odd bit offset ${s.startBit}`)
+  if (shift % 2 !== 0) throw gzIndexError(`checkpoint at odd bit offset ${s.startBit}`)
   const pre = shift / 2
   const { offset, length } = spanByteRange(s)
-  if (bytes.length < length) throw new GzIndexError(`span at uncompressed offset ${s.u}: got ${bytes.length} of ${length} compressed bytes`)
+  if (bytes.length < length) throw gzIndexError(`span at uncompressed offset ${s.u}: got ${bytes.length} of ${length} compressed bytes`)
   const nbits = 8 * pre + (s.endBit - 8 * offset)
   const out = Buffer.alloc(s.final ? Math.ceil(nbits / 8) : Math.ceil((nbits + 3) / 8) + 4)
   bytes.copy(out, pre, 0, length)
@@ -60,7 +60,7 @@ const GZIP_HEADER = Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff])
 
 /** The gzip member that inflates to window ++ span (see the top of this file). */
 export function spanMember(s: GzSpan, bytes: Buffer, window: Buffer): Buffer {
-  if (window.length !== s.windowLen) throw new GzIndexError(`span at uncompressed offset ${s.u}: window of ${window.length} bytes, index says ${s.windowLen}`)
+  if (window.length !== s.windowLen) throw gzIndexError(`span at uncompressed offset ${s.u}: window of ${window.length} bytes, index says ${s.windowLen}`)
   const body = realign(s, bytes)
   const pre = window.length === 0 ? Buffer.alloc(0) : Buffer.alloc(5)
   if (window.length > 0) {
@@ -87,6 +87,6 @@ export function spanOutputSize(s: GzSpan): number {
 export function inflateSpan(s: GzSpan, bytes: Buffer, window: Buffer): Buffer {
   const o = decodeMember(spanMember(s, bytes, window), spanOutputSize(s), `sha256:${s.sha256}`)
   if (o.kind === 'ok') return o.data.subarray(s.windowLen)
-  if (o.kind === 'mismatch') throw new GzIndexError(`span at uncompressed offset ${s.u} hashes to ${o.actual}, index says sha256:${s.sha256}`)
-  throw new GzIndexError(`span at uncompressed offset ${s.u} does not inflate from bit ${s.startBit} (${o.kind === 'error' ? o.message : o.kind})`)
+  if (o.kind === 'mismatch') throw gzIndexError(`span at uncompressed offset ${s.u} hashes to ${o.actual}, index says sha256:${s.sha256}`)
+  throw gzIndexError(`span at uncompressed offset ${s.u} does not inflate from bit ${s.startBit} (${o.kind === 'error' ? o.message : o.kind})`)
 }
