@@ -22,7 +22,7 @@ import { buildIndex, DEFAULT_SPACING } from '../../gzindex/build.js'
 import { decodeIndex, type GzIndex } from '../../gzindex/format.js'
 import { GzIndexReader } from '../../gzindex/reader.js'
 import { parseReference } from '../../registry/reference.js'
-import { flagBool, flagInt, flagString, type CommandSpec, type ParsedArgs } from '../args.js'
+import { flagBool, flagInt, flagString, usageError, type CommandSpec, type ParsedArgs } from '../args.js'
 import { clientFromArgs, pickLayer, REMOTE_OPTIONS } from '../remote.js'
 
 export const spec: CommandSpec = {
@@ -185,5 +185,5 @@ export async function run(args: ParsedArgs): Promise<number> {
   if (a === 'verify' && b !== undefined && c === undefined) return verify(b, args)
   if (a === 'copy' && b !== undefined && c !== undefined && extra.length === 0) return copy(b, c, args)
   if (a !== undefined && a !== 'cat' && a !== 'verify' && a !== 'copy' && b === undefined) return build(a, args)
-  throw new InvalidArgumentError(usage)
+  throw usageError(usage)
 }
