@@ -101,7 +101,7 @@ async function main(): Promise<void> {
     const rssBefore = process.memoryUsage().rss
     const [lease, openMs] = await timed(() => resolver.resolve({ digest: 'sha256:' + '0'.repeat(64), open: () => FileRangeSource.open(blobPath) }))
     const layer = lease.layer
-    const [table, tableMs] = await timed(async () => layer.tree ?? InodeTable.build(layer.index as TocIndex))
+    const [table, tableMs] = await timed(async () => ('tree' in layer ? layer.tree : undefined) ?? InodeTable.build(layer.index as TocIndex))
     const cache = (process.argv.includes('--kernel-cache') ? 'kernel' : 'auto') as LayerMountOptions['cache']
     const [mt, mountMs] = await timed(() => mountLayer(lease, mnt, { table, cache: cache ?? 'auto', readAheadKib: 1024 }))
     mount = mt
@@ -143,7 +143,7 @@ async function main(): Promise<void> {
     await resolver.close()
     resolver = new LayerResolver({ cache: new MemoryCache({ maxBytes: 512 << 20 }), noPrefetch: true, noBackgroundFetch: true, ttlMs: 0 })
     const lease2 = await resolver.resolve({ digest: 'sha256:' + '1'.repeat(64), open: () => FileRangeSource.open(blobPath) })
-    mount = await mountLayer(lease2, mnt, { table: lease2.layer.tree ?? InodeTable.build(lease2.layer.index as TocIndex), readAheadKib: 1024 })
+    mount = await mountLayer(lease2, mnt, { table: ('tree' in lease2.layer ? lease2.layer.tree : undefined) ?? InodeTable.build(lease2.layer.index as TocIndex), readAheadKib: 1024 })
     const py = join(dir, 'rr.py')
     await writeFile(py, RANDOM_READS_PY)
     for (const mode of ['cold', 'daemon-warm']) {
