@@ -131,7 +131,8 @@ function parseEntry(raw: unknown, index: number, limits: TocLimits): TocEntry {
       if (typeof v !== 'string' || !BASE64_RE.test(v) || v.length % 4 !== 0) fail('xattrs', `xattr ${JSON.stringify(k)} is not base64`, rawName)
       if (k === '' || k.includes('\0')) fail('xattrs', 'xattr name is empty or has a NUL byte', rawName)
       bytes += k.length + v.length
-      xattrs[k] = v
+      // An own key even for "__proto__" (JSON.parse made it one; plain assignment would set the prototype).
+      Object.defineProperty(xattrs, k, { value: v, writable: true, enumerable: true, configurable: true })
     }
     if (bytes > limits.maxXattrBytes) fail('xattrs', `xattrs larger than ${limits.maxXattrBytes} bytes`, rawName)
     if (keys.length > 0) out.xattrs = xattrs

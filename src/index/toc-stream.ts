@@ -196,7 +196,8 @@ export class TocTokenizer {
     } else {
       const k = t.key as string
       if (this.stack.length === 1 && k === 'version') this.version = v as number
-      if (this.stack.length > 1) t.v[k] = v
+      // As JSON.parse does: "__proto__" is an own key, not the prototype setter.
+      if (this.stack.length > 1) Object.defineProperty(t.v, k, { value: v, writable: true, enumerable: true, configurable: true })
       t.key = undefined
     }
   }
