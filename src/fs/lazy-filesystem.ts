@@ -21,6 +21,7 @@ import type { FileSystem, RemoteLayerInfo } from '../snapshot/filesystem.js'
 import { PriorityGate } from '../task/priority-gate.js'
 import { LIBRARY_DEFAULTS } from '../config/defaults.js'
 import { mountLayer, type MountedLayer } from './mount-layer.js'
+import type { MountBackend } from '../fuse/layer-fs.js'
 
 export interface LazyFileSystemOptions {
   client: RegistryClient
@@ -43,6 +44,8 @@ export interface LazyFileSystemOptions {
   checkIntervalMs: number
   /** Keep a layer this long after its last unmount (default: the resolver's, 120 s). */
   layerTtlMs?: number
+  /** Serve mounts through this backend instead of fuse-native (stargz-fused: src/fuseproto). */
+  mountBackend?: MountBackend
 }
 
 interface Mounted {
@@ -126,6 +129,7 @@ export class LazyFileSystem implements FileSystem {
         attrTimeoutSec: this.o.attrTimeoutSec,
         entryTimeoutSec: this.o.entryTimeoutSec,
         onOp: (op, seconds) => metrics.fuseOp(op, seconds, info.layerDigest),
+        ...(this.o.mountBackend === undefined ? {} : { backend: this.o.mountBackend }),
         ...(signal === undefined ? {} : { signal }),
       })
       if (this.closing) {
@@ -147,7 +151,9 @@ export class LazyFileSystem implements FileSystem {
     } catch (e) {
       // Leave the mountpoint empty and unmounted, as the snapshotter expects on failure
       // (mountLayer undid its own steps; this catches a mount left by an earlier process).
-      if (await isMounted(mountpoint).catch(() => false)) await unmountPath(mountpoint, { lazyFallback: true }).catch(() => undefined)
+      // A connection waiting to be adopted (stargz-fused restarted) stays: its reads wait for a retry.
+      const held = this.o.mountBackend?.adopting?.(mountpoint) ?? false
+      if (!held && await isMounted(mountpoint).catch(() => false)) await unmountPath(mountpoint, { lazyFallback: true }).catch(() => undefined)
       throw e
     }
   }

@@ -39,6 +39,11 @@ export interface MountBackendResult {
 export interface MountBackend {
   readonly kind: string
   mount(req: MountBackendRequest): Promise<MountBackendResult>
+  /**
+   * Is there a connection at `mountpoint` waiting to be adopted? Then a failed mount attempt must
+   * leave the kernel mount alone (its reads wait for the next attempt) instead of unmounting it.
+   */
+  adopting?(mountpoint: string): boolean
 }
 
 export interface LayerMountOptions extends FuseTuning, LayerOpsOptions {

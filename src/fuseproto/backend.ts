@@ -47,6 +47,10 @@ export class ProtoBackend implements MountBackend {
     return l.entries
   }
 
+  adopting(mountpoint: string): boolean {
+    return this.adoptable.has(mountpoint)
+  }
+
   /** What to store beside a mount's fd in the holder (the layer info a restart re-opens from). */
   describe(mountpoint: string, meta: Record<string, unknown>): void {
     this.meta.set(mountpoint, meta)
@@ -61,7 +65,7 @@ export class ProtoBackend implements MountBackend {
 
   async mount(req: MountBackendRequest): Promise<MountBackendResult> {
     const server = new LayerServer(req.layer, req.table, req.log, {
-      attrTimeoutSec: req.attrTimeoutSec, entryTimeoutSec: req.entryTimeoutSec,
+      attrTimeoutSec: req.attrTimeoutSec, entryTimeoutSec: req.entryTimeoutSec, serveXattrs: process.env.STARGZ_SERVE_XATTRS === '1',
       ...(req.opaqueXattrs ? { opaqueXattrs: req.opaqueXattrs } : {}), ...(req.onOp ? { onOp: req.onOp } : {}),
     })
     const opts = { ...this.o, log: req.log, fsName: req.fsName }

@@ -39,6 +39,8 @@ export interface LayerServerOptions {
   attrTimeoutSec: number
   entryTimeoutSec: number
   opaqueXattrs?: ReadonlyArray<'trusted' | 'user'>
+  /** Serve getxattr/listxattr even when the layer has none (default false). */
+  serveXattrs?: boolean
   /** Metrics hook: each op's name and its duration until its reply, in seconds. */
   onOp?: (op: string, seconds: number) => void
 }
@@ -56,11 +58,13 @@ export class LayerServer implements FuseHandler {
   private readonly stateFileName: Buffer
   private readonly opaqueNames: string[]
   private lastError: string | undefined
+  private readonly xattrs: boolean
 
   constructor(private readonly layer: Layer, private readonly tree: LayerTree, private readonly log: Logger, private readonly o: LayerServerOptions) {
     this.stateDirIno = tree.maxIno + 1
     this.stateFileIno = tree.maxIno + 2
     this.stateFileName = Buffer.from(stateFileName(layer.digest))
+    this.xattrs = tree.anyXattrs || o.serveXattrs === true
     this.opaqueNames = (o.opaqueXattrs ?? ['trusted']).map((k) => (k === 'user' ? OPAQUE_USER_XATTR : OPAQUE_XATTR))
   }
 
@@ -101,8 +105,10 @@ export class LayerServer implements FuseHandler {
         }
         case Op.READDIR: return this.readdir(h, buf, conn)
         case Op.RELEASE: case Op.RELEASEDIR: case Op.FLUSH: return conn.reply(h, 0)
-        case Op.GETXATTR: return this.getxattr(h, buf, conn)
-        case Op.LISTXATTR: return this.listxattr(h, buf, conn)
+        // A layer with no xattrs and no opaque dirs: ENOSYS once, and the kernel stops asking on
+        // this connection (it answers EOPNOTSUPP itself) — what fuse-native does with the ops left out.
+        case Op.GETXATTR: return this.xattrs ? this.getxattr(h, buf, conn) : conn.reply(h, ENOSYS)
+        case Op.LISTXATTR: return this.xattrs ? this.listxattr(h, buf, conn) : conn.reply(h, ENOSYS)
         case Op.STATFS:
           return conn.reply(h, 0, encodeStatfsOut({ blocks: 0, bfree: 0, bavail: 0, files: this.tree.count, ffree: 0, bsize: BLOCK_SIZE, namelen: 255, frsize: BLOCK_SIZE }))
         case Op.ACCESS: {
