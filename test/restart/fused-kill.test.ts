@@ -13,6 +13,7 @@ import { execFileSync, spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import { tmpdir } from 'node:os'
 import { createInterface } from 'node:readline'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { startContainerd, mountsUnder } from '../../harness/containerd.js'
@@ -33,6 +34,8 @@ const FILES2 = 1000
 t.test('containers keep reading while stargz-fused is killed -9 and upgraded', async (t) => {
   const { dir, root, sock, start: startDaemon } = await daemonScratch(t, 'sgd-fk-')
   t.teardown(() => stopFused(root))
+  // Keep stargz-fused's log for a post-mortem (the scratch dir goes with the test).
+  t.teardown(() => copyFile(join(root, 'fused.sock.log'), join(tmpdir(), 'fused-kill.last.log')).catch(() => undefined))
   const registry = await startRegistry()
   t.teardown(() => registry.close())
 
