@@ -10,10 +10,11 @@
  * server had read but not answered are queued again.
  */
 import { spawn } from 'node:child_process'
-import { closeSync, openSync } from 'node:fs'
+import { closeSync, existsSync, openSync } from 'node:fs'
 import type { Logger } from 'pino'
 import { UnavailableError } from '../errors.js'
-import { unmountPath, type UnmountResult } from '../fuse/unmount.js'
+import { writeFile } from 'node:fs/promises'
+import { findMount, unmountPath, type UnmountResult } from '../fuse/unmount.js'
 import { FuseConnection, type ConnectionTuning, type FuseHandler } from './connection.js'
 
 export interface ProtoMountOptions extends ConnectionTuning {
@@ -57,6 +58,23 @@ function runMount(fd: number, source: string, mountpoint: string, options: strin
   })
 }
 
+function settled(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  return Promise.race([p.then(() => true), new Promise<boolean>((r) => { timer = setTimeout(() => r(false), ms) })]).finally(() => clearTimeout(timer))
+}
+
+/** Abort a FUSE connection by its device ("0:NN" → /sys/fs/fuse/connections/NN/abort); best effort. */
+async function abortConnection(majorMinor: string): Promise<void> {
+  const [maj, min] = majorMinor.split(':').map(Number) as [number, number]
+  const id = ((maj & 0xfff) << 20) | (min & 0xfffff)
+  const dir = '/sys/fs/fuse/connections'
+  // fusectl is usually mounted by systemd (sys-fs-fuse-connections.mount); mount it if not.
+  if (!existsSync(`${dir}/${id}`)) {
+    await new Promise<void>((resolve) => spawn('mount', ['-t', 'fusectl', 'fusectl', dir], { stdio: 'ignore' }).on('close', () => resolve()).on('error', () => resolve()))
+  }
+  await writeFile(`${dir}/${id}/abort`, '1').catch(() => undefined)
+}
+
 function makeMount(mountpoint: string, connection: FuseConnection, onUnmounted: () => Promise<void>): ProtoMount {
   let closing: Promise<UnmountResult> | undefined
   return {
@@ -64,11 +82,17 @@ function makeMount(mountpoint: string, connection: FuseConnection, onUnmounted: 
     connection,
     unmount(): Promise<UnmountResult> {
       closing ??= (async () => {
+        const dev = (await findMount(mountpoint).catch(() => undefined))?.majorMinor
         const how = await unmountPath(mountpoint)
         await onUnmounted()
-        // A clean unmount ends the connection at once; a lazy one when its last user goes away,
-        // and the reader then closes our fd by itself.
-        if (how === 'clean') await connection.ended
+        // A clean unmount normally ends the connection at once (the reader then closes our fd).
+        // But a copy of the mount in another mount namespace (one made while it was mounted:
+        // any container started meanwhile under shared propagation) keeps the superblock and
+        // thus the connection; we unmounted it, so end it for them too through fusectl.
+        if (how === 'clean' && !(await settled(connection.ended, 1000)) && dev !== undefined) {
+          await abortConnection(dev)
+          await settled(connection.ended, 2000)
+        }
         return how
       })()
       closing.catch(() => { closing = undefined })

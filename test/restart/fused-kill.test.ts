@@ -74,7 +74,7 @@ t.test('containers keep reading while stargz-fused is killed -9 and upgraded', a
   const cfg = join(dir, 'config.toml')
   await writeFile(cfg, 'no_background_fetch = true\nnoprefetch = true\n')
   const argv = ['--root', root, '--address', sock, '--config', cfg, '--fuse-manager', 'default', '--hosts-dir', join(dir, 'certs.d')]
-  let sgd: StargzdProcess = await startDaemon(argv.slice(4))
+  const sgd: StargzdProcess = await startDaemon(argv.slice(4))
   const fused1 = await fusedPid(root)
   t.ok(fused1, 'stargzd started a stargz-fused')
   const holder = await holderPid(root)
