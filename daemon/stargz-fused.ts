@@ -30,7 +30,7 @@ import { attachOrStartHolder } from './fused-launch.js'
 import { ProtoBackend } from '../src/fuseproto/backend.js'
 import { fuseFdAvailable } from '../src/fuseproto/native.js'
 import type { RemoteLayerInfo } from '../src/snapshot/filesystem.js'
-import { isMounted } from '../src/fuse/unmount.js'
+import { isMounted, unmountPath } from '../src/fuse/unmount.js'
 
 /** Exit status of a hand-off (SIGUSR2): "start me again", as EX_TEMPFAIL. */
 export const HANDOFF_EXIT = 75
@@ -65,6 +65,11 @@ async function main(argv: readonly string[]): Promise<number> {
   const pidFile = fusedPidFile(socket)
   const release = async (): Promise<void> => {
     await server?.close().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing fused socket'))
+    // Held connections not re-served yet are not in the FileSystem's table: unmount them here.
+    for (const mp of (await server?.abortRestores()) ?? []) {
+      await unmountPath(mp).catch((e: unknown) => log.warn({ mountpoint: mp, err: errorMessage(e) }, 'unmounting a held layer at stop'))
+      await backend?.drop(mp)
+    }
     // Unmounts every layer this process serves: an explicit stop of the FUSE side is the one
     // event on which running containers lose their lazy layers.
     await fsHandle?.close().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing filesystem'))

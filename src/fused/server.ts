@@ -187,6 +187,17 @@ export class FusedServer {
 
   get restoringCount(): number { return this.restoring.size }
 
+  /**
+   * Give up every restore still in progress (a stop): their kernel mounts are not in the
+   * FileSystem's table, so the caller unmounts them; returns their mountpoints.
+   */
+  async abortRestores(): Promise<string[]> {
+    const mps = [...this.restoring.keys()]
+    for (const ac of this.restoring.values()) ac.abort(new FailedPreconditionError('stargz-fused is stopping'))
+    for (const mp of mps) await this.pending.get(mp)?.catch(() => undefined)
+    return mps
+  }
+
   /** Stop listening; mounts stay (the caller unmounts them through its FileSystem if it means to). */
   close(): Promise<void> {
     this.closing ??= (async () => {
