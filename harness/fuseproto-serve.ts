@@ -5,7 +5,8 @@
  *
  *   node --import tsx harness/fuseproto-serve.ts BLOB MNT HOLDER_SOCKET [READ_DELAY_MS]
  *
- * READ_DELAY_MS holds every layer read that long, so a kill -9 lands while requests are in flight.
+ * READ_DELAY_MS holds every layer read that long (printing "reading NAME" first), so a kill -9 lands
+ * while requests are in flight.
  */
 import { pino } from 'pino'
 import { FileRangeSource } from '../src/estargz/file-source.js'
@@ -25,9 +26,13 @@ const reader = await BlobReader.open(await FileRangeSource.open(blob))
 const layer = readerLayer(reader, await fileDigest(blob))
 const read = layer.read.bind(layer)
 layer.read = async (name, offset, length, signal) => {
-  if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs))
+  if (delayMs > 0) {
+    // Tests wait for this line to know a request is in flight here (read, not yet answered).
+    process.stdout.write(`reading ${name}\n`)
+    await new Promise((r) => setTimeout(r, delayMs))
+  }
   return read(name, offset, length, signal)
 }
-const m = await LayerMount.mount(layer, mnt, { backend, readAheadKib: 0 })
+const m = await LayerMount.mount(layer, mnt, { backend, readAheadKib: 0, logger: log })
 process.stdout.write(`ready ${adopted ? 'adopted' : 'fresh'}\n`)
 process.on('SIGTERM', () => { void m.close().finally(() => process.exit(0)) })

@@ -80,7 +80,10 @@ export class FuseConnection {
     if (buf.length < IN_HEADER_SIZE) return
     const h = parseInHeader(buf)
     this.stats.requests++
-    if ((h.uniqueHi & 0x80000000) !== 0) this.stats.resent++
+    if ((h.uniqueHi & 0x80000000) !== 0) {
+      // A request the previous server had read and never answered, queued again by the kernel.
+      if (this.stats.resent++ === 0) this.log.info({ opcode: h.opcode }, 'fuse-resent-request-served')
+    }
     try {
       if (h.opcode === Op.INIT) return this.init(h, buf)
       if (h.opcode === Op.DESTROY) return this.reply(h, 0)

@@ -30,10 +30,10 @@ async function exited(c: ChildProcess): Promise<void> {
   await new Promise((r) => c.once('exit', r))
 }
 
-function startServer(blob: string, mnt: string, holder: string, delayMs: number): { child: ChildProcess; ready: Promise<string> } {
-  const child = spawn(process.execPath, [...TSX, join(ROOT, 'harness/fuseproto-serve.ts'), blob, mnt, holder, String(delayMs)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'] })
+function startServer(blob: string, mnt: string, holder: string, delayMs: number, env: Record<string, string> = {}): { child: ChildProcess; ready: Promise<string>; out: () => string } {
+  const child = spawn(process.execPath, [...TSX, join(ROOT, 'harness/fuseproto-serve.ts'), blob, mnt, holder, String(delayMs)], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } })
+  let out = ''
   const ready = new Promise<string>((resolve, reject) => {
-    let out = ''
     child.stdout?.setEncoding('utf8')
     child.stdout?.on('data', (d: string) => {
       out += d
@@ -42,7 +42,7 @@ function startServer(blob: string, mnt: string, holder: string, delayMs: number)
     })
     child.once('exit', (code, sig) => reject(new Error(`server exited (${code ?? sig}) before ready`)))
   })
-  return { child, ready }
+  return { child, ready, out: () => out }
 }
 
 t.test('kill -9 of the serving process twice: a reader in another process never sees an error', async (t) => {
@@ -116,4 +116,42 @@ t.test('kill -9 of the serving process twice: a reader in another process never 
   t.equal((await hc.list()).entries.length, 0, 'the holder dropped its copy on unmount')
   const before = await readFile('/proc/self/mountinfo', 'utf8')
   t.notOk(before.includes(mnt), 'no mount left')
+})
+
+t.test('a read the dead server had taken but not answered is resent to the new one', async (t) => {
+  const dir = await scratch(t, 'stargz-fuseproto-')
+  const content = patternBytes(300_000, 3)
+  const { blob } = await blobFromTree(dir, [{ type: 'file', path: 'd/f', content, mode: 0o644 }])
+  const mnt = join(dir, 'mnt')
+  const holderSock = join(dir, 'holder.sock')
+  await import('node:fs/promises').then((f) => f.mkdir(mnt, { recursive: true }))
+  const holder = spawn(process.execPath, [...TSX, join(ROOT, 'daemon/fused-holder.ts'), '--socket', holderSock], { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] })
+  const servers: ChildProcess[] = []
+  t.teardown(async () => {
+    for (const s of servers) if (alive(s.pid)) s.kill('SIGKILL')
+    if (alive(holder.pid)) holder.kill('SIGTERM')
+    await exited(holder)
+  })
+  const hc = new HolderClient(holderSock)
+  for (let i = 0; i < 200; i++) { if (await hc.hello().then(() => true, () => false)) break; await sleep(50) }
+  // The first server takes every read and never answers it (10 min delay).
+  const s1 = startServer(blob, mnt, holderSock, 600_000)
+  servers.push(s1.child)
+  await s1.ready
+  const reader = spawn('md5sum', [join(mnt, 'd/f')], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let sum = ''
+  reader.stdout?.setEncoding('utf8').on('data', (d: string) => { sum += d })
+  const readerDone = new Promise<number>((r) => reader.once('exit', (c) => r(c ?? -1)))
+  while (!s1.out().includes('reading d/f')) await sleep(20)
+  s1.child.kill('SIGKILL')
+  await exited(s1.child)
+  const s2 = startServer(blob, mnt, holderSock, 0, { LOG_LEVEL: 'info' })
+  servers.push(s2.child)
+  t.equal(await s2.ready, 'adopted')
+  t.equal(await readerDone, 0, 'the reader finished without an error')
+  t.equal(sum.split(' ')[0], createHash('md5').update(content).digest('hex'), 'with the right bytes')
+  t.match(s2.out(), /fuse-resent-request-served/, 'the new server answered a request the kernel resent')
+  s2.child.kill('SIGTERM')
+  await exited(s2.child)
+  t.notOk(await isMounted(mnt), 'unmounted')
 })
