@@ -3,7 +3,7 @@
  * its registry (footer + TOC only, TOC verified against the layer's toc.digest label), mounted
  * read-only with FUSE at the snapshot's fs dir, and served lazily through the chunk cache.
  *
- * Owns: one LayerResolver (layers, blobs, the chunk cache, the decode pool), one priority gate
+ * Owns: one LayerResolver (layers, blobs, the chunk cache), the decode pool (started at once), one priority gate
  * shared by every layer (so any on-demand read pauses all background fetching), and the mounts
  * it made. The RegistryClient stays its creator's (daemon/filesystem-factory.ts).
  */
@@ -19,6 +19,7 @@ import type { RegistryClient } from '../registry/client.js'
 import type { RegistryBlob } from '../registry/blob.js'
 import type { FileSystem, RemoteLayerInfo } from '../snapshot/filesystem.js'
 import { PriorityGate } from '../task/priority-gate.js'
+import { WorkerChunkDecoder } from '../reader/worker-decoder.js'
 import { LIBRARY_DEFAULTS } from '../config/defaults.js'
 import { mountLayer, type MountedLayer } from './mount-layer.js'
 
@@ -66,6 +67,7 @@ export class LazyFileSystem implements FileSystem {
   /** Blobs opened ahead for the image's other layers, by image ref + digest. */
   private readonly ahead = new Map<string, { blob: Promise<RegistryBlob>; timer: NodeJS.Timeout }>()
   private readonly gate: PriorityGate
+  private readonly decoder: WorkerChunkDecoder
   private readonly resolver: LayerResolver
   private closing: Promise<void> | undefined
 
@@ -75,10 +77,14 @@ export class LazyFileSystem implements FileSystem {
     // container (gaps of a few hundred ms between the steps) is not slowed by it. Measured with
     // `stargz bench`: background fetch running during start-up cost python3 ~0.2 s (1.26 vs 1.06 s).
     this.gate = new PriorityGate({ backgroundConcurrency: o.backgroundConcurrency, graceMs: LIBRARY_DEFAULTS.backgroundGraceMs })
+    // The decode pool starts with the filesystem, not at the first chunk a container waits for.
+    this.decoder = new WorkerChunkDecoder()
+    this.decoder.warm()
     const metrics = o.metrics
     this.resolver = new LayerResolver({
       cache: o.cache,
       gate: this.gate,
+      decoder: this.decoder,
       logger: o.log,
       noPrefetch: o.noPrefetch,
       prefetchTimeoutSec: o.prefetchTimeoutSec,
@@ -232,6 +238,7 @@ export class LazyFileSystem implements FileSystem {
         await this.unmount(mp).catch((e: unknown) => this.o.log.warn({ mountpoint: mp, err: errorMessage(e) }, 'unmount failed at shutdown'))
       }
       await this.resolver.close()
+      await this.decoder.close()
       this.gate.close()
     })()
     return this.closing
