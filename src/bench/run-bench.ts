@@ -137,6 +137,7 @@ export async function runBench(o: BenchOptions): Promise<{ results: BenchResults
         registry: registry.address, source: `bench/${p.name}:legacy`, workload: p.workload.args,
         ...(lazyT ? { lazyTarget: lazyT } : {}), ...(optT ? { optimizedTarget: optT } : {}),
         ...(o.baseDir ? { baseDir: o.baseDir } : {}), log: (m) => o.log(`  ${p.name}: ${m}`),
+        cacheDir: join(o.fixtureDir, 'ctr-remote'), sourceDigest: p.gzip.manifest.digest,
       })
     }
     throwIfCancelled()
