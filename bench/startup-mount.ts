@@ -9,7 +9,7 @@
  * delivered (mount + workload), then stops the mount with SIGINT. Needs root.
  */
 import { spawn } from 'node:child_process'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
@@ -46,10 +46,11 @@ try {
     await dropPageCache()
     const dir = await mkdtemp(join(tmpdir(), 'sgzb-mount-'))
     const mp = join(dir, 'mp')
+    await mkdir(mp)
     const before = await link.stats()
     const logStart = (await readFile(registry.logPath, 'utf8')).length
     const t0 = performance.now()
-    const child = spawn(cli[0] as string, [cli[1] as string, 'mount', ref, mp, '--state-dir', join(dir, 'state')], { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv() })
+    const child = spawn(cli[0] as string, [cli[1] as string, 'mount', '--plain-http', ref, mp, '--state-dir', join(dir, 'state')], { stdio: ['ignore', 'pipe', 'pipe'], env: childEnv() })
     let out = ''
     child.stdout?.on('data', (b: Buffer) => { out += b.toString() })
     child.stderr?.on('data', (b: Buffer) => { out += b.toString() })
