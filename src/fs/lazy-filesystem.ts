@@ -12,9 +12,8 @@ import type { ChunkCache } from '../cache/types.js'
 import { FailedPreconditionError, TocDigestError, UnavailableError, errorMessage } from '../errors.js'
 import { loadFuseNative } from '../fuse/native.js'
 import { isMounted, unmountPath } from '../fuse/unmount.js'
-import { LayerResolver, type LayerSpec, type ResolverStats } from '../layer/resolver.js'
+import { LayerResolver, type LayerSpec, type ResolvedLayer, type ResolverStats } from '../layer/resolver.js'
 import type { LayerLease } from '../layer/types.js'
-import type { StargzLayer } from '../layer/layer.js'
 import { fetchExternalToc } from '../estargz/external-toc-fetch.js'
 import type { MetricsHooks } from '../metrics/hooks.js'
 import type { RegistryClient } from '../registry/client.js'
@@ -23,6 +22,8 @@ import { PriorityGate } from '../task/priority-gate.js'
 import { WorkerChunkDecoder } from '../reader/worker-decoder.js'
 import { LIBRARY_DEFAULTS } from '../config/defaults.js'
 import { mountLayer, type MountedLayer } from './mount-layer.js'
+import { indexFinder } from '../gzindex/artifact.js'
+import { GzIndexLayer } from '../gzindex/layer.js'
 
 export interface LazyFileSystemOptions {
   client: RegistryClient
@@ -48,7 +49,7 @@ export interface LazyFileSystemOptions {
 }
 
 interface Mounted {
-  mounted: MountedLayer<StargzLayer>
+  mounted: MountedLayer<ResolvedLayer>
   info: RemoteLayerInfo
   checkedAt: number
 }
@@ -68,7 +69,7 @@ const RESOLVED_AHEAD_TTL_MS = 60_000
 export class LazyFileSystem implements FileSystem {
   private readonly mounts = new Map<string, Mounted>()
   /** Layers resolved ahead (TOC loaded, not verified yet) for an image's other layers, by digest. */
-  private readonly ahead = new Map<string, { lease: Promise<LayerLease<StargzLayer> | undefined>; timer: NodeJS.Timeout }>()
+  private readonly ahead = new Map<string, { lease: Promise<LayerLease<ResolvedLayer> | undefined>; timer: NodeJS.Timeout }>()
   private readonly gate: PriorityGate
   private readonly decoder: WorkerChunkDecoder
   private readonly resolver: LayerResolver
@@ -118,9 +119,6 @@ export class LazyFileSystem implements FileSystem {
   private async mountNow(mountpoint: string, info: RemoteLayerInfo, signal?: AbortSignal): Promise<void> {
     if (this.closing) throw new UnavailableError(`filesystem is shutting down; not mounting ${info.layerDigest} at ${mountpoint}`)
     if (this.mounts.has(mountpoint)) throw new FailedPreconditionError(`${mountpoint} is already a lazy mount`)
-    if (info.tocDigest === undefined && this.o.requireTocDigest) {
-      throw new FailedPreconditionError(`layer ${info.layerDigest} has no containerd.io/snapshot/stargz/toc.digest annotation; refusing an unverifiable TOC`)
-    }
     const log = this.o.log.child({ digest: info.layerDigest, mountpoint })
     const started = performance.now()
     this.resolveAhead(info)
@@ -129,13 +127,19 @@ export class LazyFileSystem implements FileSystem {
       // its error is the one this Prepare reports); its lease is dropped once ours is held.
       const pre = this.ahead.get(info.layerDigest)
       if (pre) await pre.lease
-      const lease = await this.resolver.resolve(this.layerSpec(info.imageRef, info.layerDigest, info.tocDigest, signal), signal)
+      const lease = await this.resolver.resolve(this.layerSpec(info.imageRef, info.layerDigest, info.tocDigest, { signal, gzIndex: true }), signal)
       this.dropAhead(info.layerDigest)
       // The TOC digest is checked here, not only while loading: a layer resolved ahead was loaded
       // before its own Prepare brought the annotation (as the reference's Verify after resolve).
       if (info.tocDigest !== undefined && lease.layer.tocDigest !== info.tocDigest) {
         await lease.release({ evict: true })
         throw new TocDigestError(info.tocDigest, lease.layer.tocDigest)
+      }
+      // Without a TOC digest only a gzip index may be mounted under requireTocDigest: an eStargz
+      // layer resolved ahead (unverified) is not served for a Prepare that cannot verify it.
+      if (info.tocDigest === undefined && this.o.requireTocDigest && !(lease.layer instanceof GzIndexLayer)) {
+        await lease.release({ evict: true })
+        throw new FailedPreconditionError(`layer ${info.layerDigest} has no containerd.io/snapshot/stargz/toc.digest annotation; refusing an unverifiable TOC`)
       }
       const metrics = this.o.metrics
       const mounted = await mountLayer(lease, mountpoint, {
@@ -160,7 +164,7 @@ export class LazyFileSystem implements FileSystem {
         return { size: st.size, fetchedSize: st.fetchedSize, prefetchSize: pf?.status === 'done' ? pf.bytes : 0, bytesServed: mounted.mount.stats().bytesRead }
       })
       void layer.prefetchDone.then((r) => { if (r.status === 'done') metrics.layerOperation('all_prefetches_completed', info.layerDigest, performance.now() - started) })
-      log.info({ ms: Math.round(performance.now() - started), tocDigest: layer.tocDigest }, 'lazy-layer-mounted')
+      log.info({ ms: Math.round(performance.now() - started), tocDigest: layer.tocDigest, ...(layer instanceof GzIndexLayer ? { gzindex: true } : {}) }, layer instanceof GzIndexLayer ? 'lazy-layer-mounted-gzindex' : 'lazy-layer-mounted')
     } catch (e) {
       // Leave the mountpoint empty and unmounted, as the snapshotter expects on failure
       // (mountLayer undid its own steps; this catches a mount left by an earlier process).
@@ -202,13 +206,19 @@ export class LazyFileSystem implements FileSystem {
     void pre.lease.then((l) => l?.release()).catch(() => undefined)
   }
 
-  private layerSpec(imageRef: string, digest: string, tocDigest: string | undefined, signal?: AbortSignal): LayerSpec {
+  /**
+   * `gzIndex`: a layer's own Prepare without a TOC digest may be a plain gzip layer served
+   * through its published gzip index (src/gzindex; with requireTocDigest nothing else is mounted).
+   * Look-aheads try eStargz only: they do not know yet whether their Prepare brings a digest.
+   */
+  private layerSpec(imageRef: string, digest: string, tocDigest: string | undefined, o: { signal?: AbortSignal; gzIndex?: boolean } = {}): LayerSpec {
     return {
       digest,
       ...(tocDigest === undefined ? {} : { tocDigest }),
       open: (sig) => this.o.client.blobWithTail(imageRef, digest, TOC_TAIL_BYTES, sig),
       // Asked for only when the footer says the TOC is external (the reference's -esgztoc image).
-      externalToc: () => fetchExternalToc(this.o.client, imageRef, digest, signal),
+      externalToc: () => fetchExternalToc(this.o.client, imageRef, digest, o.signal),
+      ...(tocDigest === undefined && o.gzIndex === true ? { gzIndex: { find: indexFinder(this.o.client, imageRef), only: this.o.requireTocDigest } } : {}),
     }
   }
 

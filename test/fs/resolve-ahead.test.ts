@@ -96,6 +96,19 @@ t.test('a TOC resolved ahead is checked against the layer\'s own toc.digest', as
   await fs.unmount(mp0)
 })
 
+t.test('a layer resolved ahead is not served to a Prepare without a TOC digest (requireTocDigest)', async (t) => {
+  const fs = await lazyFs(t)
+  const mk = dirMaker(join(work, 'nodigest'))
+  const mp0 = await mk('0')
+  await fs.mount(mp0, info(0))
+  await until(fs, 3)
+  const { tocDigest: _drop, ...noDigest } = info(1)
+  const err = await fs.mount(await mk('1'), noDigest).then(() => undefined, (e: unknown) => e)
+  t.match((err as Error | undefined)?.message, /no containerd\.io\/snapshot\/stargz\/toc\.digest annotation/, 'refused')
+  t.equal(fs.resolverStats().layers, 2, 'the unverifiable layer was evicted')
+  await fs.unmount(mp0)
+})
+
 t.test('closing with look-aheads in hand releases them', async (t) => {
   const fs = await lazyFs(t)
   const mp = await dirMaker(join(work, 'close'))('0')
