@@ -261,6 +261,7 @@ export class LayerResolver {
     }
     const wrapped: MultiRangeSource = {
       get size() { return blob.size },
+      get tailLength() { return blob.tailLength },
       read: (offset, length, signal) => blob.read(offset, length, signal),
       close,
     }
