@@ -60,6 +60,12 @@ const C = CONFIG_DEFAULTS
 export const LIBRARY_DEFAULTS = Object.freeze({
   registry: Object.freeze({
     maxRetries: C.blob.max_retries,
+    /**
+     * 5xx/429 are retried until the request deadline ([blob] fetching_timeout_sec), max_retries
+     * counts connection errors only: a burst or outage shorter than the deadline must not fail a
+     * container's read (issue #17). No config key: the deadline is the knob.
+     */
+    retryStatusUntilDeadline: true,
     backoffBaseMs: C.blob.min_wait_msec,
     backoffMaxMs: C.blob.max_wait_msec,
     /** [blob] fetching_timeout_sec bounds both the gap between body chunks and the whole request (as the daemon sets them). */
