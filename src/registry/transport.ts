@@ -27,6 +27,8 @@ import { LIBRARY_DEFAULTS } from '../config/defaults.js'
 export const DEFAULT_MAX_BODY_BYTES = 16 << 20
 /** Error bodies are kept up to this, then the response is destroyed. */
 export const ERROR_BODY_LIMIT = 64 * 1024
+/** Least body bytes per gap-timeout window before a body counts as stalled (a link this slow is not serving). */
+export const SLOW_BODY_MIN_BYTES = 16 * 1024
 
 export interface TlsOptions {
   ca?: Buffer[]
@@ -328,6 +330,20 @@ export class Transport {
       }
       n += c.length
     }
+    // A body trickled a byte at a time never trips the gap timeout and would hold the read until
+    // the request deadline (issue #17). Each gap-timeout window must bring SLOW_BODY_MIN_BYTES (or
+    // the rest of the body); a slower body is cut like a stalled one and retried on a new connection.
+    const want = Math.min(limit.maxBytes, declared ?? limit.maxBytes)
+    let seenAtTick = 0
+    const watch = setInterval(() => {
+      if (n - seenAtTick < Math.min(SLOW_BODY_MIN_BYTES, want - n)) {
+        const err = new Error(`body slower than ${SLOW_BODY_MIN_BYTES} bytes per ${this.opts.bodyTimeoutMs} ms (${n - seenAtTick} bytes)`) as Error & { code: string }
+        err.code = 'UND_ERR_BODY_TIMEOUT'
+        res.body.destroy(err)
+      }
+      seenAtTick = n
+    }, this.opts.bodyTimeoutMs)
+    watch.unref()
     try {
       for await (const c of res.body as AsyncIterable<Buffer>) {
         req.onBytes?.(c.length)
@@ -341,6 +357,7 @@ export class Transport {
         break
       }
     } finally {
+      clearInterval(watch)
       // Leaving the loop early (limit, error) must not leave the rest to drain: destroy it.
       if (!res.body.readableEnded) res.body.destroy()
     }

@@ -81,3 +81,13 @@ t.test('retryStatusUntilDeadline: false keeps the counted retries for statuses',
   t.match(e?.message, /HTTP 503/)
   t.equal(blobGets(), 3)
 })
+
+t.test('a trickled body is cut like a stalled one and retried within the deadline', async (t) => {
+  // One byte every 20 ms never trips a 500 ms gap timeout; without the throughput floor this read
+  // would run into its 20 s deadline and fail.
+  const blob = await newClient(t, { maxRetries: 2, backoffBaseMs: 1, backoffMaxMs: 2, bodyTimeoutMs: 500, requestDeadlineMs: 20_000 }).blob(ref, digest, data.length)
+  proxy.faults.trickleBody = 1
+  t.ok((await blob.read(0, 8192)).equals(data.subarray(0, 8192)), 'the right bytes from the retry')
+  t.equal(blobGets(), 2, 'the trickled request, then one that was served')
+  t.equal(proxy.log.find((l) => l.fault === 'trickle')?.clientClosed, true, 'the trickled request was cut')
+})
