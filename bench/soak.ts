@@ -5,11 +5,11 @@
  * 8 at a time in a loop, while faults come on a schedule (harness/soak/faults.ts). Bounded:
  * --minutes (15).
  *
- *   npm run bench:soak [-- --minutes N] [--concurrency C] [--cache-mib M] [--kill-fused] [--no-fused] [--record]
+ *   npm run bench:soak [-- --minutes N] [--concurrency C] [--cache-mib M] [--kill-fused] [--no-fused] [--faults k1,k2,…] [--record]
  *
  * --kill-fused adds kill -9 of stargz-fused to the schedule (off by default until stargz-fused
  * re-serves its mounts after its own crash, #11); --no-fused runs stargzd alone (the old design).
- * Writes bench/results/soak-<date>.{json,svg,md}; --record appends a dated section to RESULTS.md.
+ * Writes bench/results/soak-<date>T<hhmm>.{json,svg,md}; --record appends a dated section to RESULTS.md.
  * Exit status 1 if any correctness check failed (wrong bytes, failures outside outages and kill -9
  * windows, cache over its cap, leaks, store disagreement).
  */
@@ -22,7 +22,7 @@ import { runSoak } from '../harness/soak/run-soak.js'
 import { markdownTable, summarize, timelineSvg } from '../harness/soak/report.js'
 import { soakVerdict } from '../harness/soak/verdict.js'
 import { ALL_IMAGES } from '../harness/soak/workloads.js'
-import { DEFAULT_ORDER } from '../harness/soak/faults.js'
+import { DEFAULT_ORDER, type FaultKind } from '../harness/soak/faults.js'
 
 const { values: args } = parseArgs({
   options: {
@@ -31,6 +31,7 @@ const { values: args } = parseArgs({
     'cache-mib': { type: 'string', default: '24' },
     'kill-fused': { type: 'boolean', default: false },
     'no-fused': { type: 'boolean', default: false },
+    faults: { type: 'string' },
     record: { type: 'boolean', default: false },
   },
 })
@@ -47,7 +48,7 @@ const result = await runSoak({
   outageMs: 30_000,
   readDeadlineSec: 10,
   fused: !args['no-fused'],
-  faults: args['kill-fused'] ? [...DEFAULT_ORDER, 'kill9-fused'] : DEFAULT_ORDER,
+  faults: args.faults ? (args.faults.split(',') as FaultKind[]) : args['kill-fused'] ? [...DEFAULT_ORDER, 'kill9-fused'] : DEFAULT_ORDER,
   log: (l) => console.error(`[soak ${new Date().toISOString().slice(11, 19)}] ${l}`),
 })
 const s = summarize(result)
@@ -57,7 +58,8 @@ const verdict = soakVerdict(result, s)
 for (const [who, slope] of [['stargzd', s.rssSlopeMiBPerMin], ['stargz-fused', s.fusedRssSlopeMiBPerMin]] as const) {
   if (slope !== undefined && slope > 2) { verdict.ok = false; verdict.problems.push(`${who} RSS grows ${slope.toFixed(1)} MiB/min`) }
 }
-const stamp = result.startedAt.slice(0, 10)
+// Date and time: several runs a day must not overwrite each other's files.
+const stamp = `${result.startedAt.slice(0, 10)}T${result.startedAt.slice(11, 16).replace(':', '')}`
 const dir = join(here, 'results')
 await mkdir(dir, { recursive: true })
 await writeFile(join(dir, `soak-${stamp}.json`), JSON.stringify({ ...result, summary: s }, null, 1))
@@ -66,7 +68,7 @@ const table = markdownTable(result, s)
 const section = [
   `## Soak (issue #17) — ${result.startedAt.slice(0, 16)}Z, load average ${load0.toFixed(1)} at start`,
   '',
-  `\`npm run bench:soak -- --minutes ${args.minutes} --concurrency ${args.concurrency}${args['kill-fused'] ? ' --kill-fused' : ''}${args['no-fused'] ? ' --no-fused' : ''}\` on the shared 2-core machine. ` +
+  `\`npm run bench:soak -- --minutes ${args.minutes} --concurrency ${args.concurrency}${args['kill-fused'] ? ' --kill-fused' : ''}${args['no-fused'] ? ' --no-fused' : ''}${args.faults ? ` --faults ${args.faults}` : ''}\` on the shared 2-core machine. ` +
   `Cache cap ${result.options.cacheCapMiB} MiB on a ${result.options.cacheFsMiB} MiB tmpfs, background fetch on, ` +
   `[blob] fetching_timeout_sec = ${result.options.readDeadlineSec}. Verdict: **${verdict.ok ? 'pass' : 'FAIL'}**${verdict.problems.length ? ' — ' + verdict.problems.join('; ') : ''}.`,
   '',

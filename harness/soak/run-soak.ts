@@ -302,7 +302,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       const files = { stdout: await readFile(join(out, 'stdout'), 'utf8').catch(() => undefined), stderr: await readFile(join(out, 'stderr'), 'utf8').catch(() => undefined) }
       await rm(out, { recursive: true, force: true })
       const v = verify(img, r.code, r.stdout, r.stderr, timedOut, { ...(files.stdout !== undefined ? { stdout: files.stdout } : {}), ...(files.stderr !== undefined ? { stderr: files.stderr } : {}) })
-      const lost = stdioLost(r.stdout, { ...(files.stdout !== undefined ? { stdout: files.stdout } : {}) })
+      // Only a run that exited 0 ran its wrapper's `cat` of the file; a failed one may not have.
+      const lost = r.code === 0 && stdioLost(r.stdout, { ...(files.stdout !== undefined ? { stdout: files.stdout } : {}) })
       if (lost) { stdioLostRuns++; log(`${id} ${img.name}: ctr stdout ${r.stdout.length} bytes, the workload wrote ${files.stdout?.length} (exit ${r.code}); verified from the output file`) }
       const rec: RunRecord = { image: img.name, startMs, endMs, outcome: v.outcome, bytes: v.bytesChecked, files: v.filesChecked, ...(v.detail ? { detail: v.detail } : {}), ...(lost ? { stdioLost: true } : {}) }
       if (v.outcome !== 'ok') {

@@ -61,6 +61,16 @@ const MAX_WRITES = 16
 const DIR_MODE = 0o700
 const FILE_MODE = 0o600
 
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    // EPERM: alive, someone else's.
+    return (e as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
 function isEnoent(e: unknown): boolean {
   return (e as NodeJS.ErrnoException)?.code === 'ENOENT'
 }
@@ -120,8 +130,13 @@ export class DirCache implements ChunkCache {
     const staleBefore = this.now() - (this.opts.staleTempMs ?? 10 * 60_000)
     for (const name of await readdir(join(this.root, 'tmp'))) {
       const p = join(this.root, 'tmp', name)
+      // A temp file of a writer that is gone (its pid is in the name) will never be renamed: removed
+      // now, not after staleTempMs, or it sits uncounted beside a full cache (issue #17: after a
+      // kill -9 of stargz-fused the directory went 0.7 MB over its cap).
+      const pid = Number(/^[0-9a-f]{64}\.(\d+)\./.exec(name)?.[1] ?? NaN)
+      const orphan = Number.isInteger(pid) && pid !== process.pid && !processAlive(pid)
       try {
-        if ((await stat(p)).mtimeMs < staleBefore) await rm(p, { force: true })
+        if (orphan || (await stat(p)).mtimeMs < staleBefore) await rm(p, { force: true })
       } catch (e) { if (!isEnoent(e)) throw e }
     }
   }

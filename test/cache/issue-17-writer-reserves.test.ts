@@ -7,7 +7,8 @@
  */
 import t from 'tap'
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdtemp, readdir, rm, stat } from 'node:fs/promises'
+import { spawnSync } from 'node:child_process'
+import { mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { DirCache } from '../../src/cache/dir-cache.js'
@@ -88,4 +89,19 @@ t.test('a short commit fails, removes its file and releases the room', async (t)
   const w2 = await c.createWriter(keyOf(a), a.length)
   t.ok(w2, 'the room came back')
   await w2?.abort()
+})
+
+t.test('temp files of a writer that died are removed at open, not left beside a full cache', async (t) => {
+  const root = await mkdtemp(join(tmpdir(), 'sgd-issue17o-'))
+  t.teardown(() => rm(root, { recursive: true, force: true }))
+  const first = await DirCache.open({ root, maxBytes: 1024 * KiB })
+  await first.close()
+  // A pid that is certainly gone: a child that has exited.
+  const dead = spawnSync('true').pid as number
+  const hex = 'ab'.repeat(32)
+  await writeFile(join(root, 'tmp', `${hex}.${dead}.0123456789ab`), randomBytes(300 * KiB))
+  await writeFile(join(root, 'tmp', `${hex}.${process.pid}.0123456789ab`), randomBytes(1 * KiB))
+  const c = await DirCache.open({ root, maxBytes: 1024 * KiB })
+  t.teardown(() => c.close())
+  t.same((await readdir(join(root, 'tmp'))).sort(), [`${hex}.${process.pid}.0123456789ab`], 'the dead writer\'s temp file is gone; a live process\'s (ours) stays until stale')
 })
