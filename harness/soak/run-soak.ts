@@ -115,6 +115,23 @@ async function dirBytes(dir: string): Promise<number> {
   return n
 }
 
+/**
+ * dirBytes with the cache's owner stopped (SIGSTOP) for the walk, so the figure is the directory
+ * at one instant. A walk while the process writes and evicts sums files from different moments
+ * (one evicted after its shard was walked, another written before tmp/ was), which can read over
+ * the cap although the directory never was (a 4-minute `--kill-fused` run read 392 KB over, once,
+ * in the write burst after an outage at load 30). SIGCONT in finally, also if the walk throws.
+ */
+async function frozenDirBytes(dir: string, pid: number | undefined): Promise<number> {
+  let stopped = false
+  if (pid !== undefined) { try { process.kill(pid, 'SIGSTOP'); stopped = true } catch { /* gone: nothing to freeze */ } }
+  try {
+    return await dirBytes(dir)
+  } finally {
+    if (stopped) { try { process.kill(pid as number, 'SIGCONT') } catch { /* gone */ } }
+  }
+}
+
 async function rssOf(pid: number | undefined): Promise<number | undefined> {
   if (pid === undefined) return undefined
   try {
@@ -335,9 +352,9 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
         lastRuns = runs.length
         const failures: Partial<Record<Outcome, number>> = {}
         for (const r of slice) if (r.outcome !== 'ok') failures[r.outcome] = (failures[r.outcome] ?? 0) + 1
-        const cacheBytes = await dirBytes(cacheDir)
-        cacheMaxBytes = Math.max(cacheMaxBytes, cacheBytes)
         const fpid = fused ? await fusedPid(scratch.root) : undefined
+        const cacheBytes = await frozenDirBytes(cacheDir, fused ? fpid : sgd.child.pid)
+        cacheMaxBytes = Math.max(cacheMaxBytes, cacheBytes)
         samples.push({
           tMs: now(), runsOk: slice.filter((r) => r.outcome === 'ok').length, failures,
           bytesVerified: slice.reduce((n, r) => n + r.bytes, 0),
