@@ -19,15 +19,16 @@ import type { WanLink } from './link/wan-link.js'
 import type { Workload } from './image/images.js'
 import { startBenchContainerd, type BenchContainerd } from './containerd.js'
 import { dropPageCache, onCleanup, runUntilLine, throwIfCancelled, timed } from './proc.js'
-import { daemonCommandIn, startBenchStargzd, type BenchStargzd } from './stargzd.js'
+import { baselineDaemonCommand, builtDaemonCommand, startBenchStargzd, type BenchStargzd } from './stargzd.js'
 import { startBenchReference, type BenchReference } from './reference.js'
 
 /**
  * Image forms: the gzip original (full pull), converted by `stargz convert` (estargz-noopt,
  * estargz = optimized) and converted by the reference's `ctr-remote` (ctr-remote-noopt,
- * ctr-remote = `ctr-remote image optimize`).
+ * ctr-remote = `ctr-remote image optimize`); gzindex = the gzip original plus a `stargz index`
+ * pushed beside it (src/gzindex), pulled lazily like the estargz modes.
  */
-export const BENCH_MODES = ['legacy', 'estargz-noopt', 'estargz', 'ctr-remote-noopt', 'ctr-remote'] as const
+export const BENCH_MODES = ['legacy', 'estargz-noopt', 'estargz', 'ctr-remote-noopt', 'ctr-remote', 'gzindex'] as const
 export type BenchMode = (typeof BENCH_MODES)[number]
 /**
  * Which snapshotter serves the lazy modes: stargzd, the reference daemon (src/bench/reference.ts),
@@ -108,7 +109,8 @@ export async function measureOnce(o: MeasureOptions): Promise<RunSample> {
     if (useRef) {
       refd = await startBenchReference({ registryHost: o.link.address, noBackgroundFetch: o.backgroundFetch === false, ...(o.baseDir ? { baseDir: o.baseDir } : {}) })
     } else if (lazy) {
-      sgd = await startBenchStargzd({ ...(o.daemon === 'baseline' ? { command: daemonCommandIn(o.baselineDir) } : {}), ...(o.baseDir ? { baseDir: o.baseDir } : {}), ...(o.stargzdConfig ? { extraConfig: o.stargzdConfig } : {}), ...(o.timeline ? { logLevel: 'debug' as const } : {}) })
+      const command = o.daemon === 'baseline' ? baselineDaemonCommand(o.baselineDir ?? '.') : await builtDaemonCommand()
+      sgd = await startBenchStargzd({ command, ...(o.baseDir ? { baseDir: o.baseDir } : {}), ...(o.stargzdConfig ? { extraConfig: o.stargzdConfig } : {}), ...(o.timeline ? { logLevel: 'debug' as const } : {}) })
     }
     // A signal's cleanup may have run while a daemon was starting: it is ours to close then.
     throwIfCancelled()

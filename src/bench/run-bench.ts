@@ -22,10 +22,12 @@ import { layoutSizes, pushOciLayout, type BuiltLayout } from './image/oci-image.
 import { createWanLink, type WanLink } from './link/wan-link.js'
 import { estargzLayout } from './estargz-image.js'
 import { ctrRemoteConvert } from './ctr-remote-image.js'
+import { benchIndexImage } from '../gzindex/bench-index.js'
 import { measureOnce, type BenchDaemon, type BenchMode } from './measure.js'
 import { CancelledError, onCleanup, throwIfCancelled } from './proc.js'
 import { recordAccessedFiles } from './record.js'
 import { startBenchRegistry, type BenchRegistry } from './registry.js'
+import { builtDaemonCommand } from './stargzd.js'
 import { chartSvg, markdownTable, summarize, type BenchResults, type CellResult, type ImageInfo } from './report.js'
 
 const execFileP = promisify(execFile)
@@ -82,6 +84,7 @@ async function prepareImage(name: BenchImageName, o: BenchOptions): Promise<Prep
     info.forms[mode] = { manifest: l.manifest.digest, compressedBytes: layoutSizes(l).compressed, layers: l.layers.length, ...(prioritizedFiles !== undefined ? { prioritizedFiles } : {}) }
   }
   if (o.modes.includes('legacy') || o.modes.some((m) => m.startsWith('ctr-remote'))) form('legacy', gz.layout)
+  if (o.modes.includes('gzindex')) form('gzindex', gz.layout)
   if (o.modes.includes('estargz-noopt') || o.modes.includes('estargz')) {
     const noopt = await estargzLayout(gz.layout, { fixtureDir: o.fixtureDir, tag: `${name}-esgz-noopt`, log })
     if (o.modes.includes('estargz-noopt')) form('estargz-noopt', noopt)
@@ -103,6 +106,11 @@ export async function runBench(o: BenchOptions): Promise<{ results: BenchResults
     prepared.push(await prepareImage(name, o))
   }
   throwIfCancelled()
+  if (o.modes.some((m) => m !== 'legacy') && (o.daemons ?? ['ours']).includes('ours')) {
+    const t0 = performance.now()
+    await builtDaemonCommand()
+    o.log(`stargzd built (dist/) in ${((performance.now() - t0) / 1000).toFixed(1)} s`)
+  }
 
   let registry: BenchRegistry | undefined
   let link: WanLink | undefined
@@ -120,6 +128,7 @@ export async function runBench(o: BenchOptions): Promise<{ results: BenchResults
         const t0 = performance.now()
         await pushOciLayout(layout, `${registry.address}/bench/${p.name}:${mode}`)
         o.log(`  pushed ${p.name}:${mode} (${(layoutSizes(layout).compressed / 1e6).toFixed(1)} MB) in ${((performance.now() - t0) / 1000).toFixed(1)} s`)
+        if (mode === 'gzindex') await benchIndexImage(`${registry.address}/bench/${p.name}:${mode}`, o.log)
       }
     }
     for (const p of prepared) {
@@ -131,6 +140,7 @@ export async function runBench(o: BenchOptions): Promise<{ results: BenchResults
         registry: registry.address, source: `bench/${p.name}:legacy`, workload: p.workload.args,
         ...(lazyT ? { lazyTarget: lazyT } : {}), ...(optT ? { optimizedTarget: optT } : {}),
         ...(o.baseDir ? { baseDir: o.baseDir } : {}), log: (m) => o.log(`  ${p.name}: ${m}`),
+        cacheDir: join(o.fixtureDir, 'ctr-remote'), sourceDigest: p.gzip.manifest.digest,
       })
     }
     throwIfCancelled()
