@@ -28,7 +28,7 @@ export interface FaultContext {
   now(): number
 }
 
-export const DEFAULT_ORDER: FaultKind[] = ['burst-503', 'stall', 'kill9', 'outage', 'redirect-expiry', 'hostile', 'disk-full', 'burst-429']
+export const DEFAULT_ORDER: FaultKind[] = ['burst-503', 'stall', 'kill9', 'outage', 'redirect-expiry', 'hostile', 'disk-full', 'kill9-fused', 'burst-429']
 
 const BLOB = /\/blobs\/sha256:|^\/_storage\//
 
