@@ -19,7 +19,8 @@ const load0 = loadavg()[0] ?? 0
 let code = 1
 try {
   const r = await runGrpcLoad({ teardown: (fn) => { teardowns.push(fn) } }, { chains: Number(args.chains), clients: Number(args.clients), killAfterFraction: Number(args['kill-at']), log: (l) => console.error(l) })
-  const rows = Object.entries(r.latency).map(([m, l]) => `| ${m} | ${l.n} | ${l.p50.toFixed(1)} | ${l.p99.toFixed(1)} |`)
+  const ms = (v: number): string => (Number.isFinite(v) ? v.toFixed(1) : 'n/a (none answered OK)')
+  const rows = Object.entries(r.latency).map(([m, l]) => `| ${m} | ${l.n} | ${ms(l.p50)} | ${ms(l.p99)} |`)
   const pass = r.inconsistent.length === 0 && r.snapshotDirs === r.storeRecords && r.mountsUnderRoot === 0
   const section = [
     `## gRPC and store under load (issue #17) — ${new Date().toISOString().slice(0, 16)}Z, load average ${load0.toFixed(1)}`,

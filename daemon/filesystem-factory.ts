@@ -55,7 +55,8 @@ export async function createFileSystem(cfg: Readonly<Config>, log: Logger, metri
       maxRetries: cfg.blob.max_retries,
       backoffBaseMs: cfg.blob.min_wait_msec,
       backoffMaxMs: cfg.blob.max_wait_msec,
-      bodyTimeoutMs: cfg.blob.fetching_timeout_sec * 1000,
+      // A stalled body is cut at a third of the deadline, leaving time to retry it (issue #17).
+      bodyTimeoutMs: Math.ceil((cfg.blob.fetching_timeout_sec * 1000) / 3),
       // The reference's fetching_timeout_sec bounds a whole fetch, not only the gaps in its body.
       requestDeadlineMs: cfg.blob.fetching_timeout_sec * 1000,
     },

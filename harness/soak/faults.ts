@@ -9,11 +9,11 @@
 import { open, rm, statfs } from 'node:fs/promises'
 import type { FaultProxy } from '../fault-proxy.js'
 
-export type FaultKind = 'burst-503' | 'burst-429' | 'stall' | 'hostile' | 'redirect-expiry' | 'outage' | 'disk-full' | 'kill9'
+export type FaultKind = 'burst-503' | 'burst-429' | 'stall' | 'hostile' | 'redirect-expiry' | 'outage' | 'disk-full' | 'kill9' | 'kill9-fused'
 
 export interface FaultMarker {
   kind: FaultKind; startMs: number; endMs: number
-  /** kill9 only: when the first container started after the restart completed (see run-soak). */
+  /** kill9 / kill9-fused only: when the first container started after the restart completed (see run-soak). */
   recoveredMs?: number
 }
 
@@ -22,11 +22,13 @@ export interface FaultContext {
   /** A file on the cache's filesystem that may be grown until it is full, then removed. */
   fillerPath: string
   kill9AndRestart(): Promise<void>
+  /** kill -9 of stargz-fused (and what it takes to serve again); only in the order when asked for. */
+  kill9Fused?(): Promise<void>
   /** Milliseconds since the soak started. */
   now(): number
 }
 
-export const DEFAULT_ORDER: FaultKind[] = ['burst-503', 'stall', 'kill9', 'outage', 'redirect-expiry', 'hostile', 'disk-full', 'burst-429']
+export const DEFAULT_ORDER: FaultKind[] = ['burst-503', 'stall', 'kill9', 'outage', 'redirect-expiry', 'hostile', 'disk-full', 'kill9-fused', 'burst-429']
 
 const BLOB = /\/blobs\/sha256:|^\/_storage\//
 
@@ -137,6 +139,7 @@ export class FaultSchedule {
       case 'outage': f.statusBurst = { status: 503, count: Number.MAX_SAFE_INTEGER, path: /./ }; await this.sleep(this.opts.outageMs); break
       case 'disk-full': await fillDisk(this.ctx.fillerPath); await this.sleep(hold); await rm(this.ctx.fillerPath, { force: true }); break
       case 'kill9': await this.ctx.kill9AndRestart(); break
+      case 'kill9-fused': await this.ctx.kill9Fused?.(); break
     }
     this.clearProxy()
   }

@@ -21,20 +21,26 @@ export interface SoakSummary {
   cacheCapBytes: number
   rssSlopeMiBPerMin: number | undefined
   rssMaxMiB: number | undefined
+  /** stargz-fused (the process that reads, caches and serves FUSE when it runs). */
+  fusedRssSlopeMiBPerMin: number | undefined
+  fusedRssMaxMiB: number | undefined
+  stdioLost: number
   loopP99MaxMs: number | undefined
   loopP99MedianMs: number | undefined
   /** Longest time from a kill -9 until a new container ran again. */
   killRecoveryMaxSec: number | undefined
 }
 
-/** Least-squares slope of RSS over time in the longest stretch one daemon process ran, after a minute's warm-up. */
-function rssSlope(r: SoakResult): number | undefined {
+/** Least-squares slope of RSS over time in the longest stretch one process ran, after a minute's warm-up. */
+function rssSlope(r: SoakResult, which: 'daemon' | 'fused' = 'daemon'): number | undefined {
   const byPid = new Map<number, { t: number; v: number }[]>()
   for (const s of r.samples) {
-    if (s.daemonPid === undefined || s.rssBytes === undefined) continue
-    const list = byPid.get(s.daemonPid) ?? []
-    list.push({ t: s.tMs / 60_000, v: s.rssBytes / (1 << 20) })
-    byPid.set(s.daemonPid, list)
+    const pid = which === 'daemon' ? s.daemonPid : s.fusedPid
+    const rss = which === 'daemon' ? s.rssBytes : s.fusedRssBytes
+    if (pid === undefined || rss === undefined) continue
+    const list = byPid.get(pid) ?? []
+    list.push({ t: s.tMs / 60_000, v: rss / (1 << 20) })
+    byPid.set(pid, list)
   }
   const longest = [...byPid.values()].map((l) => l.filter((p) => p.t - (l[0]?.t ?? 0) >= 1)).sort((a, b) => b.length - a.length)[0]
   if (!longest || longest.length < 4) return undefined
@@ -56,6 +62,7 @@ export function summarize(r: SoakResult): SoakSummary {
   }
   const p99s = r.samples.map((s) => s.loopP99Ms).filter((v): v is number => v !== undefined && Number.isFinite(v)).sort((a, b) => a - b)
   const rss = r.samples.map((s) => s.rssBytes).filter((v): v is number => v !== undefined)
+  const frss = r.samples.map((s) => s.fusedRssBytes).filter((v): v is number => v !== undefined)
   return {
     runs: r.runs.length,
     ok: r.runs.filter((x) => x.outcome === 'ok').length,
@@ -70,8 +77,11 @@ export function summarize(r: SoakResult): SoakSummary {
     cacheCapBytes: r.options.cacheCapMiB * (1 << 20),
     rssSlopeMiBPerMin: rssSlope(r),
     rssMaxMiB: rss.length ? Math.max(...rss) / (1 << 20) : undefined,
+    fusedRssSlopeMiBPerMin: rssSlope(r, 'fused'),
+    fusedRssMaxMiB: frss.length ? Math.max(...frss) / (1 << 20) : undefined,
+    stdioLost: r.stdioLost ?? 0,
     killRecoveryMaxSec: (() => {
-      const k = r.markers.filter((m) => m.kind === 'kill9' && m.recoveredMs !== undefined).map((m) => ((m.recoveredMs as number) - m.startMs) / 1000)
+      const k = r.markers.filter((m) => (m.kind === 'kill9' || m.kind === 'kill9-fused') && m.recoveredMs !== undefined).map((m) => ((m.recoveredMs as number) - m.startMs) / 1000)
       return k.length ? Math.max(...k) : undefined
     })(),
     loopP99MaxMs: p99s.length ? p99s[p99s.length - 1] : undefined,
@@ -86,18 +96,20 @@ export function markdownTable(r: SoakResult, s: SoakSummary): string {
   for (const m of r.markers) faults.set(m.kind, (faults.get(m.kind) ?? 0) + 1)
   const L = r.leaks
   const rows: [string, string][] = [
-    ['duration', `${(r.durationMs / 60_000).toFixed(1)} min, ${r.options.concurrency} containers at a time, images: ${r.images.map((i) => i.name).join(', ')}`],
+    ['duration', `${(r.durationMs / 60_000).toFixed(1)} min, ${r.options.concurrency} containers at a time, images: ${r.images.map((i) => i.name).join(', ')}; ${r.options.fused ?? true ? 'stargzd + stargz-fused' : 'stargzd alone'}`],
     ['container runs', `${s.runs} (${s.ok} ok)`],
     ['bytes verified against the source sha256', `${(s.bytesVerified / (1 << 20)).toFixed(1)} MiB in ${s.filesVerified} file reads`],
     ['wrong bytes', `${s.wrongBytes}`],
     ['corrupted layer: reads that got EIO / that got bytes', `${s.corruptEio} / ${s.corruptServed}`],
     ['failures by kind', Object.entries(s.failuresByKind).map(([k, v]) => `${k} ${v}`).join(', ') || 'none'],
-    ['  allowed: EIO during an outage / container create refused during an outage / in a kill -9 window', `${s.excused.outage ?? 0} / ${s.excused['outage-create'] ?? 0} / ${s.excused.kill9 ?? 0}`],
-    ['failures outside outages and kill -9', `${s.unexcused.length}`],
-    ['kill -9: restarts / longest until a new container ran again', `${r.kills} / ${f1(s.killRecoveryMaxSec, ' s')}`],
+    [`  allowed: in a ${r.options.outageMs / 1000} s outage (> ${r.options.readDeadlineSec} s read deadline) EIO / clear create error; create refused while stargzd restarts${r.options.fused ?? true ? '' : ' (any, no stargz-fused)'}; in a stargz-fused kill -9 window`, `${s.excused.outage ?? 0} / ${s.excused['outage-create'] ?? 0}; ${s.excused.kill9 ?? 0}; ${s.excused['kill9-fused'] ?? 0}`],
+    ['failures outside those windows', `${s.unexcused.length}`],
+    ['kill -9: stargzd / stargz-fused restarts; longest until a new container ran again', `${r.kills} / ${r.fusedKills ?? 0}; ${f1(s.killRecoveryMaxSec, ' s')}`],
+    ['runs whose ctr stdout lost what the workload wrote (verified from its output file)', `${s.stdioLost}`],
     ['faults injected', [...faults].map(([k, v]) => `${k} ×${v}`).join(', ') + `; resets mid-body ${r.resetsInjected} of ${r.blobGets} blob GETs`],
     ['cache on disk, max / cap', `${(s.cacheMaxBytes / (1 << 20)).toFixed(1)} / ${(s.cacheCapBytes / (1 << 20)).toFixed(0)} MiB`],
-    ['daemon RSS max, slope after warm-up', `${f1(s.rssMaxMiB, ' MiB')}, ${f1(s.rssSlopeMiBPerMin, ' MiB/min')}`],
+    ['stargzd RSS max, slope after warm-up', `${f1(s.rssMaxMiB, ' MiB')}, ${f1(s.rssSlopeMiBPerMin, ' MiB/min')}`],
+    ...(s.fusedRssMaxMiB !== undefined ? [['stargz-fused RSS max, slope after warm-up', `${f1(s.fusedRssMaxMiB, ' MiB')}, ${f1(s.fusedRssSlopeMiBPerMin, ' MiB/min')}`] as [string, string]] : []),
     ['event-loop delay p99 (median / max of 5 s samples)', `${f1(s.loopP99MedianMs, ' ms')} / ${f1(s.loopP99MaxMs, ' ms')}`],
     ['leaks at the end', `containers ${L.containers}, tasks ${L.tasks}, active snapshots ${L.activeSnapshots}, extra FUSE mounts ${L.extraFuseMounts}, mounts after stop ${L.mountsAfterStop.length}, temp files ${L.tempFiles}, processes ${L.processes.length}`],
     ['store: containerd vs daemon', `${r.storeAgrees ? 'agree' : 'DISAGREE'} (${r.storeDetail}; ${L.snapshotDirsVsStore})`],
@@ -107,7 +119,7 @@ export function markdownTable(r: SoakResult, s: SoakSummary): string {
 
 const MARK_COLORS: Record<string, string> = {
   'burst-503': '#f28e2b', 'burst-429': '#f28e2b', stall: '#b07aa1', hostile: '#9c755f', 'redirect-expiry': '#76b7b2',
-  outage: '#e15759', 'disk-full': '#edc948', kill9: '#000000',
+  outage: '#e15759', 'disk-full': '#edc948', kill9: '#000000', 'kill9-fused': '#555555',
 }
 
 /** Panels: runs/s, failures by kind, RSS, cache bytes; fault markers shaded across all of them. */
@@ -124,7 +136,10 @@ export function timelineSvg(r: SoakResult): string {
   const series: { title: string; unit: string; lines: { label: string; color: string; pts: [number, number][] }[] }[] = [
     { title: 'container runs completed per s (ok)', unit: '/s', lines: [{ label: 'ok runs/s', color: '#59a14f', pts: r.samples.map((s) => [s.tMs / 1000, s.runsOk / dt]) }] },
     { title: 'failures per 5 s, by kind', unit: '', lines: ['eio', 'enotconn', 'snapshotter-unavailable', 'timeout', 'other', 'wrong-bytes', 'missing-output'].map((k, i) => ({ label: k, color: ['#e15759', '#4e79a7', '#b07aa1', '#f28e2b', '#9c755f', '#000000', '#76b7b2'][i] as string, pts: r.samples.map((s) => [s.tMs / 1000, s.failures[k as keyof typeof s.failures] ?? 0] as [number, number]) })).filter((l) => l.pts.some((p) => p[1] > 0)) },
-    { title: 'daemon RSS', unit: ' MiB', lines: [{ label: 'RSS MiB', color: '#4e79a7', pts: r.samples.filter((s) => s.rssBytes !== undefined).map((s) => [s.tMs / 1000, (s.rssBytes as number) / (1 << 20)]) }] },
+    { title: 'RSS', unit: ' MiB', lines: [
+      { label: 'stargzd MiB', color: '#4e79a7', pts: r.samples.filter((s) => s.rssBytes !== undefined).map((s) => [s.tMs / 1000, (s.rssBytes as number) / (1 << 20)] as [number, number]) },
+      { label: 'stargz-fused MiB', color: '#59a14f', pts: r.samples.filter((s) => s.fusedRssBytes !== undefined).map((s) => [s.tMs / 1000, (s.fusedRssBytes as number) / (1 << 20)] as [number, number]) },
+    ].filter((l) => l.pts.length > 0) },
     { title: `chunk cache on disk (cap ${r.options.cacheCapMiB} MiB)`, unit: ' MiB', lines: [{ label: 'cache MiB', color: '#f28e2b', pts: r.samples.map((s) => [s.tMs / 1000, s.cacheBytes / (1 << 20)]) }, { label: 'cap', color: '#e15759', pts: [[0, r.options.cacheCapMiB], [tMax, r.options.cacheCapMiB]] }] },
   ]
   const H = top + series.length * (panelH + gap) + 40

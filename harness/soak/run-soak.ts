@@ -1,26 +1,30 @@
 /**
  * The soak: real docker-registry behind the fault proxy, stargzd (real FUSE, background fetch on,
  * a small chunk cache on its own tmpfs) and real containerd + runc running containers from the
- * soak images in a loop, N at a time, while FaultSchedule injects faults. Every 5 s a sample of
- * the daemon (RSS, event-loop delay p99 from its metrics, cache bytes on disk) and the workloads
- * (runs, bytes verified, failures by kind). At the end: leaks (containers, tasks, snapshots,
- * mounts, temp files, processes) and whether containerd's snapshots and the daemon's agree.
+ * soak images in a loop, N at a time, while FaultSchedule injects faults. By default stargzd runs
+ * with stargz-fused (`--fuse-manager default`, the restart design of issue #11): the registry
+ * client, the chunk cache and the FUSE mounts live in stargz-fused, so a kill -9 of stargzd must
+ * not fail a running container's read. Every 5 s a sample of both processes (RSS; event-loop
+ * delay p99 from stargzd's metrics; cache bytes on disk) and of the workloads (runs, bytes
+ * verified, failures by kind). At the end: leaks (containers, tasks, snapshots, mounts, temp
+ * files, processes) and whether containerd's snapshots and the daemon's agree.
  *
  * Everything started here is stopped and unmounted in reverse order, also when a step throws.
  */
 import { execFileSync } from 'node:child_process'
-import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import * as grpc from '@grpc/grpc-js'
 import { startContainerd, mountsUnder, type Containerd } from '../containerd.js'
 import { startRegistry } from '../registry.js'
 import { startFaultProxy } from '../fault-proxy.js'
 import { daemonScratch, type StargzdProcess } from '../stargzd.js'
+import { fusedPid, startFused, stopFused, waitGone } from '../fused.js'
 import { metricsAddress } from '../ports.js'
 import { pidsMentioning } from '../../src/bench/proc.js'
 import { snapshotsClientConstructor } from '../../src/grpc/proto.js'
 import { buildSoakImages, type ImageName, type SoakImage } from './images.js'
-import { verify, workloadCommand, type Outcome } from './workloads.js'
+import { stdioLost, verify, workloadCommand, type Outcome } from './workloads.js'
 import { FaultSchedule, type FaultKind, type FaultMarker } from './faults.js'
 
 export interface SoakOptions {
@@ -37,14 +41,25 @@ export interface SoakOptions {
   faults?: FaultKind[]
   /** Responses in one 5xx/429 burst (default 20). At most [blob] max_retries (5) is never visible. */
   burstCount?: number
-  /** [blob] fetching_timeout_sec: also how long a stalled body holds a read. */
+  /** [blob] fetching_timeout_sec: the read deadline. An outage longer than it may fail reads (EIO) and creates. */
   readDeadlineSec: number
+  /** Run stargzd with stargz-fused (`--fuse-manager default`). Default true. */
+  fused?: boolean
   log?: (line: string) => void
 }
 
-export interface RunRecord { image: ImageName; startMs: number; endMs: number; outcome: Outcome; excusedBy?: string; bytes: number; files: number; detail?: string }
+export interface RunRecord {
+  image: ImageName; startMs: number; endMs: number; outcome: Outcome; excusedBy?: string; bytes: number; files: number; detail?: string
+  /** ctr's stdout had less than the workload wrote to its output file (the file was used). */
+  stdioLost?: boolean
+}
 
-export interface Sample { tMs: number; runsOk: number; failures: Partial<Record<Outcome, number>>; bytesVerified: number; rssBytes: number | undefined; loopP99Ms: number | undefined; cacheBytes: number; daemonPid: number | undefined }
+export interface Sample {
+  tMs: number; runsOk: number; failures: Partial<Record<Outcome, number>>; bytesVerified: number
+  /** stargzd's RSS; with stargz-fused, fusedRssBytes is the process that reads and caches. */
+  rssBytes: number | undefined; loopP99Ms: number | undefined; cacheBytes: number; daemonPid: number | undefined
+  fusedRssBytes?: number | undefined; fusedPid?: number | undefined
+}
 
 export interface SoakResult {
   options: SoakOptions
@@ -57,6 +72,9 @@ export interface SoakResult {
   blobGets: number
   resetsInjected: number
   kills: number
+  fusedKills: number
+  /** Runs whose ctr stdout lost output the workload wrote (see workloads.ts). */
+  stdioLost: number
   /** Findings at the end. */
   leaks: { containers: number; tasks: number; activeSnapshots: number; extraFuseMounts: number; mountsAfterStop: string[]; tempFiles: number; processes: number[]; snapshotDirsVsStore: string }
   storeAgrees: boolean
@@ -77,10 +95,16 @@ function teardowns(): Teardowns {
   }
 }
 
+/**
+ * Bytes of the files under `dir`. For the cache root, tmp/ is walked last: files only move from
+ * tmp/ into a shard (rename), so walking the shards first can never count one file twice (last
+ * round's sampler did, 3.7 KB "over" a 24 MiB cap).
+ */
 async function dirBytes(dir: string): Promise<number> {
   let n = 0
   let names: string[]
   try { names = await readdir(dir) } catch { return 0 }
+  names.sort((a, b) => Number(a === 'tmp') - Number(b === 'tmp'))
   for (const name of names) {
     const p = join(dir, name)
     try {
@@ -89,6 +113,23 @@ async function dirBytes(dir: string): Promise<number> {
     } catch { /* evicted while we looked */ }
   }
   return n
+}
+
+/**
+ * dirBytes with the cache's owner stopped (SIGSTOP) for the walk, so the figure is the directory
+ * at one instant. A walk while the process writes and evicts sums files from different moments
+ * (one evicted after its shard was walked, another written before tmp/ was), which can read over
+ * the cap although the directory never was (a 4-minute `--kill-fused` run read 392 KB over, once,
+ * in the write burst after an outage at load 30). SIGCONT in finally, also if the walk throws.
+ */
+async function frozenDirBytes(dir: string, pid: number | undefined): Promise<number> {
+  let stopped = false
+  if (pid !== undefined) { try { process.kill(pid, 'SIGSTOP'); stopped = true } catch { /* gone: nothing to freeze */ } }
+  try {
+    return await dirBytes(dir)
+  } finally {
+    if (stopped) { try { process.kill(pid as number, 'SIGCONT') } catch { /* gone */ } }
+  }
 }
 
 async function rssOf(pid: number | undefined): Promise<number | undefined> {
@@ -129,26 +170,39 @@ async function listStore(sock: string): Promise<InfoMsg[]> {
 }
 
 /**
- * Which failures the soak allows. Never wrong bytes. EIO from a run that overlapped an outage.
- * Anything from a run that overlapped a kill -9 window, which lasts from the kill until the first
- * container started after the restart succeeds: the FUSE mounts die with the daemon (nothing on
- * main serves them from another process yet), and containerd's gRPC client keeps backing off its
- * reconnect for a while after the new daemon listens. The window is reported (recoveredMs).
+ * Which failures the soak allows (issue #17). Never wrong bytes, never the corrupted layer's bytes.
+ *
+ * - An outage longer than the read deadline: a run that overlapped it may fail with EIO (a read
+ *   out of time) or a clear create error (the layer's blob check or open answered 5xx). Shorter
+ *   outages and 5xx/429 bursts are within the deadline and must be invisible.
+ * - kill -9 of stargzd: from the kill until the first container started after the restart ran
+ *   ok, a create may be refused with a clear "snapshotter unavailable" (containerd cannot reach
+ *   the socket, then backs off its reconnect). With stargz-fused the mounts and reads live on in
+ *   stargz-fused, so reads of running containers are NOT excused; without it (fused: false) the
+ *   FUSE mounts die with the daemon and anything but wrong bytes is excused.
+ * - kill -9 of stargz-fused (restarted a second later, as Restart= would): with fuseproto (#11)
+ *   the fd holder keeps the mounts and the new stargz-fused re-serves them, so as for stargzd only
+ *   refused creates are excused in that window; reads of running containers must not fail.
  */
-function excuse(runs: RunRecord[], markers: FaultMarker[]): void {
+export function excuse(runs: RunRecord[], markers: FaultMarker[], opts: { fused: boolean; outageMs: number; readDeadlineSec: number }): void {
   for (const m of markers) {
-    if (m.kind !== 'kill9') continue
+    if (m.kind !== 'kill9' && m.kind !== 'kill9-fused') continue
     const first = runs.filter((r) => r.outcome === 'ok' && r.startMs >= m.endMs).sort((a, b) => a.endMs - b.endMs)[0]
     m.recoveredMs = first?.endMs ?? Number.POSITIVE_INFINITY
   }
+  const longOutage = opts.outageMs > opts.readDeadlineSec * 1000
+  const clearCreateError = /unreachable|HTTP 5\d\d|HTTP 429|unavailable: layer|is unavailable/
   for (const r of runs) {
+    delete r.excusedBy
     if (r.outcome === 'ok' || r.outcome === 'wrong-bytes' || r.outcome === 'corrupt-served') continue
     const over = (m: FaultMarker, end: number): boolean => m.startMs <= r.endMs && end >= r.startMs
-    if (markers.some((m) => m.kind === 'kill9' && over(m, m.recoveredMs ?? m.endMs))) r.excusedBy = 'kill9'
-    else if (r.outcome === 'eio' && markers.some((m) => m.kind === 'outage' && over(m, m.endMs))) r.excusedBy = 'outage'
-    // A new container during an outage, on a layer the restarted daemon has not re-opened yet:
-    // its TOC cannot be fetched, so Prepare fails (the container never starts; no bytes read).
-    else if (r.outcome === 'snapshotter-unavailable' && /unreachable|HTTP 5\d\d|unavailable: layer/.test(r.detail ?? '') && markers.some((m) => m.kind === 'outage' && over(m, m.endMs))) r.excusedBy = 'outage-create'
+    const inKill = (kind: FaultKind): boolean => markers.some((m) => m.kind === kind && over(m, m.recoveredMs ?? m.endMs))
+    if (inKill('kill9-fused') && r.outcome === 'snapshotter-unavailable') r.excusedBy = 'kill9-fused'
+    else if (inKill('kill9') && (!opts.fused || r.outcome === 'snapshotter-unavailable')) r.excusedBy = 'kill9'
+    else if (longOutage && markers.some((m) => m.kind === 'outage' && over(m, m.endMs))) {
+      if (r.outcome === 'eio') r.excusedBy = 'outage'
+      else if (r.outcome === 'snapshotter-unavailable' && clearCreateError.test(r.detail ?? '')) r.excusedBy = 'outage-create'
+    }
   }
 }
 
@@ -179,8 +233,14 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       '[blob]', `fetching_timeout_sec = ${opts.readDeadlineSec}`,
       '[cache]', `dir = "${cacheDir}"`, `max_size_mb = ${opts.cacheCapMiB}`, '',
     ].join('\n'))
-    const daemonArgs = ['--config', cfg, '--hosts-dir', join(scratch.dir, 'certs.d')]
+    const fused = opts.fused ?? true
+    const daemonArgs = ['--config', cfg, '--hosts-dir', join(scratch.dir, 'certs.d'), ...(fused ? ['--fuse-manager', 'default'] : [])]
+    // stargz-fused outlives stargzd by design: stopped (SIGTERM: it unmounts its layers) before
+    // the scratch dir's teardown unmounts and removes what is left.
+    if (fused) td.teardown(() => stopFused(scratch.root))
     let sgd = await scratch.start(daemonArgs)
+    const outRoot = join(scratch.dir, 'out')
+    await mkdir(outRoot, { recursive: true })
     const ctrd: Containerd = await startContainerd({ proxyPlugins: { stargz: { address: scratch.sock } } })
     td.teardown(() => ctrd.close())
 
@@ -193,6 +253,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     const t0 = Date.now()
     const now = (): number => Date.now() - t0
     let kills = 0
+    let fusedKills = 0
+    let stdioLostRuns = 0
     const daemonWarnings: Record<string, number> = {}
     const daemonWarningSamples: unknown[] = []
     const harvest = (p: StargzdProcess): void => {
@@ -219,6 +281,23 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
         await restarting
         log(`kill -9 #${kills}: daemon restarted (pid ${sgd.child.pid})`)
       },
+      kill9Fused: async () => {
+        // kill -9 of stargz-fused, then a new one a second later, as systemd's Restart= would:
+        // the fd holder keeps each /dev/fuse connection open, the new stargz-fused adopts them
+        // (fuseproto, #11), so running containers' reads block, then succeed. stargzd stays up.
+        fusedKills++
+        restarting = (async () => {
+          const pid = await fusedPid(scratch.root)
+          if (pid !== undefined) {
+            try { process.kill(pid, 'SIGKILL') } catch { /* already gone */ }
+            await waitGone(pid)
+          }
+          await new Promise((r) => setTimeout(r, 1000))
+          await startFused(scratch.root, ['--root', scratch.root, '--address', scratch.sock, ...daemonArgs])
+        })()
+        await restarting
+        log(`kill -9 of stargz-fused #${fusedKills}: new stargz-fused ${await fusedPid(scratch.root)}`)
+      },
     }, { slotMs: opts.slotMs, outageMs: opts.outageMs, burstCount: opts.burstCount ?? 20, ...(opts.faults ? { order: opts.faults } : {}) })
 
     const runs: RunRecord[] = []
@@ -232,11 +311,18 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       const startMs = now()
       const ref = `${proxy.host}/${img.repoTag}`
       const timeoutMs = 180_000
-      const r = await ctrd.ctr(['run', '--rm', '--snapshotter', 'stargz', ...ctrd.runArgs(), ref, id, ...workloadCommand(img)], { timeoutMs })
+      const out = join(outRoot, id)
+      await mkdir(out, { recursive: true })
+      const r = await ctrd.ctr(['run', '--rm', '--snapshotter', 'stargz', ...ctrd.runArgs(), '--mount', `type=bind,src=${out},dst=/soak-out,options=rbind:rw`, ref, id, ...workloadCommand(img)], { timeoutMs })
       const endMs = now()
       const timedOut = r.code === -1 && endMs - startMs >= timeoutMs - 1000
-      const v = verify(img, r.code, r.stdout, r.stderr, timedOut)
-      const rec: RunRecord = { image: img.name, startMs, endMs, outcome: v.outcome, bytes: v.bytesChecked, files: v.filesChecked, ...(v.detail ? { detail: v.detail } : {}) }
+      const files = { stdout: await readFile(join(out, 'stdout'), 'utf8').catch(() => undefined), stderr: await readFile(join(out, 'stderr'), 'utf8').catch(() => undefined) }
+      await rm(out, { recursive: true, force: true })
+      const v = verify(img, r.code, r.stdout, r.stderr, timedOut, { ...(files.stdout !== undefined ? { stdout: files.stdout } : {}), ...(files.stderr !== undefined ? { stderr: files.stderr } : {}) })
+      // Only a run that exited 0 ran its wrapper's `cat` of the file; a failed one may not have.
+      const lost = r.code === 0 && stdioLost(r.stdout, { ...(files.stdout !== undefined ? { stdout: files.stdout } : {}) })
+      if (lost) { stdioLostRuns++; log(`${id} ${img.name}: ctr stdout ${r.stdout.length} bytes, the workload wrote ${files.stdout?.length} (exit ${r.code}); verified from the output file`) }
+      const rec: RunRecord = { image: img.name, startMs, endMs, outcome: v.outcome, bytes: v.bytesChecked, files: v.filesChecked, ...(v.detail ? { detail: v.detail } : {}), ...(lost ? { stdioLost: true } : {}) }
       if (v.outcome !== 'ok') {
         // A failed run may leave its task, container and snapshot behind: clean up, as a user would.
         await ctrd.ctr(['task', 'kill', '-s', 'SIGKILL', id]).catch(() => undefined)
@@ -266,12 +352,14 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
         lastRuns = runs.length
         const failures: Partial<Record<Outcome, number>> = {}
         for (const r of slice) if (r.outcome !== 'ok') failures[r.outcome] = (failures[r.outcome] ?? 0) + 1
-        const cacheBytes = await dirBytes(cacheDir)
+        const fpid = fused ? await fusedPid(scratch.root) : undefined
+        const cacheBytes = await frozenDirBytes(cacheDir, fused ? fpid : sgd.child.pid)
         cacheMaxBytes = Math.max(cacheMaxBytes, cacheBytes)
         samples.push({
           tMs: now(), runsOk: slice.filter((r) => r.outcome === 'ok').length, failures,
           bytesVerified: slice.reduce((n, r) => n + r.bytes, 0),
           rssBytes: await rssOf(sgd.child.pid), loopP99Ms: await loopP99(sgd), cacheBytes, daemonPid: sgd.child.pid,
+          ...(fused ? { fusedRssBytes: await rssOf(fpid), fusedPid: fpid } : {}),
         })
       }
     })()
@@ -281,7 +369,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     await schedule.stop()
     await sampler
     const durationMs = now()
-    excuse(runs, schedule.markers)
+    excuse(runs, schedule.markers, { fused, outageMs: opts.outageMs, readDeadlineSec: opts.readDeadlineSec })
     log(`${runs.length} runs in ${(durationMs / 1000).toFixed(0)} s; checking leaks`)
 
     // ---- end-of-run checks --------------------------------------------------------------------
@@ -306,6 +394,19 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     await ctrd.close()
     await sgd.close()
     harvest(sgd)
+    if (fused) {
+      await stopFused(scratch.root)
+      // stargz-fused logs to a file beside its socket: its warnings count with stargzd's.
+      const text = await readFile(join(scratch.root, 'fused.sock.log'), 'utf8').catch(() => '')
+      for (const line of text.split('\n')) {
+        let l: { level?: number; msg?: unknown }
+        try { l = JSON.parse(line) as typeof l } catch { continue }
+        if ((l.level ?? 0) < 40) continue
+        const k = `fused: ${String(l.msg ?? '?')}`
+        daemonWarnings[k] = (daemonWarnings[k] ?? 0) + 1
+        if (daemonWarningSamples.length < 60 && (daemonWarnings[k] ?? 0) <= 3) daemonWarningSamples.push(l)
+      }
+    }
     const mountsAfterStop = (await mountsUnder(scratch.dir)).filter((m) => m !== cacheFs)
     const tempFiles = (await readdir(join(cacheDir, 'tmp')).catch(() => [] as string[])).length
     const processes = [...await pidsMentioning(scratch.dir, { substring: true }), ...await pidsMentioning(ctrd.dir, { substring: true })]
@@ -313,7 +414,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     return {
       options: opts, startedAt, durationMs,
       images: images.map((i) => ({ name: i.name, layerBytes: i.layerBytes, files: i.files.size })),
-      runs, samples, markers: schedule.markers, blobGets: schedule.blobGets, resetsInjected: schedule.resetsInjected, kills,
+      runs, samples, markers: schedule.markers, blobGets: schedule.blobGets, resetsInjected: schedule.resetsInjected, kills, fusedKills, stdioLost: stdioLostRuns,
       leaks: { containers, tasks, activeSnapshots, extraFuseMounts, mountsAfterStop, tempFiles, processes, snapshotDirsVsStore },
       storeAgrees, storeDetail, cacheMaxBytes, daemonWarnings, daemonWarningSamples, errors,
     }

@@ -6,7 +6,7 @@ export function soakVerdict(r: SoakResult, s: SoakSummary): { ok: boolean; probl
   const p: string[] = []
   if (s.wrongBytes > 0) p.push(`${s.wrongBytes} runs read wrong bytes`)
   if (s.corruptServed > 0) p.push(`the corrupted layer returned bytes ${s.corruptServed} times`)
-  if (s.unexcused.length > 0) p.push(`${s.unexcused.length} failures outside outages and kill -9 windows (${[...new Set(s.unexcused.map((u) => u.outcome))].join(', ')})`)
+  if (s.unexcused.length > 0) p.push(`${s.unexcused.length} failures outside long outages and stargzd restarts (${[...new Set(s.unexcused.map((u) => u.outcome))].join(', ')})`)
   if (s.cacheMaxBytes > s.cacheCapBytes) p.push(`cache reached ${s.cacheMaxBytes} bytes, cap ${s.cacheCapBytes}`)
   const L = r.leaks
   if (L.containers || L.tasks || L.activeSnapshots) p.push(`left behind: ${L.containers} containers, ${L.tasks} tasks, ${L.activeSnapshots} active snapshots`)

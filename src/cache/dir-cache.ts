@@ -61,6 +61,16 @@ const MAX_WRITES = 16
 const DIR_MODE = 0o700
 const FILE_MODE = 0o600
 
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    // EPERM: alive, someone else's.
+    return (e as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
 function isEnoent(e: unknown): boolean {
   return (e as NodeJS.ErrnoException)?.code === 'ENOENT'
 }
@@ -120,8 +130,13 @@ export class DirCache implements ChunkCache {
     const staleBefore = this.now() - (this.opts.staleTempMs ?? 10 * 60_000)
     for (const name of await readdir(join(this.root, 'tmp'))) {
       const p = join(this.root, 'tmp', name)
+      // A temp file of a writer that is gone (its pid is in the name) will never be renamed: removed
+      // now, not after staleTempMs, or it sits uncounted beside a full cache (issue #17: after a
+      // kill -9 of stargz-fused the directory went 0.7 MB over its cap).
+      const pid = Number(/^[0-9a-f]{64}\.(\d+)\./.exec(name)?.[1] ?? NaN)
+      const orphan = Number.isInteger(pid) && pid !== process.pid && !processAlive(pid)
       try {
-        if ((await stat(p)).mtimeMs < staleBefore) await rm(p, { force: true })
+        if (orphan || (await stat(p)).mtimeMs < staleBefore) await rm(p, { force: true })
       } catch (e) { if (!isEnoent(e)) throw e }
     }
   }
@@ -253,17 +268,37 @@ export class DirCache implements ChunkCache {
     await this.evict()
   }
 
+  /**
+   * A streamed write of `size` bytes. Room is reserved (and made, by eviction) before the temp
+   * file exists, and the reservation is held until commit puts the entry in the index or abort
+   * removes the file, so the directory never holds more than maxBytes, temp files included
+   * (issue #17). A writer that does not fit beside the writes in flight is not created (the cache
+   * may drop; the caller streams without it). Writing past `size` is refused.
+   */
   async createWriter(key: string, size: number): Promise<CacheWriter | undefined> {
     const hex = this.hexOf(key)
     if (this.closed || size > this.counters.maxBytes) return undefined
+    if (this.reserved + size > this.counters.maxBytes) return undefined
+    this.reserved += size
+    let held = true
+    const release = (): void => { if (held) { held = false; this.reserved -= size } }
     const dir = join(this.root, hex.slice(0, 2))
     const tmp = join(this.root, 'tmp', `${hex}.${process.pid}.${randomBytes(6).toString('hex')}`)
-    await mkdir(dir, { recursive: true, mode: DIR_MODE })
-    const fh: FileHandle = await open(tmp, 'wx', FILE_MODE)
+    let fh: FileHandle
+    try {
+      await this.evict()
+      await mkdir(dir, { recursive: true, mode: DIR_MODE })
+      fh = await open(tmp, 'wx', FILE_MODE)
+    } catch (e) {
+      release()
+      throw e
+    }
     let written = 0
     let state: 'open' | 'committed' | 'aborted' = 'open'
     return {
       write: async (part) => {
+        if (state !== 'open') throw new InvalidArgumentError(`cache writer for ${key} is ${state}`)
+        if (written + part.length > size) throw new InvalidArgumentError(`cache writer for ${key} got more than the ${size} bytes it reserved`)
         let off = 0
         while (off < part.length) {
           const { bytesWritten } = await fh.write(part, off, part.length - off, written + off)
@@ -273,19 +308,32 @@ export class DirCache implements ChunkCache {
       },
       commit: async () => {
         if (state !== 'open') return
-        await fh.close()
-        if (written !== size) { state = 'aborted'; await rm(tmp, { force: true }); throw new InvalidArgumentError(`cache writer for ${key} got ${written} bytes, expected ${size}`) }
-        await rename(tmp, join(dir, hex))
+        try {
+          await fh.close()
+          if (written !== size) { state = 'aborted'; await rm(tmp, { force: true }); throw new InvalidArgumentError(`cache writer for ${key} got ${written} bytes, expected ${size}`) }
+          await rename(tmp, join(dir, hex))
+        } catch (e) {
+          state = 'aborted'
+          await rm(tmp, { force: true }).catch(() => undefined)
+          release()
+          throw e
+        }
         state = 'committed'
+        // Index and reservation swap in one step: the bytes stay counted throughout.
         this.addIndex(hex, size, this.now())
+        release()
         this.checked.add(hex)
         await this.evict()
       },
       abort: async () => {
         if (state !== 'open') return
         state = 'aborted'
-        await fh.close().catch(() => undefined)
-        await rm(tmp, { force: true })
+        try {
+          await fh.close().catch(() => undefined)
+          await rm(tmp, { force: true })
+        } finally {
+          release()
+        }
       },
     }
   }

@@ -63,10 +63,20 @@ const C = CONFIG_DEFAULTS
 export const LIBRARY_DEFAULTS = Object.freeze({
   registry: Object.freeze({
     maxRetries: C.blob.max_retries,
+    /**
+     * 5xx/429 are retried until the request deadline ([blob] fetching_timeout_sec), max_retries
+     * counts connection errors only: a burst or outage shorter than the deadline must not fail a
+     * container's read (issue #17). No config key: the deadline is the knob.
+     */
+    retryStatusUntilDeadline: true,
     backoffBaseMs: C.blob.min_wait_msec,
     backoffMaxMs: C.blob.max_wait_msec,
-    /** [blob] fetching_timeout_sec bounds both the gap between body chunks and the whole request (as the daemon sets them). */
-    bodyTimeoutMs: C.blob.fetching_timeout_sec * 1000,
+    /**
+     * [blob] fetching_timeout_sec bounds the whole request; a body silent for a third of it is cut
+     * and retried, so one stalled connection costs part of the deadline, not all of it (issue #17:
+     * a stall as long as the deadline left no time to retry). The daemon sets the same.
+     */
+    bodyTimeoutMs: Math.ceil((C.blob.fetching_timeout_sec * 1000) / 3),
     requestDeadlineMs: C.blob.fetching_timeout_sec * 1000,
   }),
   /**

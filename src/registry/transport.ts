@@ -2,7 +2,11 @@
  * HTTP for the registry client: one undici Agent per TLS configuration (each keeps a keep-alive
  * pool per origin), connect/headers/body timeouts, and bounded retries with exponential backoff
  * and full jitter for idempotent requests on connection errors, timeouts, 429 and 5xx, honouring
- * Retry-After. Bodies are read into one Buffer, and every body is bounded before it is read:
+ * Retry-After. Connection errors get `maxRetries` retries. A retryable status (408/429/5xx) is the
+ * server saying "later", so with `retryStatusUntilDeadline` (the default) it is retried until the
+ * request deadline instead of a fixed count: a 503 burst or an outage shorter than the deadline
+ * is a slow answer, not a failed read (issue #17: a burst of 20 503s outlasted 5 retries, ~1 s,
+ * and a container saw EIO). Bodies are read into one Buffer, and every body is bounded before it is read:
  *
  * - a 2xx body is read up to the caller's limit (`bodyLimit` by status, or `maxBodyBytes`): a
  *   Content-Length above it is refused before anything is allocated, and a body that grows past it
@@ -23,6 +27,8 @@ import { LIBRARY_DEFAULTS } from '../config/defaults.js'
 export const DEFAULT_MAX_BODY_BYTES = 16 << 20
 /** Error bodies are kept up to this, then the response is destroyed. */
 export const ERROR_BODY_LIMIT = 64 * 1024
+/** Least body bytes per gap-timeout window before a body counts as stalled (a link this slow is not serving). */
+export const SLOW_BODY_MIN_BYTES = 16 * 1024
 
 export interface TlsOptions {
   ca?: Buffer[]
@@ -43,6 +49,12 @@ export interface TransportOptions {
   connectionsPerOrigin?: number
   /** Retries after the first attempt (so maxRetries + 1 attempts in all). */
   maxRetries?: number
+  /**
+   * Retry a retryable status (408/429/5xx) until `requestDeadlineMs` rather than `maxRetries`
+   * times (when the deadline is finite). Connection errors keep the count: a host that does not
+   * answer at all is left quickly for the next mirror.
+   */
+  retryStatusUntilDeadline?: boolean
   backoffBaseMs?: number
   backoffMaxMs?: number
   /** Retry-After values above this are clamped, so a server cannot stall us for hours. */
@@ -151,6 +163,7 @@ export class Transport {
       keepAliveTimeoutMs: opts.keepAliveTimeoutMs ?? 30_000,
       connectionsPerOrigin: opts.connectionsPerOrigin ?? 64,
       maxRetries: opts.maxRetries ?? LIBRARY_DEFAULTS.registry.maxRetries,
+      retryStatusUntilDeadline: opts.retryStatusUntilDeadline ?? LIBRARY_DEFAULTS.registry.retryStatusUntilDeadline,
       backoffBaseMs: opts.backoffBaseMs ?? LIBRARY_DEFAULTS.registry.backoffBaseMs,
       backoffMaxMs: opts.backoffMaxMs ?? LIBRARY_DEFAULTS.registry.backoffMaxMs,
       retryAfterMaxMs: opts.retryAfterMaxMs ?? 30_000,
@@ -203,7 +216,11 @@ export class Transport {
     const timer = Number.isFinite(ms) && ms > 0 ? setTimeout(() => deadline.abort(), Math.min(ms, 2 ** 31 - 1)) : undefined
     timer?.unref()
     const signal = req.signal ? AbortSignal.any([req.signal, deadline.signal]) : deadline.signal
+    const deadlineAt = timer ? Date.now() + ms : Number.POSITIVE_INFINITY
+    const untilDeadline = this.opts.retryStatusUntilDeadline && Number.isFinite(deadlineAt)
     let attempt = 0
+    /** The last answer when it was a retryable status: what the caller gets if the deadline passes while we retry it. */
+    let lastStatus: HttpResponse | undefined
     const stop = (e?: unknown): Error | undefined => {
       if (req.signal?.aborted) return req.signal.reason as Error
       if (deadline.signal.aborted) {
@@ -214,15 +231,25 @@ export class Transport {
     try {
       for (; ; attempt++) {
         const stopped = stop()
-        if (stopped) throw stopped
+        if (stopped) {
+          if (lastStatus && !req.signal?.aborted) return lastStatus
+          throw stopped
+        }
         let retryAfter: number | undefined
         try {
           const res = await this.once(req, signal)
-          if (!RETRY_STATUS.has(res.status) || !idempotent || attempt >= this.opts.maxRetries) return res
+          if (!RETRY_STATUS.has(res.status) || !idempotent) return res
+          if (!untilDeadline && attempt >= this.opts.maxRetries) return res
           retryAfter = parseRetryAfter(header(res, 'retry-after'))
+          lastStatus = res
         } catch (e) {
           const s = stop(e)
-          if (s) throw s
+          if (s) {
+            // The deadline cut the attempt after a "later": report the server's answer, not a timeout.
+            if (lastStatus && !req.signal?.aborted) return lastStatus
+            throw s
+          }
+          lastStatus = undefined
           if (e instanceof RegistryError) throw e
           const code = errorCode(e)
           if (isTlsError(code)) {
@@ -232,7 +259,18 @@ export class Transport {
           const retryable = RETRY_CODES.has(code ?? '') && (idempotent || code === 'ECONNREFUSED')
           if (!retryable || attempt >= this.opts.maxRetries) throw this.networkError(req, e, attempt + 1)
         }
-        try { await this.opts.sleep(this.backoff(attempt, retryAfter), signal) } catch (e) { throw stop(e) ?? e }
+        let delay = this.backoff(attempt, retryAfter)
+        if (lastStatus && untilDeadline) {
+          // Until the deadline: never sleep past it, and leave time for the attempt after the
+          // sleep; when too little is left for one, the server's last answer is the result.
+          const left = deadlineAt - Date.now()
+          if (left < 2 * Math.max(this.opts.backoffBaseMs, 25)) return lastStatus
+          delay = Math.min(delay, Math.floor(left / 2))
+        }
+        try { await this.opts.sleep(delay, signal) } catch (e) {
+          if (lastStatus && deadline.signal.aborted && !req.signal?.aborted) return lastStatus
+          throw stop(e) ?? e
+        }
       }
     } finally {
       if (timer) clearTimeout(timer)
@@ -292,6 +330,20 @@ export class Transport {
       }
       n += c.length
     }
+    // A body trickled a byte at a time never trips the gap timeout and would hold the read until
+    // the request deadline (issue #17). Each gap-timeout window must bring SLOW_BODY_MIN_BYTES (or
+    // the rest of the body); a slower body is cut like a stalled one and retried on a new connection.
+    const want = Math.min(limit.maxBytes, declared ?? limit.maxBytes)
+    let seenAtTick = 0
+    const watch = setInterval(() => {
+      if (n - seenAtTick < Math.min(SLOW_BODY_MIN_BYTES, want - n)) {
+        const err = new Error(`body slower than ${SLOW_BODY_MIN_BYTES} bytes per ${this.opts.bodyTimeoutMs} ms (${n - seenAtTick} bytes)`) as Error & { code: string }
+        err.code = 'UND_ERR_BODY_TIMEOUT'
+        res.body.destroy(err)
+      }
+      seenAtTick = n
+    }, this.opts.bodyTimeoutMs)
+    watch.unref()
     try {
       for await (const c of res.body as AsyncIterable<Buffer>) {
         req.onBytes?.(c.length)
@@ -305,6 +357,7 @@ export class Transport {
         break
       }
     } finally {
+      clearInterval(watch)
       // Leaving the loop early (limit, error) must not leave the rest to drain: destroy it.
       if (!res.body.readableEnded) res.body.destroy()
     }

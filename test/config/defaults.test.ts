@@ -22,7 +22,7 @@ t.test('the registry transport without options = [blob] defaults', async (t) => 
   const c = buildConfig({})
   t.equal(tr.opts.maxRetries, c.blob.max_retries)
   t.equal(tr.opts.maxRetries, 5)
-  t.equal(tr.opts.bodyTimeoutMs, c.blob.fetching_timeout_sec * 1000)
+  t.equal(tr.opts.bodyTimeoutMs, Math.ceil((c.blob.fetching_timeout_sec * 1000) / 3), 'a body gap of a third of the deadline, as the daemon sets it')
   t.equal(tr.opts.requestDeadlineMs, c.blob.fetching_timeout_sec * 1000)
   t.equal(tr.opts.backoffBaseMs, c.blob.min_wait_msec)
   t.equal(tr.opts.backoffMaxMs, c.blob.max_wait_msec)

@@ -82,7 +82,9 @@ t.test('503 and 429 bursts are retried, honouring Retry-After', async (t) => {
 })
 
 t.test('persistent 500 fails with an error naming registry, repository, digest and range', async (t) => {
-  const blob = await newClient(t).blob(ref, digest, data.length)
+  // Counted retries (retryStatusUntilDeadline off); the default, retrying until the deadline, is
+  // test/registry/issue-17-status-retry-deadline.test.ts.
+  const blob = await newClient(t, { retryStatusUntilDeadline: false }).blob(ref, digest, data.length)
   proxy.faults.statusBurst = { status: 500, count: 1000 }
   const e = await blob.read(100, 50).then(() => undefined, (err: unknown) => err as Error)
   t.ok(e instanceof FetchError, 'FetchError')
