@@ -13,6 +13,7 @@ import { FailedPreconditionError, UnavailableError, errorMessage } from '../erro
 import { isMounted, unmountPath } from '../fuse/unmount.js'
 import { LayerResolver, type ResolverStats } from '../layer/resolver.js'
 import type { StargzLayer } from '../layer/layer.js'
+import type { LayerStore } from '../layer/layer-store.js'
 import { fetchExternalToc } from '../estargz/external-toc-fetch.js'
 import type { MetricsHooks } from '../metrics/hooks.js'
 import type { RegistryClient } from '../registry/client.js'
@@ -43,6 +44,8 @@ export interface LazyFileSystemOptions {
   checkIntervalMs: number
   /** Keep a layer this long after its last unmount (default: the resolver's, 120 s). */
   layerTtlMs?: number
+  /** Persisted layer records for restore without the registry (owned: closed by close()). */
+  layerStore?: LayerStore
 }
 
 interface Mounted {
@@ -86,6 +89,7 @@ export class LazyFileSystem implements FileSystem {
       backgroundUnitBytes: o.backgroundUnitBytes,
       allowUnverified: o.allowUnverified,
       ...(o.layerTtlMs === undefined ? {} : { ttlMs: o.layerTtlMs }),
+      ...(o.layerStore === undefined ? {} : { store: o.layerStore }),
       hooksFor: (digest) => ({
         onFetch: (ev) => { if (ev.ok) { metrics.fetchedBytes(ev.length, digest, ev.mode); metrics.fetchLatency(ev.durationMs / 1000, digest) } },
         // Tier counts come from the cache itself (src/cache/chunk-cache.ts); this is per layer.
@@ -117,6 +121,8 @@ export class LazyFileSystem implements FileSystem {
         digest: info.layerDigest,
         ...(info.tocDigest === undefined ? {} : { tocDigest: info.tocDigest }),
         open: (sig) => this.openBlob(info.imageRef, info.layerDigest, sig),
+        // From a persisted record (a restart): no request until a chunk is missing from the cache.
+        openKnown: (size) => this.o.client.blob(info.imageRef, info.layerDigest, size),
         // Asked for only when the footer says the TOC is external (the reference's -esgztoc image).
         externalToc: () => fetchExternalToc(this.o.client, info.imageRef, info.layerDigest, signal),
       }, signal)

@@ -16,7 +16,7 @@
  * from this blob, or already in the shared cache — then it needs no fetch), and the tar headers
  * before the first payload once the background fetch fetched them.
  */
-import { EstargzReader } from '../estargz/reader.js'
+import { EstargzReader, type ReaderOptions } from '../estargz/reader.js'
 import type { ChunkDecoder } from '../estargz/chunk-decoder.js'
 import type { ExternalTocSource } from '../estargz/external-toc.js'
 import type { ChunkRef } from '../estargz/toc-index.js'
@@ -40,6 +40,8 @@ export interface OpenLayerOptions {
   tocDigest?: string
   /** Where the TOC comes from when the layer's footer says it is external (external-toc.ts). */
   externalToc?: ExternalTocSource
+  /** How footer and TOC are loaded (default: from the blob); the resolver's persisted-record path. */
+  loadToc?: ReaderOptions['loadToc']
   cache: ChunkCache
   /** Default: the process-wide worker pool. */
   decoder?: ChunkDecoder
@@ -90,6 +92,7 @@ export async function openLayer(opts: OpenLayerOptions): Promise<StargzLayer> {
   if (opts.signal !== undefined) loadOpts.signal = opts.signal
   if (opts.allowUnverified !== undefined) loadOpts.allowUnverified = opts.allowUnverified
   if (opts.externalToc !== undefined) loadOpts.externalToc = opts.externalToc
+  if (opts.loadToc !== undefined) loadOpts.loadToc = opts.loadToc
   const reader = await EstargzReader.open(opts.source, loadOpts)
   const layer = new StargzLayer(opts, reader, log)
   log.info({ entries: reader.toc.entries.length, tocDigest: reader.tocDigest, ms: Math.round(performance.now() - started) }, 'layer-opened')

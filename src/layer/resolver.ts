@@ -25,6 +25,9 @@ import { WorkerChunkDecoder } from '../reader/worker-decoder.js'
 import { PriorityGate } from '../task/priority-gate.js'
 import { raceAbort } from '../task/race-abort.js'
 import { openLayer, type OpenLayerOptions, type StargzLayer } from './layer.js'
+import { mediaTypeOf, type LayerRecord, type LayerStore } from './layer-store.js'
+import { loadToc, tocFromJson, type LoadedToc, type LoadTocOptions } from '../estargz/toc-read.js'
+import type { RangeSource } from '../estargz/types.js'
 import type { Layer, LayerLease } from './types.js'
 
 /** resolve_result_entry_ttl_sec's default (120 s, the reference's). */
@@ -47,6 +50,12 @@ export interface LayerResolverOptions extends LayerFetchOptions {
   logger?: Logger
   /** Reader hooks of each layer (metrics), by layer digest. */
   hooksFor?: (digest: string) => ReaderHooks | undefined
+  /**
+   * Persisted layer records (owned: closed by close()). A layer whose TOC verified from the
+   * registry is recorded; the next resolution of it (a restart) opens from the record and asks
+   * the registry only for chunks the cache lacks. Needs LayerSpec.tocDigest and openKnown.
+   */
+  store?: LayerStore
 }
 
 export interface LayerSpec {
@@ -58,6 +67,11 @@ export interface LayerSpec {
   externalToc?: ExternalTocSource
   /** Opens the blob; called at most once per resolution. */
   open(signal: AbortSignal): Promise<MultiRangeSource>
+  /**
+   * Opens the blob when its size is known from a persisted record, with no request (reads of
+   * chunks go to the registry, as from `open`'s blob). Without it the record is not used.
+   */
+  openKnown?(size: number, signal: AbortSignal): Promise<MultiRangeSource>
 }
 
 export interface ResolverStats {
@@ -158,6 +172,7 @@ export class LayerResolver {
       await Promise.all(all.map((e) => this.evict(e)))
       await Promise.all([...this.releasing])
       await this.ownDecoder?.close()
+      await this.o.store?.close()
       if (this.ownGate) this.gate.close()
       await this.o.cache.close().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'cache-close-failed'))
     })()
@@ -168,47 +183,93 @@ export class LayerResolver {
     const abort = new AbortController()
     const entry: Entry = { digest: spec.digest, refs: 0, ready: Promise.resolve(undefined as unknown as StargzLayer), layer: undefined, abort, timer: undefined }
     entry.ready = (async () => {
-      // Stop waiting for the blob on abort (close, abandoned): an open that lands later is
-      // closed at once instead of leaking.
-      const opening = spec.open(abort.signal)
-      let raw: MultiRangeSource
-      try {
-        raw = await raceAbort(opening, abort.signal)
-      } catch (err) {
-        void opening.then((b) => b.close?.(), () => undefined).catch(() => undefined)
-        throw err
-      }
-      const blob = this.counted(raw)
-      try {
-        const hooks = this.o.hooksFor?.(spec.digest)
-        const opts: OpenLayerOptions = {
-          digest: spec.digest,
-          source: blob,
-          cache: this.o.cache,
-          decoder: this.decoder,
-          gate: this.gate,
-          signal: abort.signal,
-          ...pick(this.o),
-          ...(this.o.logger === undefined ? {} : { logger: this.o.logger }),
-          ...(this.o.tocLimits === undefined ? {} : { tocLimits: this.o.tocLimits }),
-          ...(hooks === undefined ? {} : { hooks }),
-          ...(spec.tocDigest === undefined ? {} : { tocDigest: spec.tocDigest }),
-          ...(spec.externalToc === undefined ? {} : { externalToc: spec.externalToc }),
+      const rec = await this.localRecord(spec)
+      if (rec !== undefined && spec.openKnown !== undefined) {
+        const open = spec.openKnown.bind(spec)
+        let refused: unknown
+        const fromRecord = (_src: RangeSource, o: LoadTocOptions): Promise<LoadedToc> => {
+          try {
+            return Promise.resolve(tocFromJson(rec.json, rec.footer, o))
+          } catch (err) {
+            refused = err
+            throw err
+          }
         }
-        // Opening a layer counts as on-demand work: background fetch of the layers already mounted
-        // waits for the grace period after it, as it does after reads (issue #13: with no priority
-        // work seen, every layer's background fetch started before the workload's first read).
-        const layer = await this.gate.runPriority(() => openLayer(opts))
-        entry.layer = layer
-        return layer
-      } catch (err) {
-        await blob.close?.().catch(() => undefined)
-        throw err
+        try {
+          const layer = await this.openFrom(spec, abort, (sig) => open(rec.size, sig), fromRecord)
+          this.log.debug({ digest: spec.digest, tocDigest: rec.tocDigest }, 'layer-opened-from-record')
+          return layer
+        } catch (err) {
+          if (refused === undefined) throw err
+          // The record's TOC did not pass the checks a blob's TOC passes: never serve it.
+          this.log.warn({ digest: spec.digest, tocDigest: rec.tocDigest, err: errorMessage(err) }, 'layer-record-refused')
+          await this.o.store?.remove(rec.tocDigest).catch(() => undefined)
+        }
       }
+      // Recorded only when verified against the layer's TOC digest annotation.
+      const store = spec.tocDigest === undefined ? undefined : this.o.store
+      const fromBlob = (src: RangeSource, o: LoadTocOptions): Promise<LoadedToc> => loadToc(src, o).then((l) => {
+        store?.put(recordOf(spec.digest, src.size, l))
+        return l
+      })
+      return this.openFrom(spec, abort, (sig) => spec.open(sig), fromBlob)
     })()
+    void entry.ready.then((l) => { entry.layer = l }, () => undefined)
     // A failed resolution is never cached: the next resolve tries again.
     entry.ready.catch(() => { if (this.entries.get(spec.digest) === entry) this.entries.delete(spec.digest) })
     return entry
+  }
+
+  /** The persisted record for this layer, if any. A damaged one is logged, removed, treated as absent. */
+  private async localRecord(spec: LayerSpec): Promise<LayerRecord | undefined> {
+    const store = this.o.store
+    if (store === undefined || spec.tocDigest === undefined || spec.openKnown === undefined) return undefined
+    try {
+      return await store.get(spec.tocDigest, spec.digest)
+    } catch (err) {
+      this.log.warn({ digest: spec.digest, tocDigest: spec.tocDigest, err: errorMessage(err) }, 'layer-record-refused')
+      await store.remove(spec.tocDigest).catch(() => undefined)
+      return undefined
+    }
+  }
+
+  private async openFrom(spec: LayerSpec, abort: AbortController, openBlob: (signal: AbortSignal) => Promise<MultiRangeSource>, load: NonNullable<OpenLayerOptions['loadToc']>): Promise<StargzLayer> {
+    // Stop waiting for the blob on abort (close, abandoned): an open that lands later is
+    // closed at once instead of leaking.
+    const opening = openBlob(abort.signal)
+    let raw: MultiRangeSource
+    try {
+      raw = await raceAbort(opening, abort.signal)
+    } catch (err) {
+      void opening.then((b) => b.close?.(), () => undefined).catch(() => undefined)
+      throw err
+    }
+    const blob = this.counted(raw)
+    try {
+      const hooks = this.o.hooksFor?.(spec.digest)
+      const opts: OpenLayerOptions = {
+        digest: spec.digest,
+        source: blob,
+        cache: this.o.cache,
+        decoder: this.decoder,
+        gate: this.gate,
+        signal: abort.signal,
+        ...pick(this.o),
+        ...(this.o.logger === undefined ? {} : { logger: this.o.logger }),
+        ...(this.o.tocLimits === undefined ? {} : { tocLimits: this.o.tocLimits }),
+        ...(hooks === undefined ? {} : { hooks }),
+        ...(spec.tocDigest === undefined ? {} : { tocDigest: spec.tocDigest }),
+        ...(spec.externalToc === undefined ? {} : { externalToc: spec.externalToc }),
+        loadToc: load,
+      }
+      // Opening a layer counts as on-demand work: background fetch of the layers already mounted
+      // waits for the grace period after it, as it does after reads (issue #13: with no priority
+      // work seen, every layer's background fetch started before the workload's first read).
+      return await this.gate.runPriority(() => openLayer(opts))
+    } catch (err) {
+      await blob.close?.().catch(() => undefined)
+      throw err
+    }
   }
 
   /** Wrap a blob so the resolver knows how many it holds open (tests count them). */
@@ -266,6 +327,10 @@ function pick(o: LayerFetchOptions): LayerFetchOptions {
   if (o.maxSpanBytes !== undefined) out.maxSpanBytes = o.maxSpanBytes
   if (o.allowUnverified !== undefined) out.allowUnverified = o.allowUnverified
   return out
+}
+
+function recordOf(blobDigest: string, size: number, l: LoadedToc): LayerRecord {
+  return { tocDigest: l.tocDigest, blobDigest, size, mediaType: mediaTypeOf(l.footer.kind), footer: l.footer, json: l.json }
 }
 
 /** A lease over a layer the caller made itself (a full-fetched tar layer): released = closed. */
