@@ -13,7 +13,7 @@
  * very process: that would deadlock the event loop that answers the FUSE requests.
  */
 import { mkdir, readdir, rm, stat, lchown } from 'node:fs/promises'
-import { renameSync } from 'node:fs'
+import { existsSync, renameSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, TimeoutError, UnavailableError, errorMessage, isStargzError } from '../errors.js'
 import type { Logger } from '../log/logger.js'
@@ -28,6 +28,7 @@ import { diskUsage } from './disk-usage.js'
 import type { FileSystem, RemoteLayerInfo } from './filesystem.js'
 import { parseFilters, type Adaptor } from './filter.js'
 import { REMOTE_LABEL, REMOTE_LABEL_VALUE, TARGET_SNAPSHOT_LABEL, isRemote, remoteLayerFromLabels, validateLabels } from './labels.js'
+import { crashPoint } from './crash-points.js'
 import { detachAllUnder } from './mountinfo.js'
 import { snapshotMounts } from './mounts.js'
 import { detectOverlayOptions, type OverlayOptions } from './overlay-options.js'
@@ -235,7 +236,9 @@ export class Snapshotter {
     validateLabels(labels)
     const rec = this.store.read((db) => resolve(db, ctx.namespace, key))
     const usage = rec.kind === 'active' && !isRemote(rec.labels) ? await diskUsage(this.paths.fs(rec.id)) : { size: 0, inodes: 0 }
+    crashPoint('commit:measured')
     this.store.withTransaction((db) => commitSnapshot(db, rec.namespace, key, name, usage, labels))
+    crashPoint('commit:committed')
   }
 
   async remove(ctx: RequestContext, key: string): Promise<void> {
@@ -249,6 +252,7 @@ export class Snapshotter {
     })
     // Only after the transaction committed: a crash before this point leaves an orphan dir for
     // Cleanup, never a record without its dir.
+    crashPoint('remove:deleted')
     for (const r of removed) {
       await this.forgetRestore(r.id)
       await this.removeDir(r.id, isRemote(r.labels))
@@ -444,16 +448,23 @@ export class Snapshotter {
       }
     }
     const td = await this.makeTempDir(kind, owner)
+    crashPoint('prepare:temp-dir')
     let renamedTo: string | undefined
     try {
       const out = this.store.withTransaction((db) => {
         const rec = insertSnapshot(db, { ns, key, kind, parent, labels })
         const parents = parentChain(db, rec)
         renamedTo = this.paths.dir(rec.id)
+        // The id is new, so a dir already there is an orphan: a crash after the rename of a
+        // transaction that never committed (SQLite hands the id out again), not yet swept by
+        // cleanup (which runs after restore, in the background). Move it aside for cleanup.
+        if (existsSync(renamedTo)) renameSync(renamedTo, join(this.paths.snapshots, `orphan-${rec.id}-${Math.random().toString(36).slice(2, 10)}`))
         renameSync(td, renamedTo)
+        crashPoint('prepare:renamed')
         return { rec, parents }
       })
       this.creating.delete(td)
+      crashPoint('prepare:recorded')
       return out
     } catch (e) {
       // The transaction rolled back; undo the directory steps.
@@ -484,6 +495,7 @@ export class Snapshotter {
     const mp = this.paths.fs(rec.id)
     try {
       await mountWithDeadline(this.fs, mp, layer, this.mountTimeoutMs)
+      crashPoint('prepare:mounted')
     } catch (e) {
       this.metrics.fallback(fallbackReason(e))
       if (e instanceof TimeoutError && e.mayHoldMount) {
@@ -509,6 +521,7 @@ export class Snapshotter {
       log.info({ layer: layer.layerDigest, reason: errorMessage(e) }, 'remote-snapshot-fallback')
       return false
     }
+    crashPoint('prepare:remote-committed')
     log.info({ layer: layer.layerDigest, mountpoint: mp }, 'remote-snapshot-prepared')
     return true
   }
@@ -525,6 +538,7 @@ export class Snapshotter {
     const dir = this.paths.dir(id)
     if (remote) {
       await this.fs.unmount(this.paths.fs(id)).catch((e: unknown) => this.log.debug({ dir, err: errorMessage(e) }, 'unmount of removed snapshot failed'))
+      crashPoint('remove:unmounted')
     }
     await this.removeDirPath(dir)
   }
