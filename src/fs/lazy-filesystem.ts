@@ -115,12 +115,13 @@ export class LazyFileSystem implements FileSystem {
     }
     const log = this.o.log.child({ digest: info.layerDigest, mountpoint })
     const started = performance.now()
-    this.resolveAhead(info)
     try {
       const lease = await this.resolver.resolve({
         digest: info.layerDigest,
         ...(info.tocDigest === undefined ? {} : { tocDigest: info.tocDigest }),
-        open: (sig) => this.openBlob(info.imageRef, info.layerDigest, sig),
+        // The image's other layers are opened ahead only when this one needs the registry: not
+        // when it opens from its persisted record (a restart, maybe with the registry down).
+        open: (sig) => { this.resolveAhead(info); return this.openBlob(info.imageRef, info.layerDigest, sig) },
         // From a persisted record (a restart): no request until a chunk is missing from the cache.
         openKnown: (size) => this.o.client.blob(info.imageRef, info.layerDigest, size),
         // Asked for only when the footer says the TOC is external (the reference's -esgztoc image).
