@@ -69,7 +69,14 @@ async function main(): Promise<void> {
       }
       await writeOciLayout(join(work, `oci${n}`), 'v1', [buildImage({ layers })])
       await skopeoPush(join(work, `oci${n}`), 'v1', `${registry.host}/bench/l${n}:v1`)
-      for (const mode of MODES) rows.push(...await runCase(work, proxy, n, mode))
+      for (const mode of MODES) {
+        // One case failing (say the reference binary missing) must not lose the others' figures.
+        try {
+          rows.push(...await runCase(work, proxy, n, mode))
+        } catch (e) {
+          process.stderr.write(`case ${n} layers / ${mode} failed: ${(e as Error).message.slice(0, 2000)}\n`)
+        }
+      }
     }
   } finally {
     proxy.faults.statusBurst = undefined
