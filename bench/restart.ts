@@ -26,13 +26,20 @@ import { startFaultProxy } from '../harness/fault-proxy.js'
 import { buildImage, skopeoPush, writeOciLayout } from '../harness/image.js'
 import { convertFile } from '../harness/convert.js'
 import { stopFused } from '../harness/fused.js'
-import { startStargzd, type StargzdProcess } from '../harness/stargzd.js'
+import { REPO, startStargzd, type StargzdProcess } from '../harness/stargzd.js'
+import { daemonCommand } from '../src/bench/stargzd.js'
 import { TOC_DIGEST_ANNOTATION } from '../src/estargz/types.js'
 import { DEFAULT_REFERENCE_BIN, referenceConfig } from '../src/bench/reference.js'
 
 const COUNTS = (process.env.BENCH_LAYERS ?? '1,20,100').split(',').map(Number)
 const RUNS = Number(process.env.BENCH_RUNS ?? 3)
 const MODES = (process.env.BENCH_MODES ?? 'in-process,fused,reference').split(',') as Mode[]
+/**
+ * The path users run: the built tree (`npm run build`, node dist/daemon/stargzd.js), as installed
+ * by scripts/install-system.sh. BENCH_TSX=1 runs the sources through tsx instead (slower start).
+ */
+const DIST = process.env.BENCH_TSX !== '1'
+const DAEMON = DIST ? [process.execPath, join(REPO, 'dist', 'daemon', 'stargzd.js')] : daemonCommand()
 type Mode = 'in-process' | 'fused' | 'reference'
 
 interface Row { layers: number; mode: Mode; registry: 'up' | 'down'; run: number; readyMs: number; uptimeReadyMs: number; restoredMs: number; uptimeRestoredMs: number; restored: number; failed: number }
@@ -52,6 +59,7 @@ function median(xs: number[]): number {
 }
 
 async function main(): Promise<void> {
+  if (DIST) execFileSync('npm', ['run', 'build'], { cwd: REPO, stdio: 'inherit' })
   const rows: Row[] = []
   const registry = await startRegistry()
   const proxy = await startFaultProxy(registry.url)
@@ -102,7 +110,7 @@ function stargzdDaemon(dir: string, mode: 'in-process' | 'fused'): Restartable {
     async start() {
       await writeFile(join(dir, 'config.toml'), 'no_background_fetch = true\nnoprefetch = true\n[blob]\nmax_retries = 1\nmin_wait_msec = 10\nmax_wait_msec = 50\n')
       const t0 = performance.now()
-      const p = await startStargzd(['--log-level', 'info', ...args])
+      const p = await startStargzd(['--log-level', 'info', ...args], {}, DAEMON)
       procs.push(p)
       const ready = await p.waitFor((l) => l.msg === 'ready', 300_000)
       const readyMs = Math.round(performance.now() - t0)
