@@ -42,7 +42,7 @@ const DIST = process.env.BENCH_TSX !== '1'
 const DAEMON = DIST ? [process.execPath, join(REPO, 'dist', 'daemon', 'stargzd.js')] : daemonCommand()
 type Mode = 'in-process' | 'fused' | 'reference'
 
-interface Row { layers: number; mode: Mode; registry: 'up' | 'down'; run: number; readyMs: number; uptimeReadyMs: number; restoredMs: number; uptimeRestoredMs: number; restored: number; failed: number }
+interface Row { layers: number; mode: Mode; registry: 'up' | 'down'; run: number; readyMs: number; uptimeReadyMs: number; restoredMs: number; uptimeRestoredMs: number; restored: number; failed: number; error?: string }
 
 /** A daemon on a fixed root that can be killed -9 and started again. */
 interface Restartable {
@@ -98,6 +98,10 @@ async function main(): Promise<void> {
   for (const k of keys) {
     const rs = rows.filter((r) => `${r.layers}|${r.mode}|${r.registry}` === k)
     const last = rs.at(-1) as Row
+    if (rs.every((r) => r.error !== undefined)) {
+      process.stdout.write(`| ${last.layers} | ${last.mode} | ${last.registry} | never ready | – | – | – | ${JSON.stringify(last.error).slice(0, 120)} | ${rs.length} |\n`)
+      continue
+    }
     process.stdout.write(`| ${last.layers} | ${last.mode} | ${last.registry} | ${median(rs.map((r) => r.readyMs))} | ${median(rs.map((r) => r.uptimeReadyMs))} | ${median(rs.map((r) => r.restoredMs))} | ${median(rs.map((r) => r.uptimeRestoredMs))} | ${last.restored} / ${last.failed} | ${rs.length} |\n`)
   }
 }
@@ -192,9 +196,16 @@ async function runCase(work: string, proxy: Awaited<ReturnType<typeof startFault
       for (let run = 1; run <= RUNS; run++) {
         proxy.faults.statusBurst = reg === 'down' ? { status: 503, count: 1_000_000 } : undefined
         await d.kill9()
-        const s = await d.start()
-        const back = await s.restored
-        rows.push({ layers: n, mode, registry: reg, run, readyMs: s.readyMs, uptimeReadyMs: s.uptimeReadyMs, restoredMs: back.ms, uptimeRestoredMs: back.uptimeMs, restored: back.restored, failed: back.failed })
+        try {
+          const s = await d.start()
+          const back = await s.restored
+          rows.push({ layers: n, mode, registry: reg, run, readyMs: s.readyMs, uptimeReadyMs: s.uptimeReadyMs, restoredMs: back.ms, uptimeRestoredMs: back.uptimeMs, restored: back.restored, failed: back.failed })
+        } catch (e) {
+          // The reference exits (fatal "failed to create new snapshotter") when a layer cannot be
+          // restored: a start that never got ready is a result too.
+          const last = (e as Error).message.split('\n').filter((l) => l.includes('fatal')).at(-1) ?? (e as Error).message.slice(0, 300)
+          rows.push({ layers: n, mode, registry: reg, run, readyMs: Number.NaN, uptimeReadyMs: Number.NaN, restoredMs: Number.NaN, uptimeRestoredMs: Number.NaN, restored: Number.NaN, failed: Number.NaN, error: last.slice(0, 300) })
+        }
         process.stderr.write(`${JSON.stringify(rows.at(-1))}\n`)
         proxy.faults.statusBurst = undefined
       }
