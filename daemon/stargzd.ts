@@ -66,8 +66,11 @@ async function main(argv: readonly string[]): Promise<number> {
   let server: SnapshotServer | undefined
   let criProxy: ImageServiceProxy | undefined
   let released: Promise<void> | undefined
+  /** Lets restore's background work begin (after ready, or at release if start-up never got there). */
+  let served: (() => void) | undefined
   const release = (): Promise<void> => {
     released ??= (async () => {
+      served?.()
       await criProxy?.close().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing CRI image service proxy'))
       await server?.close({ graceMs: cfg.shutdown_timeout_sec * 1000 }).catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing gRPC server'))
       // With stargz-fused, layers stay mounted and served past this daemon's exit.
@@ -122,8 +125,10 @@ async function main(argv: readonly string[]): Promise<number> {
       // could outlast systemd's start timeout (issue #11). Calls on a layer still being restored
       // wait for it (bounded); failed layers are retried with backoff.
       const restoreStarted = performance.now()
-      const plan = await snapshotter.startRestore(startupStop.signal)
-      log.info({ pending: plan.pending, staleMounts: plan.staleMounts }, 'restore started')
+      const servedP = new Promise<void>((resolve) => { served = resolve })
+      // The restore's work waits until we serve: start-up does not compete with it.
+      const plan = await snapshotter.startRestore(startupStop.signal, { after: servedP })
+      log.info({ pending: plan.pending }, 'restore started')
       void plan.firstPass.then((report) => {
         log.info({ restored: report.restored.length, failed: report.failed.length, staleMounts: report.staleMounts, ms: Math.round(performance.now() - restoreStarted), uptimeMs: Math.round(process.uptime() * 1000) }, 'restored remote snapshots')
       }, (e: unknown) => log.error({ err: errorMessage(e) }, 'restore failed'))
@@ -144,6 +149,7 @@ async function main(argv: readonly string[]): Promise<number> {
       })
       // uptimeMs: process start → ready, module loading included (bench:restart reports it).
       log.info({ address: cfg.address, root: cfg.root, systemd: how, uptimeMs: Math.round(process.uptime() * 1000) }, 'ready')
+      served?.()
       return -1 // keep running until a signal
     } catch (e) {
       log.fatal({ err: errorMessage(e) }, 'start-up failed')

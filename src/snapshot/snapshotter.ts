@@ -67,7 +67,6 @@ export interface RestoreReport {
 /** What startRestore() set going: layers to restore, and the report of the first attempt at each. */
 export interface RestoreStarted {
   pending: number
-  staleMounts: number
   firstPass: Promise<RestoreReport>
 }
 
@@ -133,6 +132,8 @@ export class Snapshotter {
   /** Aborted by close() or restore's signal: no new restore attempt starts. */
   private readonly restoreStop = new AbortController()
   private restoreActive = 0
+  /** Restore's background preparation (live mounts asked for, dead ones detached); close() waits for it. */
+  private restorePrep: Promise<void> = Promise.resolve()
   private readonly restoreWaiters: (() => void)[] = []
 
   private constructor(opts: SnapshotterOptions, paths: SnapshotPaths, store: MetaStore) {
@@ -286,25 +287,19 @@ export class Snapshotter {
 
   /**
    * Restore in the background, so the daemon can serve (and tell systemd it is ready) at once:
-   * this resolves after the quick part (stale mounts detached, unowned live ones unmounted); the
-   * layers are then mounted `concurrency` at a time, a failed one retried with doubling backoff
+   * this resolves once the layers to restore are known; after `opts.after`, stale mounts are
+   * detached and unowned live ones unmounted, and the layers are then mounted `concurrency` at a time, a failed one retried with doubling backoff
    * until it mounts, its snapshot is removed, or the snapshotter closes. Mounts/Prepare/View on a
    * chain with a layer still being restored wait for it, up to `waitMs` (then Unavailable).
    * After the first pass, orphan directories are swept. `signal` (shutdown) stops starting new
    * attempts; those in progress finish under their deadline (close() waits for them).
    */
-  async startRestore(signal?: AbortSignal): Promise<RestoreStarted> {
-    // Layers still served by a FUSE process that outlived us (stargz-fused) stay; mount() below
-    // re-attaches to them without the registry.
-    const live = new Set(await this.fs.liveMounts?.() ?? [])
-    const before = await detachAllUnder(this.paths.snapshots, live)
-    if (before.length > 0) this.log.warn({ mounts: before }, 'stale mounts could not be detached')
+  async startRestore(signal?: AbortSignal, opts: { after?: Promise<unknown> } = {}): Promise<RestoreStarted> {
+    // Before readiness only what Mounts/Prepare need in order to wait: the list of layers to
+    // restore (one SQLite read). Everything that scales with the number of layers — asking
+    // stargz-fused which mounts are live, detaching dead ones (an umount per layer) — runs in the
+    // background, after `opts.after` (the daemon: socket open and systemd notified).
     const remotes = this.store.read((db) => listRecords(db, undefined)).filter((r) => isRemote(r.labels))
-    // A live layer no snapshot record owns (we died between mount and commit of a Prepare): undo.
-    const wanted = new Set(remotes.map((r) => this.paths.fs(r.id)))
-    for (const mp of live) {
-      if (!wanted.has(mp)) await this.fs.unmount(mp).catch((e: unknown) => this.log.warn({ mountpoint: mp, err: errorMessage(e) }, 'unmount of unowned live layer failed'))
-    }
     signal?.addEventListener('abort', () => this.stopRestores(), { once: true })
     if (signal?.aborted) this.stopRestores()
     const entries = remotes.map((rec) => {
@@ -314,8 +309,24 @@ export class Snapshotter {
       this.restoring.set(rec.id, e)
       return e
     })
-    const report: RestoreReport = { restored: [], failed: [], staleMounts: before.length }
+    const report: RestoreReport = { restored: [], failed: [], staleMounts: 0 }
+    this.restorePrep = (async () => {
+      await opts.after?.catch(() => undefined)
+      // Layers still served by a FUSE process that outlived us (stargz-fused) stay; mount()
+      // re-attaches to them without the registry. The rest under snapshots/ is dead: detach.
+      const live = new Set(await this.fs.liveMounts?.() ?? [])
+      const left = await detachAllUnder(this.paths.snapshots, live, this.restoreCfg.concurrency * 2)
+      report.staleMounts = left.length
+      if (left.length > 0) this.log.warn({ mounts: left }, 'stale mounts could not be detached')
+      // A live layer no snapshot record owns (we died between mount and commit of a Prepare): undo.
+      const wanted = new Set(remotes.map((r) => this.paths.fs(r.id)))
+      for (const mp of live) {
+        if (!wanted.has(mp)) await this.fs.unmount(mp).catch((e: unknown) => this.log.warn({ mountpoint: mp, err: errorMessage(e) }, 'unmount of unowned live layer failed'))
+      }
+    })()
+    const prep = this.restorePrep
     const firstPass = (async () => {
+      await prep
       await Promise.all(entries.map((e) => this.limited(() => this.attemptRestore(e, report))))
       if (this.restoreStop.signal.aborted) {
         this.log.info({ restored: report.restored.length, skipped: remotes.length - report.restored.length - report.failed.length }, 'restore stopped by shutdown')
@@ -325,7 +336,7 @@ export class Snapshotter {
       if (orphans.length > 0) this.log.info({ dirs: orphans }, 'removed orphan snapshot directories')
       return report
     })()
-    return { pending: entries.length, staleMounts: before.length, firstPass }
+    return { pending: entries.length, firstPass }
   }
 
   /** Run `fn` when fewer than `concurrency` restore mounts are in progress. */
@@ -416,6 +427,7 @@ export class Snapshotter {
       // Restore first: no attempt starts from here on, and the ones in progress settle (each under
       // its mount deadline) before the unmounts below, so every mount restore made is undone.
       this.stopRestores()
+      await this.restorePrep.catch(() => undefined)
       await Promise.all([...this.restoring.values()].map((e) => e.attempt))
       let remotes: SnapshotRecord[] = []
       try {
