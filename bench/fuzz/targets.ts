@@ -26,6 +26,7 @@ import { parseFilters } from '../../src/snapshot/filter.js'
 import { isRemote, remoteLayerFromLabels, validateLabels, STARGZ_DIGEST_LABEL, STARGZ_REFERENCE_LABEL, STARGZ_LAYERS_LABEL, TOC_DIGEST_LABEL, CRI_IMAGE_REF_LABEL, CRI_LAYER_DIGEST_LABEL, REMOTE_LABEL } from '../../src/snapshot/labels.js'
 import { JSON_EDGE, mutateBytes, mutateString, type Rng } from './mutate.js'
 import { externalTocTarget, zstdChunkedTarget } from './targets-zstd.js'
+import { gzindexTarget } from './targets-gzindex.js'
 
 export interface Target {
   name: string
@@ -386,5 +387,5 @@ export const selftestTarget: Target = {
   expected: typed,
 }
 
-export const TARGETS: readonly Target[] = [estargzTarget, tarTarget, multipartTarget, hostsTarget, filtersTarget, zstdChunkedTarget, externalTocTarget]
+export const TARGETS: readonly Target[] = [estargzTarget, tarTarget, multipartTarget, hostsTarget, filtersTarget, zstdChunkedTarget, externalTocTarget, gzindexTarget]
 export const ALL_TARGETS: readonly Target[] = [...TARGETS, selftestTarget]

@@ -25,9 +25,10 @@ import { startBenchReference, type BenchReference } from './reference.js'
 /**
  * Image forms: the gzip original (full pull), converted by `stargz convert` (estargz-noopt,
  * estargz = optimized) and converted by the reference's `ctr-remote` (ctr-remote-noopt,
- * ctr-remote = `ctr-remote image optimize`).
+ * ctr-remote = `ctr-remote image optimize`); gzindex = the gzip original plus a `stargz index`
+ * pushed beside it (src/gzindex), pulled lazily like the estargz modes.
  */
-export const BENCH_MODES = ['legacy', 'estargz-noopt', 'estargz', 'ctr-remote-noopt', 'ctr-remote'] as const
+export const BENCH_MODES = ['legacy', 'estargz-noopt', 'estargz', 'ctr-remote-noopt', 'ctr-remote', 'gzindex'] as const
 export type BenchMode = (typeof BENCH_MODES)[number]
 /**
  * Which snapshotter serves the lazy modes: stargzd, the reference daemon (src/bench/reference.ts),

@@ -22,6 +22,7 @@ import { layoutSizes, pushOciLayout, type BuiltLayout } from './image/oci-image.
 import { createWanLink, type WanLink } from './link/wan-link.js'
 import { estargzLayout } from './estargz-image.js'
 import { ctrRemoteConvert } from './ctr-remote-image.js'
+import { benchIndexImage } from '../gzindex/bench-index.js'
 import { measureOnce, type BenchDaemon, type BenchMode } from './measure.js'
 import { CancelledError, onCleanup, throwIfCancelled } from './proc.js'
 import { recordAccessedFiles } from './record.js'
@@ -82,6 +83,7 @@ async function prepareImage(name: BenchImageName, o: BenchOptions): Promise<Prep
     info.forms[mode] = { manifest: l.manifest.digest, compressedBytes: layoutSizes(l).compressed, layers: l.layers.length, ...(prioritizedFiles !== undefined ? { prioritizedFiles } : {}) }
   }
   if (o.modes.includes('legacy') || o.modes.some((m) => m.startsWith('ctr-remote'))) form('legacy', gz.layout)
+  if (o.modes.includes('gzindex')) form('gzindex', gz.layout)
   if (o.modes.includes('estargz-noopt') || o.modes.includes('estargz')) {
     const noopt = await estargzLayout(gz.layout, { fixtureDir: o.fixtureDir, tag: `${name}-esgz-noopt`, log })
     if (o.modes.includes('estargz-noopt')) form('estargz-noopt', noopt)
@@ -120,6 +122,7 @@ export async function runBench(o: BenchOptions): Promise<{ results: BenchResults
         const t0 = performance.now()
         await pushOciLayout(layout, `${registry.address}/bench/${p.name}:${mode}`)
         o.log(`  pushed ${p.name}:${mode} (${(layoutSizes(layout).compressed / 1e6).toFixed(1)} MB) in ${((performance.now() - t0) / 1000).toFixed(1)} s`)
+        if (mode === 'gzindex') await benchIndexImage(`${registry.address}/bench/${p.name}:${mode}`, o.log)
       }
     }
     for (const p of prepared) {

@@ -13,4 +13,5 @@ export const COMMANDS: Record<string, () => Promise<Command>> = {
   convert: () => import('./commands/convert.js'),
   optimize: () => import('./commands/optimize.js'),
   bench: () => import('./commands/bench.js'),
+  index: () => import('./commands/index.js'),
 }

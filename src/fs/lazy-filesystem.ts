@@ -11,8 +11,7 @@ import type { Logger } from 'pino'
 import type { ChunkCache } from '../cache/types.js'
 import { FailedPreconditionError, UnavailableError, errorMessage } from '../errors.js'
 import { isMounted, unmountPath } from '../fuse/unmount.js'
-import { LayerResolver, type ResolverStats } from '../layer/resolver.js'
-import type { StargzLayer } from '../layer/layer.js'
+import { LayerResolver, type ResolvedLayer, type ResolverStats } from '../layer/resolver.js'
 import type { LayerStore } from '../layer/layer-store.js'
 import { fetchExternalToc } from '../estargz/external-toc-fetch.js'
 import type { MetricsHooks } from '../metrics/hooks.js'
@@ -22,6 +21,8 @@ import type { FileSystem, RemoteLayerInfo } from '../snapshot/filesystem.js'
 import { PriorityGate } from '../task/priority-gate.js'
 import { LIBRARY_DEFAULTS } from '../config/defaults.js'
 import { mountLayer, type MountedLayer } from './mount-layer.js'
+import { indexFinder } from '../gzindex/artifact.js'
+import { GzIndexLayer } from '../gzindex/layer.js'
 
 export interface LazyFileSystemOptions {
   client: RegistryClient
@@ -49,7 +50,7 @@ export interface LazyFileSystemOptions {
 }
 
 interface Mounted {
-  mounted: MountedLayer<StargzLayer>
+  mounted: MountedLayer<ResolvedLayer>
   info: RemoteLayerInfo
   checkedAt: number
 }
@@ -110,9 +111,6 @@ export class LazyFileSystem implements FileSystem {
   private async mountNow(mountpoint: string, info: RemoteLayerInfo, signal?: AbortSignal): Promise<void> {
     if (this.closing) throw new UnavailableError(`filesystem is shutting down; not mounting ${info.layerDigest} at ${mountpoint}`)
     if (this.mounts.has(mountpoint)) throw new FailedPreconditionError(`${mountpoint} is already a lazy mount`)
-    if (info.tocDigest === undefined && this.o.requireTocDigest) {
-      throw new FailedPreconditionError(`layer ${info.layerDigest} has no containerd.io/snapshot/stargz/toc.digest annotation; refusing an unverifiable TOC`)
-    }
     const log = this.o.log.child({ digest: info.layerDigest, mountpoint })
     const started = performance.now()
     try {
@@ -126,6 +124,9 @@ export class LazyFileSystem implements FileSystem {
         openKnown: (size) => this.o.client.blob(info.imageRef, info.layerDigest, size),
         // Asked for only when the footer says the TOC is external (the reference's -esgztoc image).
         externalToc: () => fetchExternalToc(this.o.client, info.imageRef, info.layerDigest, signal),
+        // No TOC digest: a plain gzip layer served through its published gzip index, if any
+        // (src/gzindex); with requireTocDigest nothing else is mounted (the snapshotter pulls).
+        ...(info.tocDigest === undefined ? { gzIndex: { find: indexFinder(this.o.client, info.imageRef), only: this.o.requireTocDigest } } : {}),
       }, signal)
       const metrics = this.o.metrics
       const mounted = await mountLayer(lease, mountpoint, {
@@ -150,7 +151,7 @@ export class LazyFileSystem implements FileSystem {
         return { size: st.size, fetchedSize: st.fetchedSize, prefetchSize: pf?.status === 'done' ? pf.bytes : 0, bytesServed: mounted.mount.stats().bytesRead }
       })
       void layer.prefetchDone.then((r) => { if (r.status === 'done') metrics.layerOperation('all_prefetches_completed', info.layerDigest, performance.now() - started) })
-      log.info({ ms: Math.round(performance.now() - started), tocDigest: layer.tocDigest }, 'lazy-layer-mounted')
+      log.info({ ms: Math.round(performance.now() - started), tocDigest: layer.tocDigest, ...(layer instanceof GzIndexLayer ? { gzindex: true } : {}) }, layer instanceof GzIndexLayer ? 'lazy-layer-mounted-gzindex' : 'lazy-layer-mounted')
     } catch (e) {
       // Leave the mountpoint empty and unmounted, as the snapshotter expects on failure
       // (mountLayer undid its own steps; this catches a mount left by an earlier process).

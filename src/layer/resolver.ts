@@ -18,7 +18,7 @@ import { LIBRARY_DEFAULTS } from '../config/defaults.js'
 import type { ChunkDecoder } from '../estargz/chunk-decoder.js'
 import type { ExternalTocSource } from '../estargz/external-toc.js'
 import type { TocLimits } from '../estargz/types.js'
-import { UnavailableError, errorMessage } from '../errors.js'
+import { FailedPreconditionError, UnavailableError, errorMessage } from '../errors.js'
 import type { MultiRangeSource, ReaderHooks } from '../reader/chunk-reader.js'
 import { childLogger, silentLogger, type Logger } from '../reader/logger.js'
 import { WorkerChunkDecoder } from '../reader/worker-decoder.js'
@@ -29,6 +29,12 @@ import { mediaTypeOf, type LayerRecord, type LayerStore } from './layer-store.js
 import { loadToc, tocFromJson, type LoadedToc, type LoadTocOptions } from '../estargz/toc-read.js'
 import type { RangeSource } from '../estargz/types.js'
 import type { Layer, LayerLease } from './types.js'
+import { GzIndexLayer } from '../gzindex/layer.js'
+import type { FoundIndex, GzIndexFinder } from '../gzindex/artifact.js'
+import { checkIndexFor } from '../gzindex/format.js'
+
+/** What a resolution gives: an eStargz layer, or a plain gzip layer served through its gzip index. */
+export type ResolvedLayer = StargzLayer | GzIndexLayer
 
 /** resolve_result_entry_ttl_sec's default (120 s, the reference's). */
 export const DEFAULT_LAYER_TTL_MS = LIBRARY_DEFAULTS.layerTtlMs
@@ -72,6 +78,11 @@ export interface LayerSpec {
    * chunks go to the registry, as from `open`'s blob). Without it the record is not used.
    */
   openKnown?(size: number, signal: AbortSignal): Promise<MultiRangeSource>
+  /**
+   * A layer without a TOC digest may be plain gzip with a published gzip index (src/gzindex):
+   * looked up first, once the blob is open; none found → `only` refuses, else eStargz as before.
+   */
+  gzIndex?: { find: GzIndexFinder; only?: boolean }
 }
 
 export interface ResolverStats {
@@ -88,8 +99,8 @@ export interface ResolverStats {
 interface Entry {
   digest: string
   refs: number
-  ready: Promise<StargzLayer>
-  layer: StargzLayer | undefined
+  ready: Promise<ResolvedLayer>
+  layer: ResolvedLayer | undefined
   /** Aborts a resolution nobody waits for any more. */
   abort: AbortController
   timer: NodeJS.Timeout | undefined
@@ -122,7 +133,7 @@ export class LayerResolver {
   }
 
   /** A reference to the layer of `spec.digest`, resolving it unless held or within its TTL. */
-  async resolve(spec: LayerSpec, signal?: AbortSignal): Promise<LayerLease<StargzLayer>> {
+  async resolve(spec: LayerSpec, signal?: AbortSignal): Promise<LayerLease<ResolvedLayer>> {
     if (this.closing) throw new UnavailableError(`layer resolver is closed; cannot resolve ${spec.digest}`)
     signal?.throwIfAborted()
     let e = this.entries.get(spec.digest)
@@ -133,7 +144,7 @@ export class LayerResolver {
     const entry = e
     entry.refs++
     if (entry.timer) { clearTimeout(entry.timer); entry.timer = undefined }
-    let layer: StargzLayer
+    let layer: ResolvedLayer
     try {
       layer = await raceAbort(entry.ready, signal)
     } catch (err) {
@@ -181,7 +192,7 @@ export class LayerResolver {
 
   private load(spec: LayerSpec): Entry {
     const abort = new AbortController()
-    const entry: Entry = { digest: spec.digest, refs: 0, ready: Promise.resolve(undefined as unknown as StargzLayer), layer: undefined, abort, timer: undefined }
+    const entry: Entry = { digest: spec.digest, refs: 0, ready: Promise.resolve(undefined as unknown as ResolvedLayer), layer: undefined, abort, timer: undefined }
     entry.ready = (async () => {
       const rec = await this.localRecord(spec)
       if (rec !== undefined && spec.openKnown !== undefined) {
@@ -206,13 +217,14 @@ export class LayerResolver {
           await this.o.store?.remove(rec.tocDigest).catch(() => undefined)
         }
       }
+      const gzFound = spec.gzIndex === undefined ? undefined : await this.findGzIndex(spec, abort.signal)
       // Recorded only when verified against the layer's TOC digest annotation.
       const store = spec.tocDigest === undefined ? undefined : this.o.store
       const fromBlob = (src: RangeSource, o: LoadTocOptions): Promise<LoadedToc> => loadToc(src, o).then((l) => {
         store?.put(recordOf(spec.digest, src.size, l))
         return l
       })
-      return this.openFrom(spec, abort, (sig) => spec.open(sig), fromBlob)
+      return this.openFrom(spec, abort, (sig) => spec.open(sig), fromBlob, gzFound)
     })()
     void entry.ready.then((l) => { entry.layer = l }, () => undefined)
     // A failed resolution is never cached: the next resolve tries again.
@@ -233,7 +245,7 @@ export class LayerResolver {
     }
   }
 
-  private async openFrom(spec: LayerSpec, abort: AbortController, openBlob: (signal: AbortSignal) => Promise<MultiRangeSource>, load: NonNullable<OpenLayerOptions['loadToc']>): Promise<StargzLayer> {
+  private async openFrom(spec: LayerSpec, abort: AbortController, openBlob: (signal: AbortSignal) => Promise<MultiRangeSource>, load: NonNullable<OpenLayerOptions['loadToc']>, gzFound?: FoundIndex): Promise<ResolvedLayer> {
     // Stop waiting for the blob on abort (close, abandoned): an open that lands later is
     // closed at once instead of leaking.
     const opening = openBlob(abort.signal)
@@ -265,11 +277,37 @@ export class LayerResolver {
       // Opening a layer counts as on-demand work: background fetch of the layers already mounted
       // waits for the grace period after it, as it does after reads (issue #13: with no priority
       // work seen, every layer's background fetch started before the workload's first read).
-      return await this.gate.runPriority(() => openLayer(opts))
+      return gzFound !== undefined ? this.gzIndexLayer(spec, gzFound, blob, hooks) : await this.gate.runPriority(() => openLayer(opts))
     } catch (err) {
       await blob.close?.().catch(() => undefined)
       throw err
     }
+  }
+
+  /**
+   * The layer's published gzip index, looked up before the blob is opened (a plain gzip layer
+   * without one costs one manifest request); undefined when there is none (`only`: refused).
+   */
+  private async findGzIndex(spec: LayerSpec, signal: AbortSignal): Promise<FoundIndex | undefined> {
+    const gz = spec.gzIndex as NonNullable<LayerSpec['gzIndex']>
+    const found = await this.gate.runPriority(() => gz.find(spec.digest, signal))
+    if (found === undefined) {
+      this.log.info({ digest: spec.digest }, 'gzindex-not-found')
+      if (gz.only) throw new FailedPreconditionError(`layer ${spec.digest} has no containerd.io/snapshot/stargz/toc.digest annotation and no gzip index is published for it; refusing an unverifiable TOC`)
+    }
+    return found
+  }
+
+  /** A plain gzip layer served through its index (same cache, pool and gate); owns `blob` once made. */
+  private gzIndexLayer(spec: LayerSpec, found: FoundIndex, blob: MultiRangeSource, hooks: ReaderHooks | undefined): GzIndexLayer {
+    checkIndexFor(found.index, { digest: spec.digest, size: blob.size })
+    this.log.info({ digest: spec.digest, index: found.blobDigest, spans: found.index.spans.length, files: found.index.files.length }, 'gzindex-layer')
+    return new GzIndexLayer(spec.digest, found.index, found.blobDigest, blob, {
+      cache: this.o.cache, decoder: this.decoder, gate: this.gate,
+      ...(hooks === undefined ? {} : { hooks }),
+      ...(this.o.noBackgroundFetch === undefined ? {} : { noBackgroundFetch: this.o.noBackgroundFetch }),
+      ...(this.o.logger === undefined ? {} : { logger: this.o.logger }),
+    })
   }
 
   /** Wrap a blob so the resolver knows how many it holds open (tests count them). */

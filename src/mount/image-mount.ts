@@ -19,6 +19,8 @@ import type { LayerMountOptions } from '../fuse/layer-fs.js'
 import type { LayerMount } from '../fuse/layer-fs.js'
 import { unmountPath } from '../fuse/unmount.js'
 import { ownLease, type LayerResolver } from '../layer/resolver.js'
+import type { GzIndexFinder } from '../gzindex/artifact.js'
+import { isGzipLayer } from '../registry/media-types.js'
 import type { LayerLease } from '../layer/types.js'
 import type { MultiRangeSource } from '../reader/types.js'
 import { mountLayer } from '../fs/mount-layer.js'
@@ -52,6 +54,8 @@ export interface ImageMountOptions {
   externalToc?: (ref: string, desc: LayerDescriptor) => ExternalTocSource
   /** Each file's first access, with the index (0 = bottom) of the layer that served it. */
   onFirstAccess?: (layerIndex: number, entry: TocEntry) => void
+  /** Plain gzip layers (no TOC digest): where their published gzip index is (src/gzindex). */
+  gzIndex?: (ref: string) => GzIndexFinder
   fuse?: Omit<LayerMountOptions, 'logger' | 'closeLayer'>
   signal?: AbortSignal
 }
@@ -86,6 +90,7 @@ export class ImageMount {
             ...(tocDigest === undefined ? {} : { tocDigest }),
             ...(externalToc === undefined ? {} : { externalToc }),
             open: async () => (await source.blob(ref, desc)) as MultiRangeSource,
+            ...(tocDigest === undefined && opts.gzIndex !== undefined && isGzipLayer(desc.mediaType) ? { gzIndex: { find: opts.gzIndex(ref) } } : {}),
           }, opts.signal)
         } catch (e) {
           if (!isNotEstargz(e)) throw e

@@ -120,7 +120,7 @@ const tools = ['/usr/sbin/ip', '/usr/sbin/tc', '/usr/bin/containerd', '/usr/bin/
 const missing = tools.filter((p) => !existsSync(p))
 const skip = process.getuid?.() !== 0 ? 'needs root' : missing.length > 0 ? `needs ${missing.join(', ')}` : false
 
-t.test('smoke: busybox, 1 run, all three modes, 50 Mbit/s 5 ms link', { skip, timeout: 600_000 }, async (t) => {
+t.test('smoke: busybox, 1 run, the four local modes (legacy, estargz-noopt, estargz, gzindex), 50 Mbit/s 5 ms link', { skip, timeout: 600_000 }, async (t) => {
   const base = await mkdtemp(join(tmpdir(), 'sgzbt-'))
   const out = join(base, 'out')
   const scratch = join(base, 's')
@@ -133,8 +133,8 @@ t.test('smoke: busybox, 1 run, all three modes, 50 Mbit/s 5 ms link', { skip, ti
     dropCaches: false, backgroundFetch: true, baseDir: scratch, log: (m) => logs.push(m),
   })
   t.notOk(failed, `no run failed: ${results.results.flatMap((c) => c.errors).join('\n')}\n${logs.join('\n')}`)
-  t.equal(results.results.length, 3, 'one cell per mode')
-  t.same(results.results.map((c) => c.mode), ['legacy', 'estargz-noopt', 'estargz'])
+  t.equal(results.results.length, 4, 'one cell per mode')
+  t.same(results.results.map((c) => c.mode), ['legacy', 'estargz-noopt', 'estargz', 'gzindex'])
   const legacyForm = results.images[0]?.forms.legacy
   t.ok(legacyForm && legacyForm.compressedBytes > 0, 'legacy image size known')
   for (const c of results.results) {
@@ -158,7 +158,7 @@ t.test('smoke: busybox, 1 run, all three modes, 50 Mbit/s 5 ms link', { skip, ti
   for (const c of results.results) t.ok((c.samples[0]?.blobRequests ?? 0) > 0, `${c.mode}: blob requests counted from the registry's access log`)
   t.same((await readdir(out)).sort(), ['chart.svg', 'results.json', 'results.md'])
   const json = JSON.parse(await readFile(join(out, 'results.json'), 'utf8')) as BenchResults
-  t.equal(json.results.length, 3, 'results.json has the cells')
+  t.equal(json.results.length, 4, 'results.json has the cells')
   t.equal(await readFile(join(out, 'results.md'), 'utf8'), markdown)
   t.match(markdown, /\| busybox \| legacy \|/)
   t.match(markdown, /first output line/, 'the table says run is to the first output line')

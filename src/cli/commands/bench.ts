@@ -1,5 +1,5 @@
 /**
- * stargz bench [--images busybox,python3,huge] [--modes legacy,estargz-noopt,estargz,ctr-remote-noopt,ctr-remote] [--snapshotters ours,reference,baseline] [--baseline-dir DIR] [--timeline] [--runs N]
+ * stargz bench [--images busybox,python3,huge] [--modes legacy,estargz-noopt,estargz,ctr-remote-noopt,ctr-remote,gzindex] [--snapshotters ours,reference,baseline] [--baseline-dir DIR] [--timeline] [--runs N]
  *   [--rate-mbit 200] [--rtt-ms 20] [--out DIR] [--workload NAME] [--fixture-dir DIR]
  *   [--no-drop-caches] [--no-background-fetch] [--base-dir DIR] [--step-timeout-sec S]
  *

@@ -15,6 +15,7 @@ import { openChunkCache } from '../../cache/chunk-cache.js'
 import { LayerResolver } from '../../layer/resolver.js'
 import { registryExternalToc, registryImageSource } from '../../mount/registry-source.js'
 import { RegistryClient } from '../../registry/client.js'
+import { indexFinder } from '../../gzindex/artifact.js'
 import { flagBool, flagString, positionals, type CommandSpec, type ParsedArgs } from '../args.js'
 import { REGISTRY_OPTIONS } from '../remote.js'
 
@@ -70,7 +71,7 @@ export async function run(args: ParsedArgs): Promise<number> {
     try {
       image = await ImageMount.mount(registryImageSource(client, platform), ref, mountpoint, {
         stateDir, rw: flagBool(args, 'rw'), allowFullFetch: flagBool(args, 'allow-full-fetch'), logger,
-        resolver, externalToc: registryExternalToc(client), signal: abort.signal,
+        resolver, externalToc: registryExternalToc(client), gzIndex: (r) => indexFinder(client, r), signal: abort.signal,
       })
     } finally {
       process.off('SIGINT', onEarlySignal)
