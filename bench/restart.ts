@@ -59,7 +59,7 @@ function median(xs: number[]): number {
 }
 
 async function main(): Promise<void> {
-  if (DIST) execFileSync('npm', ['run', 'build'], { cwd: REPO, stdio: 'inherit' })
+  if (DIST && MODES.some((m) => m !== 'reference')) execFileSync('npm', ['run', 'build'], { cwd: REPO, stdio: 'inherit' })
   const rows: Row[] = []
   const registry = await startRegistry()
   const proxy = await startFaultProxy(registry.url)
