@@ -16,6 +16,7 @@ import type { MetricsHooks } from '../src/metrics/hooks.js'
 import { RegistryClient } from '../src/registry/client.js'
 import type { CredentialProvider } from '../src/registry/credentials.js'
 import type { FileSystem, RemoteLayerInfo } from '../src/snapshot/filesystem.js'
+import type { MountBackend } from '../src/fuse/layer-fs.js'
 
 export interface FileSystemHandle {
   fs: FileSystem
@@ -39,7 +40,8 @@ export class UnavailableFileSystem implements FileSystem {
 }
 
 /** `credentials`: where registry credentials come from (default: the Docker config). */
-export async function createFileSystem(cfg: Readonly<Config>, log: Logger, metrics: MetricsHooks, credentials?: CredentialProvider): Promise<FileSystemHandle> {
+/** `mountBackend`: who serves FUSE (default fuse-native; stargz-fused passes src/fuseproto's). */
+export async function createFileSystem(cfg: Readonly<Config>, log: Logger, metrics: MetricsHooks, credentials?: CredentialProvider, mountBackend?: MountBackend): Promise<FileSystemHandle> {
   try {
     await access('/dev/fuse', constants.R_OK | constants.W_OK)
   } catch {
@@ -82,6 +84,7 @@ export async function createFileSystem(cfg: Readonly<Config>, log: Logger, metri
     entryTimeoutSec: cfg.fuse.entry_timeout,
     checkIntervalMs: cfg.blob.check_always ? 0 : cfg.blob.valid_interval * 1000,
     layerTtlMs: cfg.resolve_result_entry_ttl_sec * 1000,
+    ...(mountBackend === undefined ? {} : { mountBackend }),
   })
   let closed = false
   return {

@@ -12,3 +12,8 @@ export function fusedPidFile(socket: string): string {
 export function fusedLogFile(socket: string): string {
   return `${socket}.log`
 }
+
+/** The fd holder's socket (src/fuseproto/holder.ts), beside stargz-fused's; its pid and log beside it. */
+export function fdHolderSocket(fusedSocket: string): string {
+  return `${fusedSocket}.holder`
+}

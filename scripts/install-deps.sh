@@ -63,4 +63,6 @@ node -e "
   req('zstd-napi');
   console.error('native modules load: better-sqlite3, fuse-native, esbuild, protobufjs, zstd-napi');
 "
+# Our own small addon (src/fuseproto: pidfd_getfd, /dev/fuse reader thread), built and load-checked.
+bash scripts/build-native.sh
 npm run build >/dev/null

@@ -117,7 +117,7 @@ esac
 ")
 
 install -d "$PREFIX/bin" "$BIN_DIR"
-for bin in stargzd:dist/daemon/stargzd.js stargz:dist/src/cli/main.js stargz-fused:dist/daemon/stargz-fused.js; do
+for bin in stargzd:dist/daemon/stargzd.js stargz:dist/src/cli/main.js stargz-fused:dist/daemon/stargz-fused.js stargz-fdholder:dist/daemon/fused-holder.js; do
   name=${bin%%:*}; target=${bin#*:}
   printf '#!/bin/sh\nexec node %s/%s "$@"\n' "$PREFIX" "$target" > "$PREFIX/bin/$name.tmp"
   chmod 755 "$PREFIX/bin/$name.tmp"
@@ -130,6 +130,7 @@ install -d "$ETC_DIR" "$SYSTEMD_DIR"
 # A unit file with the installed paths: ExecStart= lines keep their flags after the binary's name.
 install_unit() { # SRC DEST
   sed -e "s|^ExecStart=/[^ ]*/bin/\([a-z-]*\) --config [^ ]*|ExecStart=$PREFIX/bin/\1 --config $ETC_DIR/config.toml|" \
+      -e "s|^ExecStart=/opt/stargzd/bin/|ExecStart=$PREFIX/bin/|" \
       -e "s|^Documentation=.*|Documentation=file://$ETC_DIR/config.toml|" "$1" > "$2.tmp"
   chmod 644 "$2.tmp"
   mv "$2.tmp" "$2"
@@ -138,6 +139,8 @@ install_unit systemd/stargzd.service "$SYSTEMD_DIR/stargzd.service"
 DROPIN=$SYSTEMD_DIR/stargzd.service.d/10-fuse-manager.conf
 if ((FUSED)); then
   install_unit systemd/stargz-fused.service "$SYSTEMD_DIR/stargz-fused.service"
+  # Keeps stargz-fused's /dev/fuse connections across its crash or upgrade (fuseproto; Wants= from stargz-fused).
+  install_unit systemd/stargz-fdholder.service "$SYSTEMD_DIR/stargz-fdholder.service"
   install -d "$SYSTEMD_DIR/stargzd.service.d"
   install_unit systemd/stargzd.service.d/10-fuse-manager.conf "$DROPIN"
 else

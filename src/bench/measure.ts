@@ -19,7 +19,7 @@ import type { WanLink } from './link/wan-link.js'
 import type { Workload } from './image/images.js'
 import { startBenchContainerd, type BenchContainerd } from './containerd.js'
 import { dropPageCache, onCleanup, runUntilLine, throwIfCancelled, timed } from './proc.js'
-import { daemonCommandIn, startBenchStargzd, type BenchStargzd } from './stargzd.js'
+import { baselineDaemonCommand, builtDaemonCommand, startBenchStargzd, type BenchStargzd } from './stargzd.js'
 import { startBenchReference, type BenchReference } from './reference.js'
 
 /**
@@ -109,7 +109,8 @@ export async function measureOnce(o: MeasureOptions): Promise<RunSample> {
     if (useRef) {
       refd = await startBenchReference({ registryHost: o.link.address, noBackgroundFetch: o.backgroundFetch === false, ...(o.baseDir ? { baseDir: o.baseDir } : {}) })
     } else if (lazy) {
-      sgd = await startBenchStargzd({ ...(o.daemon === 'baseline' ? { command: daemonCommandIn(o.baselineDir) } : {}), ...(o.baseDir ? { baseDir: o.baseDir } : {}), ...(o.stargzdConfig ? { extraConfig: o.stargzdConfig } : {}), ...(o.timeline ? { logLevel: 'debug' as const } : {}) })
+      const command = o.daemon === 'baseline' ? baselineDaemonCommand(o.baselineDir ?? '.') : await builtDaemonCommand()
+      sgd = await startBenchStargzd({ command, ...(o.baseDir ? { baseDir: o.baseDir } : {}), ...(o.stargzdConfig ? { extraConfig: o.stargzdConfig } : {}), ...(o.timeline ? { logLevel: 'debug' as const } : {}) })
     }
     // A signal's cleanup may have run while a daemon was starting: it is ours to close then.
     throwIfCancelled()

@@ -27,6 +27,7 @@ import { measureOnce, type BenchDaemon, type BenchMode } from './measure.js'
 import { CancelledError, onCleanup, throwIfCancelled } from './proc.js'
 import { recordAccessedFiles } from './record.js'
 import { startBenchRegistry, type BenchRegistry } from './registry.js'
+import { builtDaemonCommand } from './stargzd.js'
 import { chartSvg, markdownTable, summarize, type BenchResults, type CellResult, type ImageInfo } from './report.js'
 
 const execFileP = promisify(execFile)
@@ -105,6 +106,11 @@ export async function runBench(o: BenchOptions): Promise<{ results: BenchResults
     prepared.push(await prepareImage(name, o))
   }
   throwIfCancelled()
+  if (o.modes.some((m) => m !== 'legacy') && (o.daemons ?? ['ours']).includes('ours')) {
+    const t0 = performance.now()
+    await builtDaemonCommand()
+    o.log(`stargzd built (dist/) in ${((performance.now() - t0) / 1000).toFixed(1)} s`)
+  }
 
   let registry: BenchRegistry | undefined
   let link: WanLink | undefined
@@ -134,6 +140,7 @@ export async function runBench(o: BenchOptions): Promise<{ results: BenchResults
         registry: registry.address, source: `bench/${p.name}:legacy`, workload: p.workload.args,
         ...(lazyT ? { lazyTarget: lazyT } : {}), ...(optT ? { optimizedTarget: optT } : {}),
         ...(o.baseDir ? { baseDir: o.baseDir } : {}), log: (m) => o.log(`  ${p.name}: ${m}`),
+        cacheDir: join(o.fixtureDir, 'ctr-remote'), sourceDigest: p.gzip.manifest.digest,
       })
     }
     throwIfCancelled()

@@ -5,16 +5,18 @@
  * plain HTTP without one), background fetch on unless asked otherwise.
  *
  * From source (this file is .ts) it runs `node --import tsx daemon/stargzd.ts`; from dist/ it
- * runs dist/daemon/stargzd.js.
+ * runs dist/daemon/stargzd.js. The start-up benchmark runs the compiled daemon either way
+ * (builtDaemonCommand).
  */
 import { spawn, type ChildProcess } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
-import { childEnv, exited, stopChild, unmountUnder } from './proc.js'
+import { childEnv, exited, mustRun, stopChild, unmountUnder } from './proc.js'
 
 export interface BenchStargzd {
   socket: string
@@ -52,6 +54,32 @@ export function daemonCommandIn(dir: string | undefined): string[] {
   const ts = self.endsWith('.ts')
   const script = fileURLToPath(new URL(`../../daemon/stargzd.${ts ? 'ts' : 'js'}`, self))
   return ts ? [process.execPath, '--import', import.meta.resolve('tsx'), script] : [process.execPath, script]
+}
+
+/**
+ * The daemon as users run it: compiled JavaScript (dist/daemon/stargzd.js, what `npm run build`
+ * emits and the installer and systemd unit start), not TypeScript through tsx. Measured
+ * (issue #13): under tsx every module the first Prepare needs is compiled through the loader
+ * hooks on first use, and each decode worker spent ~300 ms booting its own tsx before its first
+ * chunk. From a checkout this builds dist/ once per process (`tsc -p tsconfig.build.json`,
+ * ~15 s, before any timed step); from dist/ it is daemonCommand().
+ */
+export async function builtDaemonCommand(): Promise<string[]> {
+  if (!import.meta.url.endsWith('.ts')) return daemonCommand()
+  const root = fileURLToPath(new URL('../../', import.meta.url))
+  building ??= mustRun(process.execPath, [fileURLToPath(import.meta.resolve('typescript/bin/tsc')), '-p', join(root, 'tsconfig.build.json')], { timeoutMs: 600_000 })
+  await building
+  return [process.execPath, join(root, 'dist', 'daemon', 'stargzd.js')]
+}
+let building: Promise<unknown> | undefined
+
+/**
+ * The daemon of a --baseline-dir tree: its dist/daemon/stargzd.js when it has been built there
+ * (compiled, like ours), else its daemon/stargzd.ts through tsx.
+ */
+export function baselineDaemonCommand(dir: string): string[] {
+  const built = join(dir, 'dist', 'daemon', 'stargzd.js')
+  return existsSync(built) ? [process.execPath, built] : daemonCommandIn(dir)
 }
 
 function scrape(socketPath: string): Promise<string> {
@@ -92,7 +120,11 @@ export async function startBenchStargzd(opts: StargzdOptions = {}): Promise<Benc
   }
 
   try {
-    const [cmd, ...args] = (opts.command ?? daemonCommand()) as [string, ...string[]]
+    const [cmd, ...rest] = (opts.command ?? daemonCommand()) as [string, ...string[]]
+    // $STARGZ_BENCH_DAEMON_NODE_ARGS (space-separated) go to the daemon's node only, e.g.
+    // "--cpu-prof --cpu-prof-dir=/tmp/p" to profile a bench run.
+    const nodeArgs = (process.env.STARGZ_BENCH_DAEMON_NODE_ARGS ?? '').split(' ').filter(Boolean)
+    const args = cmd === process.execPath ? [...nodeArgs, ...rest] : rest
     child = spawn(cmd, [...args, '--config', configPath, '--root', root, '--address', socket, '--log-level', opts.logLevel ?? 'info', '--hosts-dir', hostsDir], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: childEnv(),

@@ -61,8 +61,10 @@ export async function loadToc(src: RangeSource, opts: LoadTocOptions = {}): Prom
   const limits: TocLimits = { ...DEFAULT_TOC_LIMITS, ...opts.limits }
   const size = src.size
   if (size < 47) throw new FooterError(`blob is ${size} bytes, too small to be eStargz`)
-  // Guess that the TOC is within the last 64 KiB so small layers cost a single request.
-  const guess = Math.min(size, 64 * 1024)
+  // Guess that the TOC is within the last 64 KiB so small layers cost a single request, or use
+  // what the source already holds (a suffix-range open): a TOC bigger than that then costs one
+  // read of only the bytes before it.
+  const guess = Math.min(size, src.tailLength !== undefined && src.tailLength > 0 ? src.tailLength : 64 * 1024)
   let tail = await src.read(size - guess, guess, opts.signal)
   if (opts.externalToc !== undefined && hasExternalTocFooter(tail)) return loadExternalToc(size, opts.externalToc, opts, limits, guess)
   const footer = parseFooter(tail.subarray(Math.max(0, tail.length - FOOTER_SIZE)), size)

@@ -103,6 +103,11 @@ export interface Footer {
  */
 export interface RangeSource {
   readonly size: number
+  /**
+   * How many of the blob's last bytes the source already holds in memory (a registry blob opened
+   * with a suffix range); loadToc reads its footer guess from them instead of guessing 64 KiB.
+   */
+  readonly tailLength?: number
   read(offset: number, length: number, signal?: AbortSignal): Promise<Buffer>
   close?(): Promise<void>
 }

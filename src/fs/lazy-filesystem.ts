@@ -3,24 +3,27 @@
  * its registry (footer + TOC only, TOC verified against the layer's toc.digest label), mounted
  * read-only with FUSE at the snapshot's fs dir, and served lazily through the chunk cache.
  *
- * Owns: one LayerResolver (layers, blobs, the chunk cache, the decode pool), one priority gate
+ * Owns: one LayerResolver (layers, blobs, the chunk cache), the decode pool (started at once), one priority gate
  * shared by every layer (so any on-demand read pauses all background fetching), and the mounts
  * it made. The RegistryClient stays its creator's (daemon/filesystem-factory.ts).
  */
 import type { Logger } from 'pino'
 import type { ChunkCache } from '../cache/types.js'
-import { FailedPreconditionError, UnavailableError, errorMessage } from '../errors.js'
+import { FailedPreconditionError, TocDigestError, UnavailableError, errorMessage } from '../errors.js'
+import { loadFuseNative } from '../fuse/native.js'
 import { isMounted, unmountPath } from '../fuse/unmount.js'
-import { LayerResolver, type ResolvedLayer, type ResolverStats } from '../layer/resolver.js'
+import { LayerResolver, type LayerSpec, type ResolvedLayer, type ResolverStats } from '../layer/resolver.js'
+import type { LayerLease } from '../layer/types.js'
 import type { LayerStore } from '../layer/layer-store.js'
 import { fetchExternalToc } from '../estargz/external-toc-fetch.js'
 import type { MetricsHooks } from '../metrics/hooks.js'
 import type { RegistryClient } from '../registry/client.js'
-import type { RegistryBlob } from '../registry/blob.js'
 import type { FileSystem, RemoteLayerInfo } from '../snapshot/filesystem.js'
 import { PriorityGate } from '../task/priority-gate.js'
+import { WorkerChunkDecoder } from '../reader/worker-decoder.js'
 import { LIBRARY_DEFAULTS } from '../config/defaults.js'
 import { mountLayer, type MountedLayer } from './mount-layer.js'
+import type { MountBackend } from '../fuse/layer-fs.js'
 import { indexFinder } from '../gzindex/artifact.js'
 import { GzIndexLayer } from '../gzindex/layer.js'
 
@@ -45,6 +48,8 @@ export interface LazyFileSystemOptions {
   checkIntervalMs: number
   /** Keep a layer this long after its last unmount (default: the resolver's, 120 s). */
   layerTtlMs?: number
+  /** Serve mounts through this backend instead of fuse-native (stargz-fused: src/fuseproto). */
+  mountBackend?: MountBackend
   /** Persisted layer records for restore without the registry (owned: closed by close()). */
   layerStore?: LayerStore
 }
@@ -57,19 +62,22 @@ interface Mounted {
 
 /**
  * A lazy layer is opened with one suffix-range GET of this many bytes (src/registry/blob.ts):
- * size, footer and — for layers up to tens of thousands of files — the whole compressed TOC in
- * one round trip. At 200 Mbit/s 256 KiB takes ~10 ms, half a 20 ms round trip; a bigger TOC
- * costs one more read of just the missing part.
+ * size, footer and — for layers up to ~10k files — the whole compressed TOC in one round trip.
+ * 512 KiB: python3's 8,235-entry layer has a 408 KB TOC, which 256 KiB missed by one round trip
+ * (~30 ms with its transfer, measured in `stargz bench`); at 200 Mbit/s the extra 256 KiB of a
+ * small layer's tail takes ~11 ms. A bigger TOC costs one more read of only the bytes before
+ * the tail (RegistryBlob.read).
  */
-export const TOC_TAIL_BYTES = 256 * 1024
-/** A blob opened ahead of its own Prepare (resolveAhead) is dropped if nobody asks for it in this long. */
+export const TOC_TAIL_BYTES = 512 * 1024
+/** A layer resolved ahead of its own Prepare (resolveAhead) is released if nobody asks for it in this long. */
 const RESOLVED_AHEAD_TTL_MS = 60_000
 
 export class LazyFileSystem implements FileSystem {
   private readonly mounts = new Map<string, Mounted>()
-  /** Blobs opened ahead for the image's other layers, by image ref + digest. */
-  private readonly ahead = new Map<string, { blob: Promise<RegistryBlob>; timer: NodeJS.Timeout }>()
+  /** Layers resolved ahead (TOC loaded, not verified yet) for an image's other layers, by digest. */
+  private readonly ahead = new Map<string, { lease: Promise<LayerLease<ResolvedLayer> | undefined>; timer: NodeJS.Timeout }>()
   private readonly gate: PriorityGate
+  private readonly decoder: WorkerChunkDecoder
   private readonly resolver: LayerResolver
   private closing: Promise<void> | undefined
 
@@ -79,10 +87,17 @@ export class LazyFileSystem implements FileSystem {
     // container (gaps of a few hundred ms between the steps) is not slowed by it. Measured with
     // `stargz bench`: background fetch running during start-up cost python3 ~0.2 s (1.26 vs 1.06 s).
     this.gate = new PriorityGate({ backgroundConcurrency: o.backgroundConcurrency, graceMs: LIBRARY_DEFAULTS.backgroundGraceMs })
+    // The decode pool starts with the filesystem, not at the first chunk a container waits for.
+    this.decoder = new WorkerChunkDecoder()
+    this.decoder.warm()
+    // Load the FUSE addon now rather than inside the first Prepare (12 ms there, profiled). A
+    // failure is left for mount() to report, with its own context.
+    try { loadFuseNative() } catch { /* reported by the first mount */ }
     const metrics = o.metrics
     this.resolver = new LayerResolver({
       cache: o.cache,
       gate: this.gate,
+      decoder: this.decoder,
       logger: o.log,
       noPrefetch: o.noPrefetch,
       prefetchTimeoutSec: o.prefetchTimeoutSec,
@@ -113,27 +128,36 @@ export class LazyFileSystem implements FileSystem {
     if (this.mounts.has(mountpoint)) throw new FailedPreconditionError(`${mountpoint} is already a lazy mount`)
     const log = this.o.log.child({ digest: info.layerDigest, mountpoint })
     const started = performance.now()
+    // A layer with a persisted record is being restored (or pulled again): it needs no registry,
+    // and neither do its neighbours, so no look-ahead (which would ask the registry — maybe down
+    // or hung — for every other layer and make this mount wait for it).
+    if (info.tocDigest === undefined || !(await this.o.layerStore?.has(info.tocDigest) ?? false)) this.resolveAhead(info)
     try {
-      const lease = await this.resolver.resolve({
-        digest: info.layerDigest,
-        ...(info.tocDigest === undefined ? {} : { tocDigest: info.tocDigest }),
-        // The image's other layers are opened ahead only when this one needs the registry: not
-        // when it opens from its persisted record (a restart, maybe with the registry down).
-        open: (sig) => { this.resolveAhead(info); return this.openBlob(info.imageRef, info.layerDigest, sig) },
-        // From a persisted record (a restart): no request until a chunk is missing from the cache.
-        openKnown: (size) => this.o.client.blob(info.imageRef, info.layerDigest, size),
-        // Asked for only when the footer says the TOC is external (the reference's -esgztoc image).
-        externalToc: () => fetchExternalToc(this.o.client, info.imageRef, info.layerDigest, signal),
-        // No TOC digest: a plain gzip layer served through its published gzip index, if any
-        // (src/gzindex); with requireTocDigest nothing else is mounted (the snapshotter pulls).
-        ...(info.tocDigest === undefined ? { gzIndex: { find: indexFinder(this.o.client, info.imageRef), only: this.o.requireTocDigest } } : {}),
-      }, signal)
+      // A resolution started ahead is joined once it settled (a failed one is retried below, so
+      // its error is the one this Prepare reports); its lease is dropped once ours is held.
+      const pre = this.ahead.get(info.layerDigest)
+      if (pre) await pre.lease
+      const lease = await this.resolver.resolve(this.layerSpec(info.imageRef, info.layerDigest, info.tocDigest, { signal, gzIndex: true }), signal)
+      this.dropAhead(info.layerDigest)
+      // The TOC digest is checked here, not only while loading: a layer resolved ahead was loaded
+      // before its own Prepare brought the annotation (as the reference's Verify after resolve).
+      if (info.tocDigest !== undefined && lease.layer.tocDigest !== info.tocDigest) {
+        await lease.release({ evict: true })
+        throw new TocDigestError(info.tocDigest, lease.layer.tocDigest)
+      }
+      // Without a TOC digest only a gzip index may be mounted under requireTocDigest: an eStargz
+      // layer resolved ahead (unverified) is not served for a Prepare that cannot verify it.
+      if (info.tocDigest === undefined && this.o.requireTocDigest && !(lease.layer instanceof GzIndexLayer)) {
+        await lease.release({ evict: true })
+        throw new FailedPreconditionError(`layer ${info.layerDigest} has no containerd.io/snapshot/stargz/toc.digest annotation; refusing an unverifiable TOC`)
+      }
       const metrics = this.o.metrics
       const mounted = await mountLayer(lease, mountpoint, {
         logger: log,
         attrTimeoutSec: this.o.attrTimeoutSec,
         entryTimeoutSec: this.o.entryTimeoutSec,
         onOp: (op, seconds) => metrics.fuseOp(op, seconds, info.layerDigest),
+        ...(this.o.mountBackend === undefined ? {} : { backend: this.o.mountBackend }),
         ...(signal === undefined ? {} : { signal }),
       })
       if (this.closing) {
@@ -155,44 +179,62 @@ export class LazyFileSystem implements FileSystem {
     } catch (e) {
       // Leave the mountpoint empty and unmounted, as the snapshotter expects on failure
       // (mountLayer undid its own steps; this catches a mount left by an earlier process).
-      if (await isMounted(mountpoint).catch(() => false)) await unmountPath(mountpoint, { lazyFallback: true }).catch(() => undefined)
+      // A connection waiting to be adopted (stargz-fused restarted) stays: its reads wait for a retry.
+      const held = this.o.mountBackend?.adopting?.(mountpoint) ?? false
+      if (!held && await isMounted(mountpoint).catch(() => false)) await unmountPath(mountpoint, { lazyFallback: true }).catch(() => undefined)
       throw e
     }
   }
 
   /**
-   * On an image's first remote Prepare, open every other layer it names (stargz.layers or CRI's
-   * image-layers label) at once, as the reference does: containerd prepares the layers one after
-   * another, and each then finds its footer and TOC already in memory instead of waiting a round
-   * trip of its own. Only the fetch happens ahead; the TOC is verified when its layer mounts.
+   * On an image's first remote Prepare, resolve every other layer it names (stargz.layers or
+   * CRI's image-layers label) at once, as the reference does: containerd prepares the layers one
+   * after another, and each then finds its layer resolved (footer, TOC parsed, index built)
+   * instead of waiting for its own fetch and parse; its Prepare is left with the FUSE mount.
+   * The labels name no TOC digests, so these TOCs are loaded unverified and checked against
+   * each layer's toc.digest when its own Prepare arrives (mountNow), before anything is served.
    */
   private resolveAhead(info: RemoteLayerInfo): void {
     if (this.closing) return
-    const mounted = new Set([...this.mounts.values()].map((m) => `${m.info.imageRef}@${m.info.layerDigest}`))
+    const mounted = new Set([...this.mounts.values()].map((m) => m.info.layerDigest))
     for (const digest of info.imageLayers ?? []) {
-      const key = `${info.imageRef}@${digest}`
-      if (digest === info.layerDigest || this.ahead.has(key) || mounted.has(key)) continue
-      const blob = this.o.client.blobWithTail(info.imageRef, digest, TOC_TAIL_BYTES)
-      blob.catch(() => undefined)
-      const timer = setTimeout(() => {
-        if (this.ahead.get(key)?.blob !== blob) return
-        this.ahead.delete(key)
-        blob.then((b) => b.close(), () => undefined).catch(() => undefined)
-      }, RESOLVED_AHEAD_TTL_MS)
+      if (digest === info.layerDigest || this.ahead.has(digest) || mounted.has(digest)) continue
+      // A look-ahead that fails is forgotten (undefined): the layer's own Prepare tries again.
+      const lease = this.resolver.resolve(this.layerSpec(info.imageRef, digest, undefined)).catch((e: unknown) => {
+        this.o.log.debug({ digest, err: errorMessage(e) }, 'resolve-ahead-failed')
+        return undefined
+      })
+      const timer = setTimeout(() => this.dropAhead(digest), RESOLVED_AHEAD_TTL_MS)
       timer.unref()
-      this.ahead.set(key, { blob, timer })
+      this.ahead.set(digest, { lease, timer })
     }
   }
 
-  /** The blob for a layer: the one opened ahead if there is one (handed over: the resolver owns it now). */
-  private openBlob(imageRef: string, digest: string, signal?: AbortSignal): Promise<RegistryBlob> {
-    const key = `${imageRef}@${digest}`
-    const pre = this.ahead.get(key)
-    if (!pre) return this.o.client.blobWithTail(imageRef, digest, TOC_TAIL_BYTES, signal)
-    this.ahead.delete(key)
+  /** Release a look-ahead's lease (the resolver keeps the layer while another lease holds it, or for its TTL). */
+  private dropAhead(digest: string): void {
+    const pre = this.ahead.get(digest)
+    if (!pre) return
+    this.ahead.delete(digest)
     clearTimeout(pre.timer)
-    // A failed look-ahead is retried here, so its error is the one this layer's Prepare reports.
-    return pre.blob.catch(() => this.o.client.blobWithTail(imageRef, digest, TOC_TAIL_BYTES, signal))
+    void pre.lease.then((l) => l?.release()).catch(() => undefined)
+  }
+
+  /**
+   * `gzIndex`: a layer's own Prepare without a TOC digest may be a plain gzip layer served
+   * through its published gzip index (src/gzindex; with requireTocDigest nothing else is mounted).
+   * Look-aheads try eStargz only: they do not know yet whether their Prepare brings a digest.
+   */
+  private layerSpec(imageRef: string, digest: string, tocDigest: string | undefined, o: { signal?: AbortSignal; gzIndex?: boolean } = {}): LayerSpec {
+    return {
+      digest,
+      ...(tocDigest === undefined ? {} : { tocDigest }),
+      open: (sig) => this.o.client.blobWithTail(imageRef, digest, TOC_TAIL_BYTES, sig),
+      // From a persisted record (a restart): no request until a chunk is missing from the cache.
+      openKnown: (size) => this.o.client.blob(imageRef, digest, size),
+      // Asked for only when the footer says the TOC is external (the reference's -esgztoc image).
+      externalToc: () => fetchExternalToc(this.o.client, imageRef, digest, o.signal),
+      ...(tocDigest === undefined && o.gzIndex === true ? { gzIndex: { find: indexFinder(this.o.client, imageRef), only: this.o.requireTocDigest } } : {}),
+    }
   }
 
   async check(mountpoint: string): Promise<void> {
@@ -231,15 +273,12 @@ export class LazyFileSystem implements FileSystem {
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
-      for (const { blob, timer } of this.ahead.values()) {
-        clearTimeout(timer)
-        blob.then((b) => b.close(), () => undefined).catch(() => undefined)
-      }
-      this.ahead.clear()
+      for (const digest of [...this.ahead.keys()]) this.dropAhead(digest)
       for (const mp of [...this.mounts.keys()]) {
         await this.unmount(mp).catch((e: unknown) => this.o.log.warn({ mountpoint: mp, err: errorMessage(e) }, 'unmount failed at shutdown'))
       }
       await this.resolver.close()
+      await this.decoder.close()
       this.gate.close()
     })()
     return this.closing

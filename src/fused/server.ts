@@ -19,16 +19,29 @@ import {
   type HelloResult, type MountResult, type MountState, type Request, type Response, type StateResult,
 } from './protocol.js'
 
+/** The part of src/fuseproto's backend the server talks to: held connections across restarts. */
+export interface HeldMounts {
+  /** Remember what a mount at `mountpoint` serves, for whoever adopts it after a crash. */
+  describe(mountpoint: string, meta: Record<string, unknown>): void
+  /** Let go of a held connection (after an unmount, or one that is no longer mounted). */
+  drop(mountpoint: string): Promise<void>
+}
+
 export interface FusedServerOptions {
   socket: string
   fs: FileSystem
   log: Logger
+  held?: HeldMounts
+  /** Delay between attempts to re-serve a held connection (ms; doubles up to 5 s). */
+  restoreRetryMs?: number
 }
 
 export class FusedServer {
   private readonly served = new Map<string, MountState>()
   /** Mounts in progress, so a second mount of the same mountpoint waits for the first. */
   private readonly pending = new Map<string, Promise<void>>()
+  /** Held connections being re-served after a restart of this process (aborted by an unmount). */
+  private readonly restoring = new Map<string, AbortController>()
   private readonly sockets = new Set<Socket>()
   private readonly startedAt = new Date().toISOString()
   private server: Server | undefined
@@ -90,12 +103,16 @@ export class FusedServer {
       case 'mount': return this.mount(req.mountpoint, req.layer, signal)
       case 'check': {
         if (!this.served.has(req.mountpoint)) throw new FailedPreconditionError(`stargz-fused serves nothing at ${req.mountpoint}`)
+        // Being re-served after our restart: the kernel mount is alive and its reads wait for us.
+        if (this.restoring.has(req.mountpoint)) return undefined
         await this.o.fs.check(req.mountpoint, req.layer)
         return undefined
       }
       case 'unmount': {
+        this.restoring.get(req.mountpoint)?.abort(new FailedPreconditionError(`${req.mountpoint} unmounted while being restored`))
         await this.pending.get(req.mountpoint)?.catch(() => undefined)
         await this.o.fs.unmount(req.mountpoint)
+        await this.o.held?.drop(req.mountpoint)
         this.served.delete(req.mountpoint)
         return undefined
       }
@@ -104,6 +121,8 @@ export class FusedServer {
   }
 
   private async mount(mountpoint: string, layer: RemoteLayerInfo, signal: AbortSignal): Promise<MountResult> {
+    const restoring = this.served.get(mountpoint)
+    if (this.restoring.has(mountpoint) && restoring?.layerDigest === layer.layerDigest) return { attached: true }
     await this.pending.get(mountpoint)?.catch(() => undefined)
     const have = this.served.get(mountpoint)
     if (have) {
@@ -114,6 +133,7 @@ export class FusedServer {
       this.served.delete(mountpoint)
     }
     signal.throwIfAborted()
+    this.o.held?.describe(mountpoint, describeLayer(layer))
     const p = this.o.fs.mount(mountpoint, layer, signal)
     this.pending.set(mountpoint, p)
     try {
@@ -126,6 +146,58 @@ export class FusedServer {
     return { attached: false }
   }
 
+  /**
+   * Serve again a connection an earlier stargz-fused left in the fd holder: listed as served at
+   * once (so a control daemon keeps it), mounted through the FileSystem — whose backend adopts the
+   * held fd — and retried with backoff until it works (registry down: reads wait meanwhile) or
+   * the layer is unmounted.
+   */
+  restore(mountpoint: string, layer: RemoteLayerInfo): Promise<void> {
+    this.served.set(mountpoint, { mountpoint, layerDigest: layer.layerDigest, imageRef: layer.imageRef })
+    const ac = new AbortController()
+    this.restoring.set(mountpoint, ac)
+    const started = performance.now()
+    const p = (async () => {
+      let wait = this.o.restoreRetryMs ?? 250
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await this.o.fs.mount(mountpoint, layer, ac.signal)
+          this.o.log.info({ mountpoint, digest: layer.layerDigest, attempt, ms: Math.round(performance.now() - started) }, 'fused-layer-restored')
+          return
+        } catch (e) {
+          if (ac.signal.aborted) throw e
+          this.o.log.warn({ mountpoint, digest: layer.layerDigest, attempt, err: errorMessage(e) }, 'fused-layer-restore-failed; retrying')
+          await new Promise<void>((resolve) => {
+            const t = setTimeout(resolve, wait)
+            ac.signal.addEventListener('abort', () => { clearTimeout(t); resolve() }, { once: true })
+          })
+          wait = Math.min(wait * 2, 5000)
+          if (ac.signal.aborted) throw ac.signal.reason
+        }
+      }
+    })()
+    this.pending.set(mountpoint, p)
+    const done = p.finally(() => {
+      this.pending.delete(mountpoint)
+      this.restoring.delete(mountpoint)
+    })
+    done.catch(() => this.served.delete(mountpoint))
+    return done
+  }
+
+  get restoringCount(): number { return this.restoring.size }
+
+  /**
+   * Give up every restore still in progress (a stop): their kernel mounts are not in the
+   * FileSystem's table, so the caller unmounts them; returns their mountpoints.
+   */
+  async abortRestores(): Promise<string[]> {
+    const mps = [...this.restoring.keys()]
+    for (const ac of this.restoring.values()) ac.abort(new FailedPreconditionError('stargz-fused is stopping'))
+    for (const mp of mps) await this.pending.get(mp)?.catch(() => undefined)
+    return mps
+  }
+
   /** Stop listening; mounts stay (the caller unmounts them through its FileSystem if it means to). */
   close(): Promise<void> {
     this.closing ??= (async () => {
@@ -135,4 +207,9 @@ export class FusedServer {
     })()
     return this.closing
   }
+}
+
+/** What a held connection needs to be served again: the RemoteLayerInfo, as JSON. */
+function describeLayer(l: RemoteLayerInfo): Record<string, unknown> {
+  return { layer: l }
 }

@@ -113,6 +113,12 @@ export class LayerStore {
     void p.finally(() => this.writes.delete(p))
   }
 
+  /** Whether a record file exists for `tocDigest` (not checked: get() does that). */
+  async has(tocDigest: string): Promise<boolean> {
+    const path = this.file(tocDigest)
+    return path !== undefined && access(path).then(() => true, () => false)
+  }
+
   async remove(tocDigest: string): Promise<void> {
     const path = this.file(tocDigest)
     if (path !== undefined) await rm(path, { force: true })

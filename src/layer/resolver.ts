@@ -218,8 +218,9 @@ export class LayerResolver {
         }
       }
       const gzFound = spec.gzIndex === undefined ? undefined : await this.findGzIndex(spec, abort.signal)
-      // Recorded only when verified against the layer's TOC digest annotation.
-      const store = spec.tocDigest === undefined ? undefined : this.o.store
+      // Recorded also when no annotation named the digest yet (a look-ahead): a record is filed
+      // under the digest its TOC bytes hash to and used only for a layer whose annotation names it.
+      const store = this.o.store
       const fromBlob = (src: RangeSource, o: LoadTocOptions): Promise<LoadedToc> => loadToc(src, o).then((l) => {
         store?.put(recordOf(spec.digest, src.size, l))
         return l
@@ -322,6 +323,7 @@ export class LayerResolver {
     }
     const wrapped: MultiRangeSource = {
       get size() { return blob.size },
+      get tailLength() { return blob.tailLength },
       read: (offset, length, signal) => blob.read(offset, length, signal),
       close,
     }

@@ -246,11 +246,21 @@ export class RegistryBlob implements RangeSource {
     }
   }
 
+  /** Bytes of the blob's end held in memory since openWithTail (0 without). */
+  get tailLength(): number {
+    return this.tail?.bytes.length ?? 0
+  }
+
   async read(offset: number, length: number, signal?: AbortSignal): Promise<Buffer> {
     this.checkRange(offset, length)
     if (length === 0) return Buffer.alloc(0)
     const t = this.tail
     if (t && offset >= t.offset && offset + length <= t.offset + t.bytes.length) return t.bytes.subarray(offset - t.offset, offset - t.offset + length)
+    // A read that ends inside the tail (a TOC bigger than the tail) fetches only what comes before it.
+    if (t && offset < t.offset && offset + length > t.offset && offset + length <= t.offset + t.bytes.length) {
+      const head = await this.read(offset, t.offset - offset, signal)
+      return Buffer.concat([head, t.bytes.subarray(0, offset + length - t.offset)])
+    }
     const [buf] = await this.flights.do(`${offset}+${length}`, async (s) => [await this.readOne(offset, length, s)], signal)
     return buf as Buffer
   }

@@ -53,6 +53,23 @@ t.test('suffix range smaller than the TOC: one more read for the rest', async (t
   t.ok(blob.stats().requests <= 3, `${blob.stats().requests} requests`)
 })
 
+t.test('TOC bigger than the tail: one more request, for only the bytes before the tail', async (t) => {
+  // Find the TOC member's extent, then open with a tail that holds the footer and half the TOC.
+  const probe = await client.blobWithTail(ref, digest, 256 * 1024)
+  const full = await loadToc(probe, { tocDigest: conv.tocDigest })
+  await probe.close()
+  const tocOffset = full.footer.tocOffset
+  const tocLen = blobData.length - tocOffset
+  t.ok(tocLen > 200, `TOC member + footer is ${tocLen} bytes`)
+  const tailLen = Math.floor(tocLen / 2)
+  const blob = await client.blobWithTail(ref, digest, tailLen)
+  t.teardown(() => blob.close())
+  const loaded = await loadToc(blob, { tocDigest: conv.tocDigest })
+  t.equal(loaded.tocDigest, conv.tocDigest, 'TOC verified from head + tail')
+  t.equal(blob.stats().requests, 2, 'the suffix GET and one read of the missing head')
+  t.equal(blob.stats().bytesFetched, tocLen, 'each TOC byte fetched once (head, then the tail)')
+})
+
 t.test('suffix range larger than the blob: the whole blob, digest checked', async (t) => {
   const blob = await client.blobWithTail(ref, digest, blobData.length * 2)
   t.teardown(() => blob.close())
