@@ -11,6 +11,7 @@ import { openChunkCache } from '../src/cache/chunk-cache.js'
 import type { Config } from '../src/config/schema.js'
 import { UnavailableError } from '../src/errors.js'
 import { LazyFileSystem } from '../src/fs/lazy-filesystem.js'
+import { LayerStore } from '../src/layer/layer-store.js'
 import type { Logger } from '../src/log/logger.js'
 import type { MetricsHooks } from '../src/metrics/hooks.js'
 import { RegistryClient } from '../src/registry/client.js'
@@ -67,7 +68,11 @@ export async function createFileSystem(cfg: Readonly<Config>, log: Logger, metri
   const cache = await openChunkCache(cacheDir, { diskBytes: cfg.cache.max_size_mb * 1024 * 1024, observer: metrics })
   // Every layer's index is accounted in the process-wide metadata budget (src/estargz/metadata-budget.ts).
   defaultMetadataBudget.setMaxBytes(cfg.metadata_budget_mb * 1024 * 1024)
+  // Beside the cache, under the daemon root: what each layer needs to be served again after a
+  // restart without the registry (src/layer/layer-store.ts). Owned by the filesystem's resolver.
+  const layerStore = await LayerStore.open(join(cfg.root, 'layers'), log)
   const fs = new LazyFileSystem({
+    layerStore,
     client,
     cache,
     log,

@@ -3,9 +3,11 @@
  * stargzd: containerd proxy snapshotter with lazy eStargz mounts.
  *
  * Start-up: config → logger → metrics → FileSystem (./filesystem-factory.ts) → snapshotter (open
- * store, restore remote mounts, sweep orphans) → gRPC on the unix socket → systemd readiness.
- * SIGTERM/SIGINT: stop accepting calls, let in-flight ones finish, unmount, close the store, exit 0.
- * A signal during start-up stops restore from starting new mounts and waits for it, then the same.
+ * store, detach stale mounts) → gRPC on the unix socket → systemd readiness, while restore
+ * re-mounts remote snapshots in the background (retrying failures; calls on a layer not back yet
+ * wait for it) and then sweeps orphans.
+ * SIGTERM/SIGINT: stop accepting calls, let in-flight ones finish, stop restore (its mounts in
+ * progress settle), unmount, close the store, exit 0.
  */
 import './threadpool.js'
 import { configWarnings, loadConfig } from '../src/config/load.js'
@@ -64,8 +66,11 @@ async function main(argv: readonly string[]): Promise<number> {
   let server: SnapshotServer | undefined
   let criProxy: ImageServiceProxy | undefined
   let released: Promise<void> | undefined
+  /** Lets restore's background work begin (after ready, or at release if start-up never got there). */
+  let served: (() => void) | undefined
   const release = (): Promise<void> => {
     released ??= (async () => {
+      served?.()
       await criProxy?.close().catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing CRI image service proxy'))
       await server?.close({ graceMs: cfg.shutdown_timeout_sec * 1000 }).catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'closing gRPC server'))
       // With stargz-fused, layers stay mounted and served past this daemon's exit.
@@ -114,10 +119,19 @@ async function main(argv: readonly string[]): Promise<number> {
         log: root.child({ component: 'snapshot' }),
         metrics: hooks,
         mountTimeoutMs: cfg.mount_timeout_sec * 1000,
+        restore: { waitMs: cfg.mount_timeout_sec * 1000 },
       })
+      // Restore runs in the background: with the registry down or slow, re-mounting every layer
+      // could outlast systemd's start timeout (issue #11). Calls on a layer still being restored
+      // wait for it (bounded); failed layers are retried with backoff.
       const restoreStarted = performance.now()
-      const report = await snapshotter.restore(startupStop.signal)
-      log.info({ restored: report.restored.length, failed: report.failed.length, staleMounts: report.staleMounts, ms: Math.round(performance.now() - restoreStarted) }, 'restored remote snapshots')
+      const servedP = new Promise<void>((resolve) => { served = resolve })
+      // The restore's work waits until we serve: start-up does not compete with it.
+      const plan = await snapshotter.startRestore(startupStop.signal, { after: servedP })
+      log.info({ pending: plan.pending }, 'restore started')
+      void plan.firstPass.then((report) => {
+        log.info({ restored: report.restored.length, failed: report.failed.length, staleMounts: report.staleMounts, ms: Math.round(performance.now() - restoreStarted), uptimeMs: Math.round(process.uptime() * 1000) }, 'restored remote snapshots')
+      }, (e: unknown) => log.error({ err: errorMessage(e) }, 'restore failed'))
       if (startupStop.signal.aborted) return -1 // the stop path releases and exits
       server = await startSnapshotServer({ address: cfg.address, snapshotter, log: root.child({ component: 'grpc' }) })
       if (keychain) {
@@ -133,7 +147,9 @@ async function main(argv: readonly string[]): Promise<number> {
         log.warn({ err: errorMessage(e) }, 'systemd readiness notification failed')
         return 'failed'
       })
-      log.info({ address: cfg.address, root: cfg.root, systemd: how }, 'ready')
+      // uptimeMs: process start → ready, module loading included (bench:restart reports it).
+      log.info({ address: cfg.address, root: cfg.root, systemd: how, uptimeMs: Math.round(process.uptime() * 1000) }, 'ready')
+      served?.()
       return -1 // keep running until a signal
     } catch (e) {
       log.fatal({ err: errorMessage(e) }, 'start-up failed')

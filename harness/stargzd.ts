@@ -27,9 +27,10 @@ export interface StargzdProcess {
   close(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>
 }
 
-export async function startStargzd(args: string[], env: NodeJS.ProcessEnv = {}): Promise<StargzdProcess> {
+/** `command`: the daemon's command line (default: daemonCommand(); bench:restart runs the built dist/). */
+export async function startStargzd(args: string[], env: NodeJS.ProcessEnv = {}, command: string[] = daemonCommand()): Promise<StargzdProcess> {
   // The same command line `stargz bench` uses (src/bench/stargzd.ts): one way to start the daemon.
-  const [cmd, ...cmdArgs] = daemonCommand() as [string, ...string[]]
+  const [cmd, ...cmdArgs] = command as [string, ...string[]]
   const child = spawn(cmd, [...cmdArgs, ...args], {
     cwd: REPO,
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs stargzd on a node: the built tree with its RUNTIME dependencies only (no dev tools, no
-# test tools), wrappers for stargzd/stargz, /etc/stargzd/config.toml (kept if it exists), the
-# systemd unit, and with --containerd stargzd's settings merged into containerd's config.
+# test tools), wrappers for stargzd/stargz/stargz-fused, /etc/stargzd/config.toml (kept if it
+# exists), the systemd units — stargzd.service, stargz-fused.service and the drop-in
+# stargzd.service.d/10-fuse-manager.conf that makes stargzd serve FUSE through stargz-fused, so
+# running containers keep their lazy layers across stargzd restarts and upgrades (README "Crash,
+# restart and upgrade") — and with --containerd stargzd's settings merged into containerd's config.
 #
 # It never stops or disables containerd (nor anything else): with --containerd it merges the
 # config idempotently (a second run leaves the file byte for byte as it is), keeps a backup of the
@@ -10,7 +13,7 @@
 #
 #   scripts/install-system.sh [--containerd] [--prefix DIR] [--root DIR] [--bin-dir DIR]
 #       [--etc-dir DIR] [--systemd-dir DIR] [--containerd-config FILE] [--deps ci|copy]
-#       [--no-build] [--no-packages]
+#       [--no-build] [--no-packages] [--no-fuse-manager]
 #
 #   --prefix DIR          where the tree goes (default /opt/stargzd)
 #   --root DIR            base of the default system paths below (default /); with a root other
@@ -24,6 +27,8 @@
 #                         node_modules, already built for this machine; no network
 #   --no-build            use dist/ as it is (default: `npm run build` first)
 #   --no-packages         do not apt-get the runtime packages (fuse3, libfuse2)
+#   --no-fuse-manager     FUSE in stargzd itself (no stargz-fused unit, no drop-in; an existing
+#                         drop-in is removed): a stargzd restart then ends running containers' layers
 # Environment: STARGZD_ASSUME_SYSTEMD=1 talks to systemctl even without /run/systemd/system and
 # with --root (tests use it with a recording systemctl on PATH).
 #
@@ -36,7 +41,7 @@ SRC=$PWD
 PREFIX=${PREFIX:-/opt/stargzd}
 ROOT=/
 BIN_DIR= ETC_DIR= SYSTEMD_DIR= CONTAINERD_CONFIG=
-DEPS=ci BUILD=1 PACKAGES=1 CONTAINERD=0
+DEPS=ci BUILD=1 PACKAGES=1 CONTAINERD=0 FUSED=1
 usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' >&2; exit 2; }
 while (($#)); do
   case $1 in
@@ -50,6 +55,7 @@ while (($#)); do
     --deps) DEPS=${2:?}; shift; [[ $DEPS == ci || $DEPS == copy ]] || usage ;;
     --no-build) BUILD=0 ;;
     --no-packages) PACKAGES=0 ;;
+    --no-fuse-manager) FUSED=0 ;;
     -h|--help) usage ;;
     *) echo "install-system.sh: unknown argument $1" >&2; usage ;;
   esac
@@ -111,7 +117,7 @@ esac
 ")
 
 install -d "$PREFIX/bin" "$BIN_DIR"
-for bin in stargzd:dist/daemon/stargzd.js stargz:dist/src/cli/main.js; do
+for bin in stargzd:dist/daemon/stargzd.js stargz:dist/src/cli/main.js stargz-fused:dist/daemon/stargz-fused.js stargz-fdholder:dist/daemon/fused-holder.js; do
   name=${bin%%:*}; target=${bin#*:}
   printf '#!/bin/sh\nexec node %s/%s "$@"\n' "$PREFIX" "$target" > "$PREFIX/bin/$name.tmp"
   chmod 755 "$PREFIX/bin/$name.tmp"
@@ -121,10 +127,25 @@ done
 
 install -d "$ETC_DIR" "$SYSTEMD_DIR"
 [[ -e $ETC_DIR/config.toml ]] || install -m 644 config/config.toml "$ETC_DIR/config.toml"
-sed -e "s|^ExecStart=.*|ExecStart=$PREFIX/bin/stargzd --config $ETC_DIR/config.toml|" \
-    -e "s|^Documentation=.*|Documentation=file://$ETC_DIR/config.toml|" systemd/stargzd.service > "$SYSTEMD_DIR/stargzd.service.tmp"
-mv "$SYSTEMD_DIR/stargzd.service.tmp" "$SYSTEMD_DIR/stargzd.service"
-chmod 644 "$SYSTEMD_DIR/stargzd.service"
+# A unit file with the installed paths: ExecStart= lines keep their flags after the binary's name.
+install_unit() { # SRC DEST
+  sed -e "s|^ExecStart=/[^ ]*/bin/\([a-z-]*\) --config [^ ]*|ExecStart=$PREFIX/bin/\1 --config $ETC_DIR/config.toml|" \
+      -e "s|^ExecStart=/opt/stargzd/bin/|ExecStart=$PREFIX/bin/|" \
+      -e "s|^Documentation=.*|Documentation=file://$ETC_DIR/config.toml|" "$1" > "$2.tmp"
+  chmod 644 "$2.tmp"
+  mv "$2.tmp" "$2"
+}
+install_unit systemd/stargzd.service "$SYSTEMD_DIR/stargzd.service"
+DROPIN=$SYSTEMD_DIR/stargzd.service.d/10-fuse-manager.conf
+if ((FUSED)); then
+  install_unit systemd/stargz-fused.service "$SYSTEMD_DIR/stargz-fused.service"
+  # Keeps stargz-fused's /dev/fuse connections across its crash or upgrade (fuseproto; Wants= from stargz-fused).
+  install_unit systemd/stargz-fdholder.service "$SYSTEMD_DIR/stargz-fdholder.service"
+  install -d "$SYSTEMD_DIR/stargzd.service.d"
+  install_unit systemd/stargzd.service.d/10-fuse-manager.conf "$DROPIN"
+else
+  rm -f "$DROPIN"
+fi
 
 containerd_changed=0
 if ((CONTAINERD)); then
@@ -147,8 +168,15 @@ fi
 if ((systemd)); then
   [[ $ROOT == "" ]] && { modprobe fuse 2>/dev/null || true; }
   systemctl daemon-reload
+  if ((FUSED)); then
+    systemctl enable stargz-fused.service
+    # start, never restart: restarting stargz-fused ends the FUSE connections of running
+    # containers. A new stargz-fused build runs from its next start (README "Crash, restart and upgrade").
+    systemctl start stargz-fused.service
+  fi
   systemctl enable stargzd.service
-  # restart, not start: a reinstall must run the new tree. stargzd re-mounts lazy layers on start.
+  # restart, not start: a reinstall must run the new tree. stargzd re-attaches to (or re-mounts)
+  # the lazy layers in the background after it is ready.
   systemctl restart stargzd.service
   # Only when its config changed, and only if it is running: containerd's state is the operator's.
   if ((containerd_changed)); then systemctl try-restart containerd.service; fi

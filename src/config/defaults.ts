@@ -93,6 +93,19 @@ export const LIBRARY_DEFAULTS = Object.freeze({
     attrTimeoutSec: C.fuse.attr_timeout,
     entryTimeoutSec: C.fuse.entry_timeout,
   }),
+  /**
+   * Restore of remote snapshots at start-up (src/snapshot/snapshotter.ts startRestore), which runs
+   * after the daemon is ready. No config keys: from a persisted layer record or stargz-fused a
+   * mount takes milliseconds; with the registry needed, four at a time kept start-up under load
+   * bounded. A failed layer is retried after 1 s, doubling to 60 s. Mounts/Prepare wait for a
+   * restoring layer as long as a mount may take (mount_timeout_sec), then answer Unavailable.
+   */
+  restore: Object.freeze({
+    concurrency: 4,
+    retryBaseMs: 1000,
+    retryMaxMs: 60_000,
+    waitMs: C.mount_timeout_sec * 1000,
+  }),
   cache: Object.freeze({
     /** [cache] max_size_mb. */
     diskBytes: C.cache.max_size_mb * MIB,

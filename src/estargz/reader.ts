@@ -1,4 +1,4 @@
-import { loadToc, type LoadTocOptions } from './toc-read.js'
+import { loadToc, type LoadedToc, type LoadTocOptions } from './toc-read.js'
 import { TocIndex, type LayerIndex } from './toc-index.js'
 import { NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, type Footer, type RangeSource, type Toc, type TocEntry } from './types.js'
 import { defaultMetadataBudget, estimateTocCost, type MetadataBudget, type MetadataReservation } from './metadata-budget.js'
@@ -11,6 +11,11 @@ export interface ReaderOptions extends LoadTocOptions {
   allowUnverified?: boolean
   /** Where the TOC's memory is accounted. Default: the process-wide budget. */
   budget?: MetadataBudget
+  /**
+   * How footer and TOC are loaded. Default: from the blob (loadToc). The daemon's restore passes a
+   * loader over its persisted copy (src/layer/layer-store.ts), which verifies them the same way.
+   */
+  loadToc?: (source: RangeSource, opts: LoadTocOptions) => Promise<LoadedToc>
 }
 
 /**
@@ -57,7 +62,7 @@ export class EstargzReader implements IndexedBlob {
       },
     }
     try {
-      const loaded = await loadToc(source, loadOpts)
+      const loaded = await (opts.loadToc ?? loadToc)(source, loadOpts)
       const f = loaded.footer
       const index = new TocIndex(loaded.toc, f.payloadEnd ?? f.tocOffset, { prefetch: PREFETCH_LANDMARK, noPrefetch: NO_PREFETCH_LANDMARK }, f.kind === 'zstd' ? 'zstd' : 'gzip')
       return new EstargzReader(source, loaded.footer, loaded.toc, loaded.tocDigest, index, opts.allowUnverified ?? false, reservation)

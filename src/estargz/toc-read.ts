@@ -17,6 +17,8 @@ export interface LoadedToc {
   tocDigest: string
   /** Compressed bytes of TOC member + footer (what a lazy mount has to fetch). */
   tocBytesFetched: number
+  /** The verified TOC JSON bytes (the daemon persists them for restore: src/layer/layer-store.ts). */
+  json: Buffer
 }
 
 export interface LoadTocOptions {
@@ -127,6 +129,14 @@ async function fetchExternalToc(size: number, from: ExternalTocSource, limits: T
   return { footer, gzipMember: blob, fetched: fetched + blob.length, limits }
 }
 
+/**
+ * A TOC whose JSON bytes and footer facts were kept locally (src/layer/layer-store.ts): the same
+ * digest check, parse and validation as a TOC read from its blob, none of them skipped.
+ */
+export function tocFromJson(json: Buffer, footer: Footer, opts: LoadTocOptions = {}): LoadedToc {
+  return finishToc(json, footer, 0, opts, { ...DEFAULT_TOC_LIMITS, ...opts.limits })
+}
+
 /** Digest check, JSON parse and validation: the same for every TOC container. */
 function finishToc(json: Buffer, footer: Footer, fetched: number, opts: LoadTocOptions, limits: TocLimits): LoadedToc {
   const tocDigest = sha256Digest(json)
@@ -139,5 +149,5 @@ function finishToc(json: Buffer, footer: Footer, fetched: number, opts: LoadTocO
     throw new TocError('json', `TOC is not valid JSON: ${(e as Error).message}`, undefined, { cause: e })
   }
   const toc = validateToc(parsed, { tocOffset: footer.payloadEnd ?? footer.tocOffset, footerKind: footer.kind, limits })
-  return { footer, toc, tocDigest, tocBytesFetched: fetched }
+  return { footer, toc, tocDigest, tocBytesFetched: fetched, json }
 }

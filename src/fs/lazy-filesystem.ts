@@ -14,6 +14,7 @@ import { loadFuseNative } from '../fuse/native.js'
 import { isMounted, unmountPath } from '../fuse/unmount.js'
 import { LayerResolver, type LayerSpec, type ResolvedLayer, type ResolverStats } from '../layer/resolver.js'
 import type { LayerLease } from '../layer/types.js'
+import type { LayerStore } from '../layer/layer-store.js'
 import { fetchExternalToc } from '../estargz/external-toc-fetch.js'
 import type { MetricsHooks } from '../metrics/hooks.js'
 import type { RegistryClient } from '../registry/client.js'
@@ -55,6 +56,8 @@ export interface LazyFileSystemOptions {
   maxIndexBytes?: number
   /** Serve mounts through this backend instead of fuse-native (stargz-fused: src/fuseproto). */
   mountBackend?: MountBackend
+  /** Persisted layer records for restore without the registry (owned: closed by close()). */
+  layerStore?: LayerStore
 }
 
 interface Mounted {
@@ -82,6 +85,8 @@ export class LazyFileSystem implements FileSystem {
   private readonly gate: PriorityGate
   private readonly decoder: WorkerChunkDecoder
   private readonly resolver: LayerResolver
+  /** Persisted compact indexes by TOC digest, shared by every layer of that digest (src/index/index-store.ts). */
+  private readonly indexStore: IndexStore | undefined
   private closing: Promise<void> | undefined
 
   constructor(private readonly o: LazyFileSystemOptions) {
@@ -97,6 +102,7 @@ export class LazyFileSystem implements FileSystem {
     // failure is left for mount() to report, with its own context.
     try { loadFuseNative() } catch { /* reported by the first mount */ }
     const metrics = o.metrics
+    if (o.indexDir !== undefined) this.indexStore = new IndexStore(o.indexDir, { budget: defaultMetadataBudget, onProblem: (what, err) => o.log.warn({ err: errorMessage(err) }, what), ...(o.maxIndexBytes === undefined ? {} : { maxBytes: o.maxIndexBytes }) })
     this.resolver = new LayerResolver({
       cache: o.cache,
       gate: this.gate,
@@ -108,14 +114,21 @@ export class LazyFileSystem implements FileSystem {
       backgroundUnitBytes: o.backgroundUnitBytes,
       allowUnverified: o.allowUnverified,
       ...(o.layerTtlMs === undefined ? {} : { ttlMs: o.layerTtlMs }),
-      ...(o.indexDir === undefined ? {} : { indexStore: new IndexStore(o.indexDir, { budget: defaultMetadataBudget, onProblem: (what, err) => o.log.warn({ err: errorMessage(err) }, what), ...(o.maxIndexBytes === undefined ? {} : { maxBytes: o.maxIndexBytes }) }) }),
+      ...(this.indexStore === undefined ? {} : { indexStore: this.indexStore }),
       ...(o.maxIndexBytes === undefined ? {} : { maxIndexBytes: o.maxIndexBytes }),
+      ...(o.layerStore === undefined ? {} : { store: o.layerStore }),
       hooksFor: (digest) => ({
         onFetch: (ev) => { if (ev.ok) { metrics.fetchedBytes(ev.length, digest, ev.mode); metrics.fetchLatency(ev.durationMs / 1000, digest) } },
         // Tier counts come from the cache itself (src/cache/chunk-cache.ts); this is per layer.
         onCacheHit: (ev) => metrics.layerCacheHit(digest, ev.bytes),
       }),
     })
+  }
+
+  /** Whether a layer of this TOC digest can be served again from local state (record or persisted index). */
+  private async hasLocalState(tocDigest: string): Promise<boolean> {
+    if (await this.o.layerStore?.has(tocDigest) ?? false) return true
+    return (await this.indexStore?.knownSize(tocDigest).catch(() => undefined)) !== undefined
   }
 
   /** What the resolver holds (tests: a failed mount leaves nothing behind). */
@@ -132,7 +145,10 @@ export class LazyFileSystem implements FileSystem {
     if (this.mounts.has(mountpoint)) throw new FailedPreconditionError(`${mountpoint} is already a lazy mount`)
     const log = this.o.log.child({ digest: info.layerDigest, mountpoint })
     const started = performance.now()
-    this.resolveAhead(info)
+    // A layer with a persisted record is being restored (or pulled again): it needs no registry,
+    // and neither do its neighbours, so no look-ahead (which would ask the registry — maybe down
+    // or hung — for every other layer and make this mount wait for it).
+    if (info.tocDigest === undefined || !(await this.hasLocalState(info.tocDigest))) this.resolveAhead(info)
     try {
       // A resolution started ahead is joined once it settled (a failed one is retried below, so
       // its error is the one this Prepare reports); its lease is dropped once ours is held.
@@ -230,6 +246,8 @@ export class LazyFileSystem implements FileSystem {
       digest,
       ...(tocDigest === undefined ? {} : { tocDigest }),
       open: (sig) => this.o.client.blobWithTail(imageRef, digest, TOC_TAIL_BYTES, sig),
+      // From a persisted record (a restart): no request until a chunk is missing from the cache.
+      openKnown: (size) => this.o.client.blob(imageRef, digest, size),
       // Asked for only when the footer says the TOC is external (the reference's -esgztoc image).
       externalToc: () => fetchExternalToc(this.o.client, imageRef, digest, o.signal),
       ...(tocDigest === undefined && o.gzIndex === true ? { gzIndex: { find: indexFinder(this.o.client, imageRef), only: this.o.requireTocDigest } } : {}),

@@ -110,6 +110,22 @@ export class IndexStore {
     return this.lease(tocDigest, s)
   }
 
+  /**
+   * The blob size recorded with a TOC digest's index, read from memory or the small record file
+   * without opening the index (which get() checks in full). Lets a restart open the blob with no
+   * registry request; undefined when nothing is stored or the record does not parse.
+   */
+  async knownSize(tocDigest: string): Promise<number | undefined> {
+    const mem = this.shared.get(tocDigest)
+    if (mem) return mem.meta.blobSize
+    try {
+      const m = JSON.parse(await readFile(this.paths(tocDigest).meta, 'utf8')) as Partial<IndexMeta>
+      return m.tocDigest === tocDigest && typeof m.blobSize === 'number' && Number.isSafeInteger(m.blobSize) && m.blobSize > 0 ? m.blobSize : undefined
+    } catch {
+      return undefined
+    }
+  }
+
   /** Wait for the index files being written. */
   async flush(): Promise<void> {
     while (this.writes.size > 0) await Promise.allSettled([...this.writes])

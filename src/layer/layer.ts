@@ -16,7 +16,7 @@
  * from this blob, or already in the shared cache — then it needs no fetch), and the tar headers
  * before the first payload once the background fetch fetched them.
  */
-import { EstargzReader, type IndexedBlob } from '../estargz/reader.js'
+import { EstargzReader, type IndexedBlob, type ReaderOptions } from '../estargz/reader.js'
 import type { ChunkDecoder } from '../estargz/chunk-decoder.js'
 import type { ExternalTocSource } from '../estargz/external-toc.js'
 import type { ChunkRef, LayerIndex } from '../estargz/toc-index.js'
@@ -44,6 +44,8 @@ export interface OpenLayerOptions {
   tocDigest?: string
   /** Where the TOC comes from when the layer's footer says it is external (external-toc.ts). */
   externalToc?: ExternalTocSource
+  /** How footer and TOC are loaded (default: from the blob); the resolver's persisted-record path. */
+  loadToc?: ReaderOptions['loadToc']
   cache: ChunkCache
   /** Default: the process-wide worker pool. */
   decoder?: ChunkDecoder
@@ -107,6 +109,7 @@ export async function openLayer(opts: OpenLayerOptions): Promise<StargzLayer> {
   const kind = opts.index ?? (process.env.STARGZ_INDEX === 'object' ? 'object' : 'compact')
   let reader: IndexedBlob
   let from = 'registry'
+  if (opts.loadToc !== undefined) loadOpts.loadToc = opts.loadToc
   if (kind === 'object') reader = await EstargzReader.open(opts.source, loadOpts)
   else {
     const blob = await CompactBlob.open(opts.source, {

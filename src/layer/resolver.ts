@@ -25,6 +25,9 @@ import { WorkerChunkDecoder } from '../reader/worker-decoder.js'
 import { PriorityGate } from '../task/priority-gate.js'
 import { raceAbort } from '../task/race-abort.js'
 import { openLayer, type OpenLayerOptions, type StargzLayer } from './layer.js'
+import { mediaTypeOf, type LayerRecord, type LayerStore } from './layer-store.js'
+import { loadToc, tocFromJson, type LoadedToc, type LoadTocOptions } from '../estargz/toc-read.js'
+import type { RangeSource } from '../estargz/types.js'
 import type { Layer, LayerLease } from './types.js'
 import { GzIndexLayer } from '../gzindex/layer.js'
 import type { FoundIndex, GzIndexFinder } from '../gzindex/artifact.js'
@@ -53,6 +56,12 @@ export interface LayerResolverOptions extends LayerFetchOptions {
   logger?: Logger
   /** Reader hooks of each layer (metrics), by layer digest. */
   hooksFor?: (digest: string) => ReaderHooks | undefined
+  /**
+   * Persisted layer records (owned: closed by close()). A layer whose TOC verified from the
+   * registry is recorded; the next resolution of it (a restart) opens from the record and asks
+   * the registry only for chunks the cache lacks. Needs LayerSpec.tocDigest and openKnown.
+   */
+  store?: LayerStore
 }
 
 export interface LayerSpec {
@@ -64,6 +73,11 @@ export interface LayerSpec {
   externalToc?: ExternalTocSource
   /** Opens the blob; called at most once per resolution. */
   open(signal: AbortSignal): Promise<MultiRangeSource>
+  /**
+   * Opens the blob when its size is known from a persisted record, with no request (reads of
+   * chunks go to the registry, as from `open`'s blob). Without it the record is not used.
+   */
+  openKnown?(size: number, signal: AbortSignal): Promise<MultiRangeSource>
   /**
    * A layer without a TOC digest may be plain gzip with a published gzip index (src/gzindex):
    * looked up first, once the blob is open; none found → `only` refuses, else eStargz as before.
@@ -169,6 +183,7 @@ export class LayerResolver {
       await Promise.all(all.map((e) => this.evict(e)))
       await Promise.all([...this.releasing])
       await this.ownDecoder?.close()
+      await this.o.store?.close()
       if (this.ownGate) this.gate.close()
       await this.o.cache.close().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'cache-close-failed'))
     })()
@@ -179,48 +194,120 @@ export class LayerResolver {
     const abort = new AbortController()
     const entry: Entry = { digest: spec.digest, refs: 0, ready: Promise.resolve(undefined as unknown as ResolvedLayer), layer: undefined, abort, timer: undefined }
     entry.ready = (async () => {
-      const gzFound = spec.gzIndex === undefined ? undefined : await this.findGzIndex(spec, abort.signal)
-      // Stop waiting for the blob on abort (close, abandoned): an open that lands later is
-      // closed at once instead of leaking.
-      const opening = spec.open(abort.signal)
-      let raw: MultiRangeSource
-      try {
-        raw = await raceAbort(opening, abort.signal)
-      } catch (err) {
-        void opening.then((b) => b.close?.(), () => undefined).catch(() => undefined)
-        throw err
-      }
-      const blob = this.counted(raw)
-      try {
-        const hooks = this.o.hooksFor?.(spec.digest)
-        const opts: OpenLayerOptions = {
-          digest: spec.digest,
-          source: blob,
-          cache: this.o.cache,
-          decoder: this.decoder,
-          gate: this.gate,
-          signal: abort.signal,
-          ...pick(this.o),
-          ...(this.o.logger === undefined ? {} : { logger: this.o.logger }),
-          ...(this.o.tocLimits === undefined ? {} : { tocLimits: this.o.tocLimits }),
-          ...(hooks === undefined ? {} : { hooks }),
-          ...(spec.tocDigest === undefined ? {} : { tocDigest: spec.tocDigest }),
-          ...(spec.externalToc === undefined ? {} : { externalToc: spec.externalToc }),
+      // A persisted compact index (the default index) knows the blob size: the blob opens with no
+      // request and the index is re-opened in place, so a restart needs no registry. Should that
+      // fail (a damaged index is rebuilt from the blob), the record or the registry is tried next.
+      const indexed = await this.indexedSize(spec)
+      if (indexed !== undefined && spec.openKnown !== undefined) {
+        const open = spec.openKnown.bind(spec)
+        try {
+          const layer = await this.openFrom(spec, abort, (sig) => open(indexed, sig), loadToc)
+          this.log.debug({ digest: spec.digest, tocDigest: spec.tocDigest }, 'layer-opened-from-index')
+          return layer
+        } catch (err) {
+          if (abort.signal.aborted) throw err
+          this.log.warn({ digest: spec.digest, tocDigest: spec.tocDigest, err: errorMessage(err) }, 'layer-index-open-failed')
         }
-        // Opening a layer counts as on-demand work: background fetch of the layers already mounted
-        // waits for the grace period after it, as it does after reads (issue #13: with no priority
-        // work seen, every layer's background fetch started before the workload's first read).
-        const layer = gzFound !== undefined ? this.gzIndexLayer(spec, gzFound, blob, hooks) : await this.gate.runPriority(() => openLayer(opts))
-        entry.layer = layer
-        return layer
-      } catch (err) {
-        await blob.close?.().catch(() => undefined)
-        throw err
       }
+      const rec = await this.localRecord(spec)
+      if (rec !== undefined && spec.openKnown !== undefined) {
+        const open = spec.openKnown.bind(spec)
+        let refused: unknown
+        const fromRecord = (_src: RangeSource, o: LoadTocOptions): Promise<LoadedToc> => {
+          try {
+            return Promise.resolve(tocFromJson(rec.json, rec.footer, o))
+          } catch (err) {
+            refused = err
+            throw err
+          }
+        }
+        try {
+          // The record holds the TOC's JSON, so it is served through the object index.
+          const layer = await this.openFrom(spec, abort, (sig) => open(rec.size, sig), fromRecord, undefined, 'object')
+          this.log.debug({ digest: spec.digest, tocDigest: rec.tocDigest }, 'layer-opened-from-record')
+          return layer
+        } catch (err) {
+          if (refused === undefined) throw err
+          // The record's TOC did not pass the checks a blob's TOC passes: never serve it.
+          this.log.warn({ digest: spec.digest, tocDigest: rec.tocDigest, err: errorMessage(err) }, 'layer-record-refused')
+          await this.o.store?.remove(rec.tocDigest).catch(() => undefined)
+        }
+      }
+      const gzFound = spec.gzIndex === undefined ? undefined : await this.findGzIndex(spec, abort.signal)
+      // Recorded also when no annotation named the digest yet (a look-ahead): a record is filed
+      // under the digest its TOC bytes hash to and used only for a layer whose annotation names it.
+      const store = this.o.store
+      const fromBlob = (src: RangeSource, o: LoadTocOptions): Promise<LoadedToc> => loadToc(src, o).then((l) => {
+        store?.put(recordOf(spec.digest, src.size, l))
+        return l
+      })
+      return this.openFrom(spec, abort, (sig) => spec.open(sig), fromBlob, gzFound)
     })()
+    void entry.ready.then((l) => { entry.layer = l }, () => undefined)
     // A failed resolution is never cached: the next resolve tries again.
     entry.ready.catch(() => { if (this.entries.get(spec.digest) === entry) this.entries.delete(spec.digest) })
     return entry
+  }
+
+  /** The blob size kept with this layer's persisted compact index, if there is one. */
+  private async indexedSize(spec: LayerSpec): Promise<number | undefined> {
+    const store = this.o.indexStore
+    if (store === undefined || spec.tocDigest === undefined || spec.openKnown === undefined) return undefined
+    if (process.env.STARGZ_INDEX === 'object') return undefined
+    return store.knownSize(spec.tocDigest).catch(() => undefined)
+  }
+
+  /** The persisted record for this layer, if any. A damaged one is logged, removed, treated as absent. */
+  private async localRecord(spec: LayerSpec): Promise<LayerRecord | undefined> {
+    const store = this.o.store
+    if (store === undefined || spec.tocDigest === undefined || spec.openKnown === undefined) return undefined
+    try {
+      return await store.get(spec.tocDigest, spec.digest)
+    } catch (err) {
+      this.log.warn({ digest: spec.digest, tocDigest: spec.tocDigest, err: errorMessage(err) }, 'layer-record-refused')
+      await store.remove(spec.tocDigest).catch(() => undefined)
+      return undefined
+    }
+  }
+
+  private async openFrom(spec: LayerSpec, abort: AbortController, openBlob: (signal: AbortSignal) => Promise<MultiRangeSource>, load: NonNullable<OpenLayerOptions['loadToc']>, gzFound?: FoundIndex, index?: 'object'): Promise<ResolvedLayer> {
+    // Stop waiting for the blob on abort (close, abandoned): an open that lands later is
+    // closed at once instead of leaking.
+    const opening = openBlob(abort.signal)
+    let raw: MultiRangeSource
+    try {
+      raw = await raceAbort(opening, abort.signal)
+    } catch (err) {
+      void opening.then((b) => b.close?.(), () => undefined).catch(() => undefined)
+      throw err
+    }
+    const blob = this.counted(raw)
+    try {
+      const hooks = this.o.hooksFor?.(spec.digest)
+      const opts: OpenLayerOptions = {
+        digest: spec.digest,
+        source: blob,
+        cache: this.o.cache,
+        decoder: this.decoder,
+        gate: this.gate,
+        signal: abort.signal,
+        ...pick(this.o),
+        ...(this.o.logger === undefined ? {} : { logger: this.o.logger }),
+        ...(this.o.tocLimits === undefined ? {} : { tocLimits: this.o.tocLimits }),
+        ...(hooks === undefined ? {} : { hooks }),
+        ...(spec.tocDigest === undefined ? {} : { tocDigest: spec.tocDigest }),
+        ...(spec.externalToc === undefined ? {} : { externalToc: spec.externalToc }),
+        loadToc: load,
+        ...(index === undefined ? {} : { index }),
+      }
+      // Opening a layer counts as on-demand work: background fetch of the layers already mounted
+      // waits for the grace period after it, as it does after reads (issue #13: with no priority
+      // work seen, every layer's background fetch started before the workload's first read).
+      return gzFound !== undefined ? this.gzIndexLayer(spec, gzFound, blob, hooks) : await this.gate.runPriority(() => openLayer(opts))
+    } catch (err) {
+      await blob.close?.().catch(() => undefined)
+      throw err
+    }
   }
 
   /**
@@ -307,6 +394,10 @@ function pick(o: LayerFetchOptions): LayerFetchOptions {
   if (o.indexStore !== undefined) out.indexStore = o.indexStore
   if (o.maxIndexBytes !== undefined) out.maxIndexBytes = o.maxIndexBytes
   return out
+}
+
+function recordOf(blobDigest: string, size: number, l: LoadedToc): LayerRecord {
+  return { tocDigest: l.tocDigest, blobDigest, size, mediaType: mediaTypeOf(l.footer.kind), footer: l.footer, json: l.json }
 }
 
 /** A lease over a layer the caller made itself (a full-fetched tar layer): released = closed. */

@@ -149,8 +149,13 @@ function tlsKey(tls: TlsOptions | undefined): string {
   return JSON.stringify([tls.skipVerify === true, (tls.ca ?? []).map(h), h(tls.cert), h(tls.key)])
 }
 
+/** How long close() lets requests in flight finish before destroying their connections. */
+const CLOSE_GRACE_MS = 1000
+
 export class Transport {
   private readonly agents = new Map<string, Agent>()
+  /** Aborts the requests still in flight once close()'s grace period is over. */
+  private readonly shutdown = new AbortController()
   private closed = false
   readonly opts: Required<Omit<TransportOptions, 'userAgent'>> & { userAgent: string }
 
@@ -215,7 +220,7 @@ export class Transport {
     const ms = this.opts.requestDeadlineMs
     const timer = Number.isFinite(ms) && ms > 0 ? setTimeout(() => deadline.abort(), Math.min(ms, 2 ** 31 - 1)) : undefined
     timer?.unref()
-    const signal = req.signal ? AbortSignal.any([req.signal, deadline.signal]) : deadline.signal
+    const signal = AbortSignal.any([...(req.signal ? [req.signal] : []), deadline.signal, this.shutdown.signal])
     const deadlineAt = timer ? Date.now() + ms : Number.POSITIVE_INFINITY
     const untilDeadline = this.opts.retryStatusUntilDeadline && Number.isFinite(deadlineAt)
     let attempt = 0
@@ -223,6 +228,7 @@ export class Transport {
     let lastStatus: HttpResponse | undefined
     const stop = (e?: unknown): Error | undefined => {
       if (req.signal?.aborted) return req.signal.reason as Error
+      if (this.shutdown.signal.aborted) return new FetchError(`${req.method} ${req.url.origin}${req.url.pathname} cut off: the registry transport was closed`, req.ctx, undefined, e === undefined ? undefined : { cause: e })
       if (deadline.signal.aborted) {
         return new RegistryTimeoutError(`${req.method} ${req.url.origin}${req.url.pathname} did not complete within the request deadline of ${ms / 1000} s (attempt ${attempt + 1})`, req.ctx, e === undefined ? undefined : { cause: e })
       }
@@ -376,6 +382,18 @@ export class Transport {
     this.closed = true
     const agents = [...this.agents.values()]
     this.agents.clear()
-    await Promise.all(agents.map((a) => a.close().catch(() => a.destroy())))
+    // close() waits for requests in flight; with a registry that stopped answering that is until
+    // their deadlines (tens of seconds), which would hold up a daemon's SIGTERM. Give them a
+    // moment, then cut them off (their callers get an error; we are shutting down).
+    await Promise.all(agents.map(async (a) => {
+      let timer: NodeJS.Timeout | undefined
+      const grace = new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), CLOSE_GRACE_MS) })
+      const closed = await Promise.race([a.close().then(() => true, () => false), grace])
+      clearTimeout(timer)
+      if (closed) return
+      // An agent that is closing does not abort its requests on destroy(): their signals do.
+      this.shutdown.abort()
+      await a.destroy().catch(() => undefined)
+    }))
   }
 }

@@ -17,8 +17,17 @@ export function detach(mountpoint: string): Promise<void> {
   })
 }
 
-/** Detach everything mounted under `dir`; returns the mount points that are still there. */
-export async function detachAllUnder(dir: string, keep: ReadonlySet<string> = new Set()): Promise<string[]> {
-  for (const mp of await mountsUnder(dir)) if (!keep.has(mp)) await detach(mp).catch(() => undefined)
+/**
+ * Detach everything mounted under `dir` but `keep`, `parallel` at a time (a restart after a crash
+ * has one dead mount per lazy layer; umount -l is a process each); returns those still there.
+ * Nested mounts are detached deepest first within each batch's ordering (mountsUnder's order).
+ */
+export async function detachAllUnder(dir: string, keep: ReadonlySet<string> = new Set(), parallel = 1): Promise<string[]> {
+  const todo = (await mountsUnder(dir)).filter((mp) => !keep.has(mp))
+  if (todo.length === 0) return []
+  const worker = async (): Promise<void> => {
+    for (let mp = todo.shift(); mp !== undefined; mp = todo.shift()) await detach(mp).catch(() => undefined)
+  }
+  await Promise.all(Array.from({ length: Math.max(1, parallel) }, worker))
   return (await mountsUnder(dir)).filter((mp) => !keep.has(mp))
 }

@@ -13,11 +13,12 @@
  * very process: that would deadlock the event loop that answers the FUSE requests.
  */
 import { mkdir, readdir, rm, stat, lchown } from 'node:fs/promises'
-import { renameSync } from 'node:fs'
+import { existsSync, renameSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import { AlreadyExistsError, FailedPreconditionError, InvalidArgumentError, TimeoutError, UnavailableError, errorMessage, isStargzError } from '../errors.js'
 import type { Logger } from '../log/logger.js'
 import { NO_METRICS, type MetricsHooks } from '../metrics/hooks.js'
+import { LIBRARY_DEFAULTS } from '../config/defaults.js'
 import { MetaStore } from '../store/metastore.js'
 import {
   allIds, commitSnapshot, deleteSnapshot, findByKey, insertSnapshot, listRecords, parentChain, resolve, writeLabels,
@@ -27,6 +28,7 @@ import { diskUsage } from './disk-usage.js'
 import type { FileSystem, RemoteLayerInfo } from './filesystem.js'
 import { parseFilters, type Adaptor } from './filter.js'
 import { REMOTE_LABEL, REMOTE_LABEL_VALUE, TARGET_SNAPSHOT_LABEL, isRemote, remoteLayerFromLabels, validateLabels } from './labels.js'
+import { crashPoint } from './crash-points.js'
 import { detachAllUnder } from './mountinfo.js'
 import { snapshotMounts } from './mounts.js'
 import { detectOverlayOptions, type OverlayOptions } from './overlay-options.js'
@@ -42,12 +44,44 @@ export interface SnapshotterOptions {
   /** Deadline for FileSystem.mount during Prepare and restore. */
   mountTimeoutMs: number
   overlay?: OverlayOptions
+  /** Restore's concurrency, retry backoff and how long Mounts/Prepare wait (default LIBRARY_DEFAULTS.restore). */
+  restore?: Partial<RestoreSettings>
+}
+
+export interface RestoreSettings {
+  /** Mounts made at a time, first pass and retries alike. */
+  concurrency: number
+  /** First retry of a failed layer after this long, doubling up to retryMaxMs. */
+  retryBaseMs: number
+  retryMaxMs: number
+  /** How long Mounts/Prepare/View wait for a layer still being restored before answering Unavailable. */
+  waitMs: number
 }
 
 export interface RestoreReport {
   restored: string[]
   failed: { name: string; error: string }[]
   staleMounts: number
+}
+
+/** What startRestore() set going: layers to restore, and the report of the first attempt at each. */
+export interface RestoreStarted {
+  pending: number
+  firstPass: Promise<RestoreReport>
+}
+
+/** One remote snapshot being restored (until it is mounted, removed, or the snapshotter closes). */
+interface Restoring {
+  rec: SnapshotRecord
+  /** Failed attempts so far. */
+  failures: number
+  lastError: string | undefined
+  /** Resolves once mounted or no longer restored (removed, closed); never rejects. */
+  done: Promise<void>
+  settle: () => void
+  retryTimer: NodeJS.Timeout | undefined
+  /** The attempt in progress, if any (settles, never rejects). */
+  attempt: Promise<void> | undefined
 }
 
 function toInfo(r: SnapshotRecord): Info {
@@ -92,6 +126,15 @@ export class Snapshotter {
   /** Temp dirs of snapshots being created: Cleanup must leave them alone. */
   private readonly creating = new Set<string>()
   private closing: Promise<void> | undefined
+  private readonly restoreCfg: RestoreSettings
+  /** Remote snapshots not mounted yet since start-up, by snapshot id. */
+  private readonly restoring = new Map<number, Restoring>()
+  /** Aborted by close() or restore's signal: no new restore attempt starts. */
+  private readonly restoreStop = new AbortController()
+  private restoreActive = 0
+  /** Restore's background preparation (live mounts asked for, dead ones detached); close() waits for it. */
+  private restorePrep: Promise<void> = Promise.resolve()
+  private readonly restoreWaiters: (() => void)[] = []
 
   private constructor(opts: SnapshotterOptions, paths: SnapshotPaths, store: MetaStore) {
     this.paths = paths
@@ -101,6 +144,7 @@ export class Snapshotter {
     this.metrics = opts.metrics ?? NO_METRICS
     this.overlay = opts.overlay ?? detectOverlayOptions()
     this.mountTimeoutMs = opts.mountTimeoutMs
+    this.restoreCfg = { ...LIBRARY_DEFAULTS.restore, ...opts.restore }
   }
 
   static async open(opts: SnapshotterOptions): Promise<Snapshotter> {
@@ -193,7 +237,9 @@ export class Snapshotter {
     validateLabels(labels)
     const rec = this.store.read((db) => resolve(db, ctx.namespace, key))
     const usage = rec.kind === 'active' && !isRemote(rec.labels) ? await diskUsage(this.paths.fs(rec.id)) : { size: 0, inodes: 0 }
+    crashPoint('commit:measured')
     this.store.withTransaction((db) => commitSnapshot(db, rec.namespace, key, name, usage, labels))
+    crashPoint('commit:committed')
   }
 
   async remove(ctx: RequestContext, key: string): Promise<void> {
@@ -207,7 +253,11 @@ export class Snapshotter {
     })
     // Only after the transaction committed: a crash before this point leaves an orphan dir for
     // Cleanup, never a record without its dir.
-    for (const r of removed) await this.removeDir(r.id, isRemote(r.labels))
+    crashPoint('remove:deleted')
+    for (const r of removed) {
+      await this.forgetRestore(r.id)
+      await this.removeDir(r.id, isRemote(r.labels))
+    }
   }
 
   /** Remove directories that no snapshot owns (crash leftovers, removed snapshots). */
@@ -227,53 +277,158 @@ export class Snapshotter {
   }
 
   /**
-   * At start-up, before serving: detach mounts a previous process left under snapshots/ (a dead
-   * FUSE server's mounts answer ENOTCONN), mount every remote snapshot again, sweep orphans.
-   * Failures are reported, not fatal: Mounts() on a layer that did not come back says Unavailable.
-   * `signal` (shutdown) stops starting new mounts; the ones in progress finish (each under its
-   * deadline) before this resolves, so close() afterwards sees every mount that was made.
+   * At start-up: detach mounts a previous process left under snapshots/ (a dead FUSE server's
+   * mounts answer ENOTCONN), mount every remote snapshot again, sweep orphans. Resolves with the
+   * report of the first attempt at each layer; startRestore() is the same without waiting.
    */
   async restore(signal?: AbortSignal): Promise<RestoreReport> {
-    // Layers still served by a FUSE process that outlived us (stargz-fused) stay; mount() below
-    // re-attaches to them without the registry.
-    const live = new Set(await this.fs.liveMounts?.() ?? [])
-    const before = await detachAllUnder(this.paths.snapshots, live)
-    if (before.length > 0) this.log.warn({ mounts: before }, 'stale mounts could not be detached')
+    return (await this.startRestore(signal)).firstPass
+  }
+
+  /**
+   * Restore in the background, so the daemon can serve (and tell systemd it is ready) at once:
+   * this resolves once the layers to restore are known; after `opts.after`, stale mounts are
+   * detached and unowned live ones unmounted, and the layers are then mounted `concurrency` at a time, a failed one retried with doubling backoff
+   * until it mounts, its snapshot is removed, or the snapshotter closes. Mounts/Prepare/View on a
+   * chain with a layer still being restored wait for it, up to `waitMs` (then Unavailable).
+   * After the first pass, orphan directories are swept. `signal` (shutdown) stops starting new
+   * attempts; those in progress finish under their deadline (close() waits for them).
+   */
+  async startRestore(signal?: AbortSignal, opts: { after?: Promise<unknown> } = {}): Promise<RestoreStarted> {
+    // Before readiness only what Mounts/Prepare need in order to wait: the list of layers to
+    // restore (one SQLite read). Everything that scales with the number of layers — asking
+    // stargz-fused which mounts are live, detaching dead ones (an umount per layer) — runs in the
+    // background, after `opts.after` (the daemon: socket open and systemd notified).
     const remotes = this.store.read((db) => listRecords(db, undefined)).filter((r) => isRemote(r.labels))
-    const report: RestoreReport = { restored: [], failed: [], staleMounts: before.length }
-    // A live layer no snapshot record owns (we died between mount and commit of a Prepare): undo.
-    const wanted = new Set(remotes.map((r) => this.paths.fs(r.id)))
-    for (const mp of live) {
-      if (!wanted.has(mp)) await this.fs.unmount(mp).catch((e: unknown) => this.log.warn({ mountpoint: mp, err: errorMessage(e) }, 'unmount of unowned live layer failed'))
-    }
-    const queue = [...remotes]
-    const worker = async (): Promise<void> => {
-      for (let rec = queue.shift(); rec && !signal?.aborted; rec = queue.shift()) {
-        const mp = this.paths.fs(rec.id)
-        try {
-          await mkdir(mp, { recursive: true })
-          await mountWithDeadline(this.fs, mp, layerOf(rec), this.mountTimeoutMs)
-          report.restored.push(rec.key)
-          this.log.info({ key: rec.key, namespace: rec.namespace, mountpoint: mp }, 'remote-snapshot-restored')
-        } catch (e) {
-          report.failed.push({ name: rec.key, error: errorMessage(e) })
-          this.log.warn({ key: rec.key, namespace: rec.namespace, mountpoint: mp, err: errorMessage(e) }, 'remote-snapshot-restore-failed')
-        }
+    signal?.addEventListener('abort', () => this.stopRestores(), { once: true })
+    if (signal?.aborted) this.stopRestores()
+    const entries = remotes.map((rec) => {
+      let settle!: () => void
+      const done = new Promise<void>((resolve) => { settle = resolve })
+      const e: Restoring = { rec, failures: 0, lastError: undefined, done, settle, retryTimer: undefined, attempt: undefined }
+      this.restoring.set(rec.id, e)
+      return e
+    })
+    const report: RestoreReport = { restored: [], failed: [], staleMounts: 0 }
+    this.restorePrep = (async () => {
+      await opts.after?.catch(() => undefined)
+      // Layers still served by a FUSE process that outlived us (stargz-fused) stay; mount()
+      // re-attaches to them without the registry. The rest under snapshots/ is dead: detach.
+      const live = new Set(await this.fs.liveMounts?.() ?? [])
+      const left = await detachAllUnder(this.paths.snapshots, live, this.restoreCfg.concurrency * 2)
+      report.staleMounts = left.length
+      if (left.length > 0) this.log.warn({ mounts: left }, 'stale mounts could not be detached')
+      // A live layer no snapshot record owns (we died between mount and commit of a Prepare): undo.
+      const wanted = new Set(remotes.map((r) => this.paths.fs(r.id)))
+      for (const mp of live) {
+        if (!wanted.has(mp)) await this.fs.unmount(mp).catch((e: unknown) => this.log.warn({ mountpoint: mp, err: errorMessage(e) }, 'unmount of unowned live layer failed'))
       }
-    }
-    await Promise.all([worker(), worker(), worker(), worker()])
-    if (signal?.aborted) {
-      this.log.info({ restored: report.restored.length, skipped: remotes.length - report.restored.length - report.failed.length }, 'restore stopped by shutdown')
+    })()
+    const prep = this.restorePrep
+    const firstPass = (async () => {
+      await prep
+      await Promise.all(entries.map((e) => this.limited(() => this.attemptRestore(e, report))))
+      if (this.restoreStop.signal.aborted) {
+        this.log.info({ restored: report.restored.length, skipped: remotes.length - report.restored.length - report.failed.length }, 'restore stopped by shutdown')
+        return report
+      }
+      const orphans = await this.cleanup()
+      if (orphans.length > 0) this.log.info({ dirs: orphans }, 'removed orphan snapshot directories')
       return report
+    })()
+    return { pending: entries.length, firstPass }
+  }
+
+  /** Run `fn` when fewer than `concurrency` restore mounts are in progress. */
+  private async limited(fn: () => Promise<void>): Promise<void> {
+    while (this.restoreActive >= this.restoreCfg.concurrency) await new Promise<void>((resolve) => this.restoreWaiters.push(resolve))
+    this.restoreActive++
+    try {
+      await fn()
+    } finally {
+      this.restoreActive--
+      this.restoreWaiters.shift()?.()
     }
-    const orphans = await this.cleanup()
-    if (orphans.length > 0) this.log.info({ dirs: orphans }, 'removed orphan snapshot directories')
-    return report
+  }
+
+  /** One attempt at mounting a restoring layer; a failure schedules the next one. */
+  private async attemptRestore(e: Restoring, report?: RestoreReport): Promise<void> {
+    if (this.restoreStop.signal.aborted || this.restoring.get(e.rec.id) !== e) return
+    const rec = e.rec
+    const mp = this.paths.fs(rec.id)
+    const run = (async () => {
+      await mkdir(mp, { recursive: true })
+      await mountWithDeadline(this.fs, mp, layerOf(rec), this.mountTimeoutMs)
+    })()
+    e.attempt = run.then(() => undefined, () => undefined)
+    try {
+      await run
+      if (this.restoring.get(rec.id) === e) this.restoring.delete(rec.id)
+      e.settle()
+      report?.restored.push(rec.key)
+      this.log.info({ key: rec.key, namespace: rec.namespace, mountpoint: mp, attempt: e.failures + 1 }, 'remote-snapshot-restored')
+    } catch (err) {
+      e.failures++
+      e.lastError = errorMessage(err)
+      report?.failed.push({ name: rec.key, error: e.lastError })
+      const retryMs = Math.min(this.restoreCfg.retryMaxMs, this.restoreCfg.retryBaseMs * 2 ** Math.min(e.failures - 1, 30))
+      const stopped = this.restoreStop.signal.aborted || this.restoring.get(rec.id) !== e
+      this.log.warn({ key: rec.key, namespace: rec.namespace, mountpoint: mp, err: e.lastError, attempt: e.failures, ...(stopped ? {} : { retryMs }) }, 'remote-snapshot-restore-failed')
+      if (!stopped) {
+        e.retryTimer = setTimeout(() => { e.retryTimer = undefined; void this.limited(() => this.attemptRestore(e)) }, retryMs)
+        // Retries must not keep a process alive that has nothing else to do (tests, `stargz` tools).
+        e.retryTimer.unref()
+      }
+    } finally {
+      e.attempt = undefined
+    }
+  }
+
+  /** No restore attempt starts from now on; the waiters are let go. */
+  private stopRestores(): void {
+    this.restoreStop.abort(new UnavailableError('snapshotter is shutting down'))
+    for (const e of this.restoring.values()) {
+      clearTimeout(e.retryTimer)
+      e.retryTimer = undefined
+    }
+    for (const w of this.restoreWaiters.splice(0)) w()
+  }
+
+  /** Stop restoring snapshot `id` (it is being removed); waits for its attempt in progress. */
+  private async forgetRestore(id: number): Promise<void> {
+    const e = this.restoring.get(id)
+    if (!e) return
+    this.restoring.delete(id)
+    clearTimeout(e.retryTimer)
+    await e.attempt
+    e.settle()
+  }
+
+  /** Wait, up to waitMs, for a layer of `chain` that is still being restored. */
+  private async waitRestored(rec: SnapshotRecord): Promise<void> {
+    const e = this.restoring.get(rec.id)
+    if (!e) return
+    const ms = this.restoreCfg.waitMs
+    let timer: NodeJS.Timeout | undefined
+    const expired = new Promise<'expired'>((resolve) => { timer = setTimeout(() => resolve('expired'), ms) })
+    const stopped = new Promise<'stopped'>((resolve) => {
+      if (this.restoreStop.signal.aborted) resolve('stopped')
+      else this.restoreStop.signal.addEventListener('abort', () => resolve('stopped'), { once: true })
+    })
+    const out = await Promise.race([e.done.then(() => 'done' as const), expired, stopped]).finally(() => clearTimeout(timer))
+    if (out === 'done') return
+    const why = out === 'stopped' ? 'the snapshotter is shutting down' : `still being restored after waiting ${ms} ms`
+    throw new UnavailableError(`layer ${JSON.stringify(rec.key)} (${layerOf(rec).layerDigest}) is ${why}; ${e.failures} failed attempt(s)${e.lastError === undefined ? '' : `, last: ${e.lastError}`}`)
   }
 
   /** Unmount remote layers and close the store. Snapshot dirs stay. Safe to call twice. */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      // Restore first: no attempt starts from here on, and the ones in progress settle (each under
+      // its mount deadline) before the unmounts below, so every mount restore made is undone.
+      this.stopRestores()
+      await this.restorePrep.catch(() => undefined)
+      await Promise.all([...this.restoring.values()].map((e) => e.attempt))
       let remotes: SnapshotRecord[] = []
       try {
         remotes = this.store.read((db) => listRecords(db, undefined)).filter((r) => isRemote(r.labels))
@@ -305,16 +460,23 @@ export class Snapshotter {
       }
     }
     const td = await this.makeTempDir(kind, owner)
+    crashPoint('prepare:temp-dir')
     let renamedTo: string | undefined
     try {
       const out = this.store.withTransaction((db) => {
         const rec = insertSnapshot(db, { ns, key, kind, parent, labels })
         const parents = parentChain(db, rec)
         renamedTo = this.paths.dir(rec.id)
+        // The id is new, so a dir already there is an orphan: a crash after the rename of a
+        // transaction that never committed (SQLite hands the id out again), not yet swept by
+        // cleanup (which runs after restore, in the background). Move it aside for cleanup.
+        if (existsSync(renamedTo)) renameSync(renamedTo, join(this.paths.snapshots, `orphan-${rec.id}-${Math.random().toString(36).slice(2, 10)}`))
         renameSync(td, renamedTo)
+        crashPoint('prepare:renamed')
         return { rec, parents }
       })
       this.creating.delete(td)
+      crashPoint('prepare:recorded')
       return out
     } catch (e) {
       // The transaction rolled back; undo the directory steps.
@@ -345,6 +507,7 @@ export class Snapshotter {
     const mp = this.paths.fs(rec.id)
     try {
       await mountWithDeadline(this.fs, mp, layer, this.mountTimeoutMs)
+      crashPoint('prepare:mounted')
     } catch (e) {
       this.metrics.fallback(fallbackReason(e))
       if (e instanceof TimeoutError && e.mayHoldMount) {
@@ -370,6 +533,7 @@ export class Snapshotter {
       log.info({ layer: layer.layerDigest, reason: errorMessage(e) }, 'remote-snapshot-fallback')
       return false
     }
+    crashPoint('prepare:remote-committed')
     log.info({ layer: layer.layerDigest, mountpoint: mp }, 'remote-snapshot-prepared')
     return true
   }
@@ -386,6 +550,7 @@ export class Snapshotter {
     const dir = this.paths.dir(id)
     if (remote) {
       await this.fs.unmount(this.paths.fs(id)).catch((e: unknown) => this.log.debug({ dir, err: errorMessage(e) }, 'unmount of removed snapshot failed'))
+      crashPoint('remove:unmounted')
     }
     await this.removeDirPath(dir)
   }
@@ -409,6 +574,14 @@ export class Snapshotter {
   private async checkAvailability(chain: readonly SnapshotRecord[]): Promise<void> {
     const remote = chain.filter((r) => isRemote(r.labels))
     if (remote.length === 0) return
+    // A layer restore has not mounted yet: wait for it (bounded) rather than answer Unavailable.
+    const waits = await Promise.allSettled(remote.map((r) => this.waitRestored(r)))
+    for (const w of waits) {
+      if (w.status === 'rejected') {
+        this.log.warn({ err: errorMessage(w.reason) }, 'layer is unavailable')
+        throw w.reason
+      }
+    }
     const results = await Promise.allSettled(remote.map((r) => this.fs.check(this.paths.fs(r.id), layerOf(r))))
     results.forEach((res, i) => {
       if (res.status === 'rejected') {

@@ -133,7 +133,8 @@ t.test('lazy pull and run under real containerd', async (t) => {
   await sgd.kill9()
   await unmountUnder(root) // the dead process's FUSE mounts are gone with it; clear the husks
   sgd = await start()
-  t.ok(sgd.logs.some((l) => l.msg === 'restored remote snapshots' && Number(l.restored) >= 1), 'restore ran')
+  // Restore runs after readiness now (issue #11): wait for its report.
+  t.ok(await sgd.waitFor((l) => l.msg === 'restored remote snapshots' && Number(l.restored) >= 1), 'restore ran')
   let again = ''
   for (let i = 0; i < 100 && again === ''; i++) {
     const r = await ctrd.ctr(['run', '--rm', '--snapshotter', 'stargz', ...ctrd.runArgs(), ref, `lazy2-${i}`, '/bin/busybox', 'echo', 'hello again'])

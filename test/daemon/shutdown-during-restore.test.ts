@@ -52,7 +52,7 @@ t.test('SIGTERM during restore: the mount in progress settles before the daemon 
   const stopped = msgs.indexOf('stopped')
   t.ok(failed >= 0, 'the mount in progress ran to its deadline')
   t.ok(stopped > failed, 'and only then did the daemon stop')
-  t.notOk(msgs.includes('ready'), 'never served')
+  // Readiness no longer waits for restore (issue #11), so whether `ready` came before the signal is a race.
   // Where the shutdown time goes (reported, not asserted).
   const at = (m: string): number => {
     const v = p.logs.find((l) => l.msg === m)?.time

@@ -75,8 +75,8 @@ t.test('install-system.sh twice: same files, containerd config merged once, noth
   const all = [...first.calls, ...second.calls]
   t.notOk(all.some((c) => /^systemctl .*\b(stop|disable|mask|kill|isolate)\b/.test(c)), `systemctl never stops or disables anything: ${JSON.stringify(all)}`)
   t.notOk(all.some((c) => c.startsWith('systemctl') && /containerd/.test(c) && !c.startsWith('systemctl try-restart containerd')), 'containerd: only try-restart, never start/stop/disable')
-  t.same(first.calls.filter((c) => c.startsWith('systemctl')), ['systemctl daemon-reload', 'systemctl enable stargzd.service', 'systemctl restart stargzd.service', 'systemctl try-restart containerd.service'], 'first run: reload, enable + restart stargzd, try-restart containerd')
-  t.same(second.calls.filter((c) => c.startsWith('systemctl')), ['systemctl daemon-reload', 'systemctl enable stargzd.service', 'systemctl restart stargzd.service'], 'second run: containerd left alone')
+  t.same(first.calls.filter((c) => c.startsWith('systemctl')), ['systemctl daemon-reload', 'systemctl enable stargz-fused.service', 'systemctl start stargz-fused.service', 'systemctl enable stargzd.service', 'systemctl restart stargzd.service', 'systemctl try-restart containerd.service'], 'first run: reload, enable + start (never restart) stargz-fused, enable + restart stargzd, try-restart containerd')
+  t.same(second.calls.filter((c) => c.startsWith('systemctl')), ['systemctl daemon-reload', 'systemctl enable stargz-fused.service', 'systemctl start stargz-fused.service', 'systemctl enable stargzd.service', 'systemctl restart stargzd.service'], 'second run: containerd left alone, stargz-fused not restarted')
   t.notOk(all.some((c) => c.startsWith('apt-get')), 'no packages installed (the runtime ones are present)')
   t.notOk(all.some((c) => c.startsWith('modprobe')), 'no modprobe into a scratch root')
 
@@ -89,5 +89,11 @@ t.test('install-system.sh twice: same files, containerd config merged once, noth
   const help = await execFileP(join(T, 'usr/local/bin/stargzd'), ['--help'], { env: { ...process.env, NODE_PATH: '' }, cwd: T })
   t.match(help.stdout, /usage: stargzd/, 'the installed stargzd runs from the prefix alone')
   t.match(unit, new RegExp(`^ExecStart=${prefix}/bin/stargzd --config ${T}/etc/stargzd/config.toml$`, 'm'), 'unit ExecStart points at the prefix')
+  // stargz-fused (issue #11): its unit, the drop-in that puts stargzd on it, and its wrapper.
+  const fusedUnit = await readFile(join(T, 'etc/systemd/system/stargz-fused.service'), 'utf8')
+  t.match(fusedUnit, new RegExp(`^ExecStart=${prefix}/bin/stargz-fused --config ${T}/etc/stargzd/config.toml --fuse-manager default$`, 'm'), 'stargz-fused unit ExecStart points at the prefix')
+  const dropIn = await readFile(join(T, 'etc/systemd/system/stargzd.service.d/10-fuse-manager.conf'), 'utf8')
+  t.match(dropIn, new RegExp(`^ExecStart=\n^ExecStart=${prefix}/bin/stargzd --config ${T}/etc/stargzd/config.toml --fuse-manager default$`, 'm'), 'the drop-in runs stargzd with --fuse-manager from the prefix')
+  t.equal(await readlink(join(T, 'usr/local/bin/stargz-fused')), join(prefix, 'bin/stargz-fused'), 'stargz-fused on the bin dir')
   t.ok((await readFile(join(T, 'etc/stargzd/config.toml'), 'utf8')).endsWith(userEdit), 'an existing /etc/stargzd/config.toml is kept')
 })

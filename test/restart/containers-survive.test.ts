@@ -112,7 +112,7 @@ t.test('containers keep reading across kill -9, SIGTERM and a registry outage', 
   const atKill = pass1().length
   sgd = await start()
   t.ok(sgd.logs.some((l) => l.msg === 'attached to stargz-fused' && l.started === false), 'restarted daemon attached to the running stargz-fused')
-  t.ok(sgd.logs.some((l) => l.msg === 'restored remote snapshots' && Number(l.restored) >= 1 && Number(l.failed) === 0), 'restore re-attached the lazy layer')
+  t.ok(await sgd.waitFor((l) => l.msg === 'restored remote snapshots' && Number(l.restored) >= 1 && Number(l.failed) === 0), 'restore re-attached the lazy layer')
   await until(() => pass1().length >= atKill + 500, 'reads after the kill -9 restart')
   // SIGTERM this time: the daemon's orderly shutdown must leave the layer served too.
   const r1 = await sgd.close()
@@ -133,7 +133,7 @@ t.test('containers keep reading across kill -9, SIGTERM and a registry outage', 
   proxy.faults.statusBurst = { status: 503, count: 1_000_000 }
   await sgd.kill9()
   sgd = await start()
-  t.ok(sgd.logs.some((l) => l.msg === 'restored remote snapshots' && Number(l.restored) >= 1 && Number(l.failed) === 0), 'restore with the registry down re-attached the layer')
+  t.ok(await sgd.waitFor((l) => l.msg === 'restored remote snapshots' && Number(l.restored) >= 1 && Number(l.failed) === 0), 'restore with the registry down re-attached the layer')
   await writeFile(join(flags, 'go2'), '')
   await until(() => lines.includes('PASS2-DONE'), 'pass 2')
   const p2 = lines.filter((l) => l.startsWith('P2 '))
