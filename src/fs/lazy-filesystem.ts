@@ -21,6 +21,7 @@ import type { RegistryClient } from '../registry/client.js'
 import type { FileSystem, RemoteLayerInfo } from '../snapshot/filesystem.js'
 import { PriorityGate } from '../task/priority-gate.js'
 import { WorkerChunkDecoder } from '../reader/worker-decoder.js'
+import { TocBuildPool } from '../index/toc-build-pool.js'
 import { LIBRARY_DEFAULTS } from '../config/defaults.js'
 import { mountLayer, type MountedLayer } from './mount-layer.js'
 import { IndexStore } from '../index/index-store.js'
@@ -84,6 +85,8 @@ export class LazyFileSystem implements FileSystem {
   private readonly ahead = new Map<string, { lease: Promise<LayerLease<ResolvedLayer> | undefined>; timer: NodeJS.Timeout }>()
   private readonly gate: PriorityGate
   private readonly decoder: WorkerChunkDecoder
+  /** Builds layers' compact indexes off the main thread; owned, closed by close(). */
+  private readonly tocBuilder: TocBuildPool
   private readonly resolver: LayerResolver
   /** Persisted compact indexes by TOC digest, shared by every layer of that digest (src/index/index-store.ts). */
   private readonly indexStore: IndexStore | undefined
@@ -98,6 +101,9 @@ export class LazyFileSystem implements FileSystem {
     // The decode pool starts with the filesystem, not at the first chunk a container waits for.
     this.decoder = new WorkerChunkDecoder()
     this.decoder.warm()
+    // The same for the TOC build pool: the first layer's index is built by a warm worker.
+    this.tocBuilder = new TocBuildPool()
+    this.tocBuilder.warm()
     // Load the FUSE addon now rather than inside the first Prepare (12 ms there, profiled). A
     // failure is left for mount() to report, with its own context.
     try { loadFuseNative() } catch { /* reported by the first mount */ }
@@ -107,6 +113,7 @@ export class LazyFileSystem implements FileSystem {
       cache: o.cache,
       gate: this.gate,
       decoder: this.decoder,
+      tocBuilder: this.tocBuilder,
       logger: o.log,
       noPrefetch: o.noPrefetch,
       prefetchTimeoutSec: o.prefetchTimeoutSec,
@@ -296,6 +303,7 @@ export class LazyFileSystem implements FileSystem {
       }
       await this.resolver.close()
       await this.decoder.close()
+      await this.tocBuilder.close()
       this.gate.close()
     })()
     return this.closing

@@ -10,7 +10,7 @@ import type { LoadTocOptions } from '../estargz/toc-read.js'
 import type { Footer, RangeSource } from '../estargz/types.js'
 import type { CompactIndex } from './compact-index.js'
 import type { IndexStore } from './index-store.js'
-import { loadCompactToc } from './toc-build.js'
+import { loadCompactToc, type TocBuilder } from './toc-build.js'
 
 export interface CompactBlobOptions extends LoadTocOptions {
   allowUnverified?: boolean
@@ -21,6 +21,8 @@ export interface CompactBlobOptions extends LoadTocOptions {
   what?: string
   /** Re-open from here when the TOC digest is known; put the built index here. */
   store?: IndexStore
+  /** Build the index off the main thread (toc-build-pool.ts); default inline. */
+  builder?: TocBuilder
   /** Kept with the persisted index (e.g. layer digest, media type). */
   extra?: Record<string, unknown>
 }

@@ -34,6 +34,8 @@ export interface CompactTocOptions extends LoadTocOptions {
   maxIndexBytes?: number
   /** Names the layer in errors. */
   what?: string
+  /** Run the CPU part elsewhere (a worker pool: toc-build-pool.ts); default inline. */
+  builder?: TocBuilder
   /** Bytes stored in the index (index-store.ts's record); see CompactIndex.meta(). */
   meta?: (footer: Footer, tocDigest: string) => Buffer
 }
@@ -49,34 +51,81 @@ export interface CompactToc {
 
 const PIECE = 64 * 1024
 
+/**
+ * Builds the index from a fetched TOC member somewhere else (a worker thread: toc-build-pool.ts).
+ * `reserve` runs on the caller's thread once the JSON's size is known; it may throw.
+ */
+export interface TocBuilder {
+  build(req: TocBuildRequest, reserve: (jsonBytes: number) => void): Promise<{ index: Buffer; tocDigest: string; jsonBytes: number }>
+}
+
+/** Everything the CPU part needs, all structured-clonable (the member is transferred). */
+export interface TocBuildRequest {
+  member: Buffer
+  footer: Footer
+  limits: TocLimits
+  tocDigest?: string
+  maxIndexBytes?: number
+  what: string
+}
+
 /** Fetch, verify, validate and index a layer's TOC without holding it whole. */
 export async function loadCompactToc(src: RangeSource, opts: CompactTocOptions = {}): Promise<CompactToc> {
   const fetched = await fetchToc(src, opts)
   const { footer, limits } = fetched
-  const tocOffset = footer.payloadEnd ?? footer.tocOffset
   const budget = opts.budget ?? defaultMetadataBudget
+  const what = opts.what ?? 'layer index'
   let reservation: { release(): void } | undefined
-  const build = new StreamBuild(tocOffset, footer, limits, (jsonBytes) => {
+  const reserve = (jsonBytes: number): void => {
     opts.beforeParse?.(jsonBytes)
     reservation = budget.reserve(Math.ceil(jsonBytes * BUILD_COST_PER_JSON_BYTE), `${opts.what ?? 'layer'}: TOC of ${jsonBytes} bytes`)
-  })
+  }
   try {
-    if (fetched.json !== undefined) {
-      build.header(fetched.json.length)
-      for (let at = 0; at < fetched.json.length; at += PIECE) build.json(fetched.json.subarray(at, at + PIECE))
-    } else {
-      await inflateInto(fetched.gzipMember as Buffer, limits, footer, build)
+    // The worker path: the gzip member goes over (transferred), the index buffer comes back; the
+    // budget is reserved here, between the two. `meta` is a function, so it stays inline.
+    if (opts.builder !== undefined && fetched.json === undefined && opts.meta === undefined) {
+      const req: TocBuildRequest = { member: fetched.gzipMember as Buffer, footer, limits, what }
+      if (opts.tocDigest !== undefined) req.tocDigest = opts.tocDigest
+      if (opts.maxIndexBytes !== undefined) req.maxIndexBytes = opts.maxIndexBytes
+      const out = await opts.builder.build(req, reserve)
+      const index = CompactIndex.fromBuffer(out.index, { budget, what })
+      return { footer, tocDigest: out.tocDigest, index, tocBytesFetched: fetched.fetched, jsonBytes: out.jsonBytes }
     }
-    const tocDigest = build.digest()
-    if (opts.tocDigest !== undefined && opts.tocDigest !== tocDigest) throw new TocDigestError(opts.tocDigest, tocDigest)
-    const columns = build.finish()
-    const limitsOut: IndexLimits = { budget, what: opts.what ?? 'layer index' }
+    const limitsOut: IndexLimits = { budget, what }
     if (opts.maxIndexBytes !== undefined) limitsOut.maxBytes = opts.maxIndexBytes
-    const index = CompactIndex.build(columns, undefined, limitsOut, opts.meta?.(footer, tocDigest))
-    return { footer, tocDigest, index, tocBytesFetched: fetched.fetched, jsonBytes: build.jsonBytes }
+    const built = await buildCompact(fetched, footer, limits, reserve, opts.tocDigest, limitsOut, opts.meta)
+    return { footer, tocDigest: built.tocDigest, index: built.index, tocBytesFetched: fetched.fetched, jsonBytes: built.jsonBytes }
   } finally {
     reservation?.release()
   }
+}
+
+/**
+ * The CPU part, the same on the main thread and in a worker (toc-build-worker.ts): inflate,
+ * hash, scan, validate, columns, index. `beforeParse` may be async (the worker asks the main
+ * thread for the budget); the inflate waits for it.
+ */
+export async function buildCompact(
+  src: { json?: Buffer; gzipMember?: Buffer },
+  footer: Footer,
+  limits: TocLimits,
+  beforeParse: (jsonBytes: number) => void | Promise<void>,
+  tocDigest: string | undefined,
+  indexLimits: IndexLimits,
+  meta?: (footer: Footer, tocDigest: string) => Buffer,
+): Promise<{ index: CompactIndex; tocDigest: string; jsonBytes: number }> {
+  const build = new StreamBuild(footer.payloadEnd ?? footer.tocOffset, footer, limits)
+  if (src.json !== undefined) {
+    await build.header(src.json.length, beforeParse)
+    for (let at = 0; at < src.json.length; at += PIECE) build.json(src.json.subarray(at, at + PIECE))
+  } else {
+    await inflateInto(src.gzipMember as Buffer, limits, footer, build, beforeParse)
+  }
+  const digest = build.digest()
+  if (tocDigest !== undefined && tocDigest !== digest) throw new TocDigestError(tocDigest, digest)
+  const columns = build.finish()
+  const index = CompactIndex.build(columns, undefined, indexLimits, meta?.(footer, digest))
+  return { index, tocDigest: digest, jsonBytes: build.jsonBytes }
 }
 
 /**
@@ -84,8 +133,8 @@ export async function loadCompactToc(src: RangeSource, opts: CompactTocOptions =
  * fed in 64 KiB pieces, so the string and the object graph still never exist.
  */
 export function compactFromTocJson(json: Buffer, footer: Footer, limits: Partial<TocLimits> = {}, tocDigest?: string, indexLimits: IndexLimits = {}): { index: CompactIndex; tocDigest: string } {
-  const build = new StreamBuild(footer.payloadEnd ?? footer.tocOffset, footer, { ...DEFAULT_TOC_LIMITS, ...limits }, () => undefined)
-  build.header(json.length)
+  const build = new StreamBuild(footer.payloadEnd ?? footer.tocOffset, footer, { ...DEFAULT_TOC_LIMITS, ...limits })
+  void build.header(json.length, () => undefined)
   for (let at = 0; at < json.length; at += PIECE) build.json(json.subarray(at, at + PIECE))
   const digest = build.digest()
   if (tocDigest !== undefined && tocDigest !== digest) throw new TocDigestError(tocDigest, digest)
@@ -93,14 +142,20 @@ export function compactFromTocJson(json: Buffer, footer: Footer, limits: Partial
 }
 
 /** Inflate a TOC gzip member piece by piece: the tar header first, then the JSON into `build`. */
-async function inflateInto(member: Buffer, limits: TocLimits, footer: Footer, build: StreamBuild): Promise<void> {
+async function inflateInto(member: Buffer, limits: TocLimits, footer: Footer, build: StreamBuild, beforeParse: (jsonBytes: number) => void | Promise<void>): Promise<void> {
   const gz = createGunzip({ chunkSize: PIECE })
   const maxOut = limits.maxTocBytes + 4096
   let out = 0
   let head: Buffer[] = []
   let headLen = 0
   let want = -1
+  /** The budget answer being waited for: a gzip error meanwhile is reported after it, as inline. */
+  let holding: Promise<void> | undefined
   const done = new Promise<void>((resolve, reject) => {
+    const feed = (c: Buffer): void => {
+      const take = Math.min(c.length, want - build.jsonBytes)
+      if (take > 0) build.json(c.subarray(0, take))
+    }
     gz.on('data', (chunk: Buffer) => {
       try {
         out += chunk.length
@@ -113,18 +168,38 @@ async function inflateInto(member: Buffer, limits: TocLimits, footer: Footer, bu
           const h = Buffer.concat(head)
           head = []
           want = tocTarSize(h.subarray(0, 512))
-          build.header(want)
+          const waiting = build.header(want, beforeParse)
           c = h.subarray(512)
+          if (waiting !== undefined) {
+            // Asynchronous (the worker's budget request): hold the inflate until it is answered.
+            gz.pause()
+            holding = waiting
+            const rest = c
+            waiting.then(() => {
+              try {
+                feed(rest)
+                gz.resume()
+              } catch (e) {
+                gz.destroy()
+                reject(e)
+              }
+            }, (e: unknown) => {
+              gz.destroy()
+              reject(e)
+            })
+            return
+          }
         }
-        const take = Math.min(c.length, want - build.jsonBytes)
-        if (take > 0) build.json(c.subarray(0, take))
+        feed(c)
       } catch (e) {
         gz.destroy()
         reject(e)
       }
     })
     gz.on('error', (e) => {
-      reject(new TocError('toc-gzip', `TOC member ${footer.kind === 'external' ? 'of the external TOC blob' : `at offset ${footer.tocOffset}`} does not inflate: ${e.message}`, undefined, { cause: e }))
+      const fail = (): void => reject(new TocError('toc-gzip', `TOC member ${footer.kind === 'external' ? 'of the external TOC blob' : `at offset ${footer.tocOffset}`} does not inflate: ${e.message}`, undefined, { cause: e }))
+      if (holding === undefined) fail()
+      else holding.then(fail, () => undefined)
     })
     gz.on('end', () => {
       if (want < 0) reject(new TocError('toc-tar', `TOC member inflates to ${headLen} bytes, less than one tar header`))
@@ -146,17 +221,21 @@ class StreamBuild {
   private announced = false
   jsonBytes = 0
 
-  constructor(private readonly tocOffset: number, footer: Footer, private readonly limits: TocLimits, private readonly beforeParse: (jsonBytes: number) => void) {
+  constructor(private readonly tocOffset: number, footer: Footer, private readonly limits: TocLimits) {
     this.validator = new TocValidator({ tocOffset, footerKind: footer.kind, limits })
     this.columns = new TocColumns({ prefetch: PREFETCH_LANDMARK, noPrefetch: NO_PREFETCH_LANDMARK }, footer.kind === 'zstd' ? 'zstd' : 'gzip')
     this.scanner = new TocEntryScanner((raw) => this.columns.add(this.validator.add(raw)), 1 << 20, false)
   }
 
-  /** The JSON's size is known (tar header, or the zstd frame): refuse it now if too big. */
-  header(size: number): void {
+  /**
+   * The JSON's size is known (tar header, or the zstd frame): refuse it now if too big, then
+   * tell `beforeParse` (the budget). Returns its promise when it is asynchronous.
+   */
+  header(size: number, beforeParse: (jsonBytes: number) => void | Promise<void>): Promise<void> | undefined {
     if (size > this.limits.maxTocBytes) throw new LimitError(`TOC is ${size} bytes, more than the limit ${this.limits.maxTocBytes}`)
-    this.beforeParse(size)
+    const p = beforeParse(size)
     this.announced = true
+    return p === undefined ? undefined : p
   }
 
   json(piece: Buffer): void {

@@ -30,6 +30,7 @@ import type { FetchUnit } from './background.js'
 import { CompactBlob } from '../index/compact-blob.js'
 import { CompactIndex } from '../index/compact-index.js'
 import type { IndexStore } from '../index/index-store.js'
+import type { TocBuilder } from '../index/toc-build.js'
 import type { LayerTree } from '../fuse/inode-table.js'
 import { FetchedRanges } from './fetched-ranges.js'
 import type { Layer, LayerState } from './types.js'
@@ -49,6 +50,8 @@ export interface OpenLayerOptions {
   cache: ChunkCache
   /** Default: the process-wide worker pool. */
   decoder?: ChunkDecoder
+  /** Builds compact indexes off the main thread (src/index/toc-build-pool.ts); default inline. */
+  tocBuilder?: TocBuilder
   /** Share one gate across layers so any on-demand read pauses all background fetching. */
   gate?: PriorityGate
   /** Config `no_prefetch`. */
@@ -118,6 +121,7 @@ export async function openLayer(opts: OpenLayerOptions): Promise<StargzLayer> {
       extra: { layerDigest: opts.digest },
       ...(opts.indexStore === undefined ? {} : { store: opts.indexStore }),
       ...(opts.maxIndexBytes === undefined ? {} : { maxIndexBytes: opts.maxIndexBytes }),
+      ...(opts.tocBuilder === undefined ? {} : { builder: opts.tocBuilder }),
     })
     reader = blob
     from = blob.from

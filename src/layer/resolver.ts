@@ -41,7 +41,7 @@ export const DEFAULT_LAYER_TTL_MS = LIBRARY_DEFAULTS.layerTtlMs
 
 /** How every layer of this resolver fetches (config: noprefetch, prefetch_timeout_sec, …). */
 export type LayerFetchOptions = Pick<OpenLayerOptions,
-  'noPrefetch' | 'prefetchTimeoutSec' | 'noBackgroundFetch' | 'backgroundUnitBytes' | 'mergeGapBytes' | 'maxSpanBytes' | 'allowUnverified' | 'indexStore' | 'maxIndexBytes'>
+  'noPrefetch' | 'prefetchTimeoutSec' | 'noBackgroundFetch' | 'backgroundUnitBytes' | 'mergeGapBytes' | 'maxSpanBytes' | 'allowUnverified' | 'indexStore' | 'maxIndexBytes' | 'tocBuilder'>
 
 export interface LayerResolverOptions extends LayerFetchOptions {
   /** Owned: closed by close(). */
@@ -393,6 +393,7 @@ function pick(o: LayerFetchOptions): LayerFetchOptions {
   if (o.allowUnverified !== undefined) out.allowUnverified = o.allowUnverified
   if (o.indexStore !== undefined) out.indexStore = o.indexStore
   if (o.maxIndexBytes !== undefined) out.maxIndexBytes = o.maxIndexBytes
+  if (o.tocBuilder !== undefined) out.tocBuilder = o.tocBuilder
   return out
 }
 

@@ -14,10 +14,11 @@
  * Work is queued in two classes: on-demand reads ('high') always go before background fetch
  * ('low'). Each worker takes up to two tasks at a time so the message hop overlaps with work.
  */
-import { Worker } from 'node:worker_threads'
+import type { Worker } from 'node:worker_threads'
 import type { ChunkDecoder } from '../estargz/chunk-decoder.js'
 import type { ChunkRef } from '../estargz/toc-index.js'
 import { UnavailableError } from '../errors.js'
+import { startModuleWorker } from '../task/start-worker.js'
 import { decodeMember } from './decode-member.js'
 import { decodeStreaming, outcomeBytes } from './decode-outcome.js'
 import type { WorkerReply, WorkerRequest } from './worker-protocol.js'
@@ -61,21 +62,9 @@ function copyOut(b: Buffer): Uint8Array {
   return u
 }
 
-/**
- * Start a decode worker. The compiled build (dist/, what the daemon runs) starts
- * decode-worker.js next to this file. Running from source (tsx, tests), the entry is
- * decode-worker.ts; tsx's `--import tsx` hooks are not active in worker threads on Node 20, so
- * a two-line bootstrap registers tsx in the worker first (resolved from this file, so it is the
- * same tsx the parent runs with; under tap's TypeScript loader the worker inherits that loader
- * and the registration is harmless).
- */
+/** Start a decode worker (decode-worker.ts; compiled or under tsx: src/task/start-worker.ts). */
 function startWorker(): Worker {
-  const here = import.meta.url
-  if (!here.endsWith('.ts')) return new Worker(new URL('./decode-worker.js', here))
-  const entry = new URL('./decode-worker.ts', here).href
-  const tsx = import.meta.resolve('tsx/esm/api')
-  const boot = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}) })`
-  return new Worker(boot, { eval: true })
+  return startModuleWorker(import.meta.url, 'decode-worker')
 }
 
 export class WorkerChunkDecoder implements PriorityChunkDecoder {
