@@ -39,6 +39,8 @@ export class CompactBlob implements IndexedBlob {
     readonly from: 'store' | 'registry',
     readonly tocBytesFetched: number,
     private readonly onRelease: () => void,
+    /** Where the index was built: a TOC build worker, inline, or not at all (from the store). */
+    readonly builtBy: 'worker' | 'inline' | 'none' = 'none',
   ) {}
 
   static async open(source: RangeSource, opts: CompactBlobOptions = {}): Promise<CompactBlob> {
@@ -55,10 +57,10 @@ export class CompactBlob implements IndexedBlob {
       ...opts,
       ...(opts.what === undefined ? {} : { what: opts.what }),
     })
-    if (store === undefined) return new CompactBlob(source, built.footer, built.tocDigest, built.index, allow, 'registry', built.tocBytesFetched, () => built.index.close())
+    if (store === undefined) return new CompactBlob(source, built.footer, built.tocDigest, built.index, allow, 'registry', built.tocBytesFetched, () => built.index.close(), built.builtBy)
     const meta = { tocDigest: built.tocDigest, footer: built.footer, blobSize: source.size, ...(opts.extra === undefined ? {} : { extra: opts.extra }) }
     const lease = store.put(built.tocDigest, built.index, meta)
-    return new CompactBlob(source, built.footer, built.tocDigest, lease.index, allow, 'registry', built.tocBytesFetched, () => lease.release())
+    return new CompactBlob(source, built.footer, built.tocDigest, lease.index, allow, 'registry', built.tocBytesFetched, () => lease.release(), built.builtBy)
   }
 
   release(): void {

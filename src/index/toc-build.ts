@@ -47,6 +47,8 @@ export interface CompactToc {
   tocBytesFetched: number
   /** TOC JSON bytes (for logs and figures). */
   jsonBytes: number
+  /** Where the CPU part ran (logs: the layer-opened line). */
+  builtBy: 'worker' | 'inline'
 }
 
 const PIECE = 64 * 1024
@@ -89,12 +91,12 @@ export async function loadCompactToc(src: RangeSource, opts: CompactTocOptions =
       if (opts.maxIndexBytes !== undefined) req.maxIndexBytes = opts.maxIndexBytes
       const out = await opts.builder.build(req, reserve)
       const index = CompactIndex.fromBuffer(out.index, { budget, what })
-      return { footer, tocDigest: out.tocDigest, index, tocBytesFetched: fetched.fetched, jsonBytes: out.jsonBytes }
+      return { footer, tocDigest: out.tocDigest, index, tocBytesFetched: fetched.fetched, jsonBytes: out.jsonBytes, builtBy: 'worker' }
     }
     const limitsOut: IndexLimits = { budget, what }
     if (opts.maxIndexBytes !== undefined) limitsOut.maxBytes = opts.maxIndexBytes
     const built = await buildCompact(fetched, footer, limits, reserve, opts.tocDigest, limitsOut, opts.meta)
-    return { footer, tocDigest: built.tocDigest, index: built.index, tocBytesFetched: fetched.fetched, jsonBytes: built.jsonBytes }
+    return { footer, tocDigest: built.tocDigest, index: built.index, tocBytesFetched: fetched.fetched, jsonBytes: built.jsonBytes, builtBy: 'inline' }
   } finally {
     reservation?.release()
   }

@@ -112,6 +112,7 @@ export async function openLayer(opts: OpenLayerOptions): Promise<StargzLayer> {
   const kind = opts.index ?? (process.env.STARGZ_INDEX === 'object' ? 'object' : 'compact')
   let reader: IndexedBlob
   let from = 'registry'
+  let built: string | undefined
   if (opts.loadToc !== undefined) loadOpts.loadToc = opts.loadToc
   if (kind === 'object') reader = await EstargzReader.open(opts.source, loadOpts)
   else {
@@ -125,9 +126,10 @@ export async function openLayer(opts: OpenLayerOptions): Promise<StargzLayer> {
     })
     reader = blob
     from = blob.from
+    built = blob.builtBy
   }
   const layer = new StargzLayer(opts, reader, log)
-  log.info({ entries: reader.index.entryCount, tocDigest: reader.tocDigest, index: kind, from, ms: Math.round(performance.now() - started) }, 'layer-opened')
+  log.info({ entries: reader.index.entryCount, tocDigest: reader.tocDigest, index: kind, from, ...(built === undefined ? {} : { built }), ms: Math.round(performance.now() - started) }, 'layer-opened')
   return layer
 }
 

@@ -213,3 +213,20 @@ t.test('a mounted layer starts fetching once mounted; unmount releases everythin
   t.equal(rec.mounted, 0, 'unmount of what is not mounted does not move the gauge')
   t.same(fs.resolverStats(), { layers: 0, refs: 0, openBlobs: 0, started: 0 }, 'TTL 0: released at once')
 })
+
+t.test('issues #12/#13: the filesystem builds a layer\'s compact index in its TOC build workers', async (t) => {
+  const opened: Array<Record<string, unknown>> = []
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const l of chunk.toString('utf8').split('\n')) if (l) { const o = JSON.parse(l) as Record<string, unknown>; if (o.msg === 'layer-opened') opened.push(o) }
+      cb()
+    },
+  })
+  const fs = await lazyFs(t, { log: pino({ level: 'info' }, sink) })
+  const mp = await dirMaker(join(work, 'built-by'))('mp')
+  await fs.mount(mp, good)
+  t.equal(await readFile(join(mp, 'etc/os-release'), 'utf8'), 'ID=contract\n')
+  t.equal(opened.length, 1)
+  t.match(opened[0], { index: 'compact', from: 'registry', built: 'worker' }, 'built off the main thread')
+  await fs.unmount(mp)
+})
