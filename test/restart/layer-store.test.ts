@@ -53,6 +53,10 @@ const tocDigest = await (async () => {
   await pusher.pushImage(`${reg.host}/test/restore:1`, config, [{ data: esgz, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' }])
   await pusher.close()
 }
+// Layer records (the TOC's verified JSON) are how the object index is persisted; the compact index
+// (the default) is persisted by src/index/index-store.ts instead, covered by test/index/index-store
+// and, through the daemon with the registry down, by test/restart/registry-stopped.test.ts.
+process.env.STARGZ_INDEX = 'object'
 const layer: RemoteLayerInfo = { imageRef: `${proxy.host}/test/restore:1`, layerDigest: sha(esgz), tocDigest, labels: {} }
 const blobGets = (): number => proxy.log.filter((r) => r.method === 'GET' && r.path.includes('/blobs/')).length
 const registryDown = (): void => { proxy.faults.statusBurst = { status: 503, count: 1_000_000 } }
@@ -71,7 +75,9 @@ function tapLogger(msgs: string[]): pino.Logger {
 
 /** A "daemon": a lazy filesystem over the state dir (record store + disk cache), as the factory builds it. */
 async function daemonFs(t: Test, state: string, log: pino.Logger = pino({ level: 'silent' })): Promise<{ fs: LazyFileSystem; close(): Promise<void> }> {
-  const client = new RegistryClient({ plainHttp: true, transport: { maxRetries: 0 } })
+  // No retries at all: a 503 from the "down" registry fails the read at once (by default a
+  // retryable status is retried until the request deadline, issue #17).
+  const client = new RegistryClient({ plainHttp: true, transport: { maxRetries: 0, retryStatusUntilDeadline: false } })
   const fs = new LazyFileSystem({
     client,
     cache: await openChunkCache(join(state, 'cache')),
