@@ -165,7 +165,15 @@ export async function runGrpcLoad(t: Teardownable, opts: GrpcLoadOptions): Promi
     const options = [expectedAfter(j, p.done), ...(p.inDoubt ? [expectedAfter(j, p.done + 1)] : [])]
     if (!options.some((o) => same(o, got))) inconsistent.push(`chain ${j}: ${p.done} OK${p.inDoubt ? ' + 1 in doubt' : ''}, store has ${JSON.stringify([...got])}`)
   })
-  const snapshotDirs = (await readdir(join(scratch.root, 'snapshots')).catch(() => [] as string[])).length
+  // After a restart the daemon sweeps orphan dirs (a crash between rename and commit) in the
+  // background, once it serves (issue #11: readiness before slow work). Give that sweep up to 30 s;
+  // a dir that is still there then is a leak, and the caller's comparison reports it.
+  const listDirs = async (): Promise<number> => (await readdir(join(scratch.root, 'snapshots')).catch(() => [] as string[])).length
+  let snapshotDirs = await listDirs()
+  for (let waited = 0; snapshotDirs !== infos.length && waited < 30_000; waited += 250) {
+    await new Promise((r) => setTimeout(r, 250))
+    snapshotDirs = await listDirs()
+  }
   const mountsUnderRoot = (await mountsUnder(scratch.root)).length
   const latency = Object.fromEntries(Object.entries(lat).map(([m, xs]) => [m, { n: xs.length, p50: pct(xs, 0.5), p99: pct(xs, 0.99) }])) as GrpcLoadResult['latency']
   await sgd.close()

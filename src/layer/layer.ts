@@ -74,7 +74,7 @@ export interface OpenLayerOptions {
   /**
    * 'compact' (default): the TOC is streamed into a CompactIndex and no TOC objects are kept;
    * 'object': the previous path (whole JSON.parse, TocIndex objects), kept for one release so
-   * bench:metadata can measure both. Default: $STARGZ_INDEX if 'object', else 'compact'.
+   * bench:metadata can measure both. Default: defaultIndexKind().
    */
   index?: 'compact' | 'object'
   /** Persisted indexes by TOC digest (compact only): re-open without fetching the TOC. */
@@ -100,6 +100,16 @@ export interface LayerStats {
 
 const DEFAULT_UNIT = 4 * 1024 * 1024
 
+/**
+ * Which index the mount path builds when the caller does not say: 'object' unless
+ * $STARGZ_INDEX=compact. The compact index (src/index) stays opt-in for now: through `stargz
+ * mount` the interop corpus read hardlinked files empty with it (test/interop/corpus-mount, CI run
+ * 2026-12-01), and its streaming build costs more CPU than JSON.parse on the pull path.
+ */
+export function defaultIndexKind(): 'object' | 'compact' {
+  return process.env.STARGZ_INDEX === 'compact' ? 'compact' : 'object'
+}
+
 export async function openLayer(opts: OpenLayerOptions): Promise<StargzLayer> {
   const log = childLogger(opts.logger ?? silentLogger, { component: 'layer', digest: opts.digest })
   const started = performance.now()
@@ -109,7 +119,7 @@ export async function openLayer(opts: OpenLayerOptions): Promise<StargzLayer> {
   if (opts.signal !== undefined) loadOpts.signal = opts.signal
   if (opts.allowUnverified !== undefined) loadOpts.allowUnverified = opts.allowUnverified
   if (opts.externalToc !== undefined) loadOpts.externalToc = opts.externalToc
-  const kind = opts.index ?? (process.env.STARGZ_INDEX === 'object' ? 'object' : 'compact')
+  const kind = opts.index ?? defaultIndexKind()
   let reader: IndexedBlob
   let from = 'registry'
   let built: string | undefined

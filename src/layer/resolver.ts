@@ -24,7 +24,7 @@ import { childLogger, silentLogger, type Logger } from '../reader/logger.js'
 import { WorkerChunkDecoder } from '../reader/worker-decoder.js'
 import { PriorityGate } from '../task/priority-gate.js'
 import { raceAbort } from '../task/race-abort.js'
-import { openLayer, type OpenLayerOptions, type StargzLayer } from './layer.js'
+import { defaultIndexKind, openLayer, type OpenLayerOptions, type StargzLayer } from './layer.js'
 import { mediaTypeOf, type LayerRecord, type LayerStore } from './layer-store.js'
 import { loadToc, tocFromJson, type LoadedToc, type LoadTocOptions } from '../estargz/toc-read.js'
 import type { RangeSource } from '../estargz/types.js'
@@ -253,7 +253,7 @@ export class LayerResolver {
   private async indexedSize(spec: LayerSpec): Promise<number | undefined> {
     const store = this.o.indexStore
     if (store === undefined || spec.tocDigest === undefined || spec.openKnown === undefined) return undefined
-    if (process.env.STARGZ_INDEX === 'object') return undefined
+    if (defaultIndexKind() !== 'compact') return undefined
     return store.knownSize(spec.tocDigest).catch(() => undefined)
   }
 

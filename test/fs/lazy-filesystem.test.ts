@@ -222,6 +222,10 @@ t.test('issues #12/#13: the filesystem builds a layer\'s compact index in its TO
       cb()
     },
   })
+  // The compact index is opt-in ($STARGZ_INDEX=compact; see defaultIndexKind in src/layer/layer.ts).
+  const prev = process.env.STARGZ_INDEX
+  process.env.STARGZ_INDEX = 'compact'
+  t.teardown(() => { if (prev === undefined) delete process.env.STARGZ_INDEX; else process.env.STARGZ_INDEX = prev })
   const fs = await lazyFs(t, { log: pino({ level: 'info' }, sink) })
   const mp = await dirMaker(join(work, 'built-by'))('mp')
   await fs.mount(mp, good)
