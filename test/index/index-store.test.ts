@@ -29,7 +29,8 @@ async function tmp(t: { teardown(fn: () => unknown): void }): Promise<string> {
 }
 
 function layerOpts(store: IndexStore, source: CountingSource, digest = 'sha256:' + 'ab'.repeat(32)) {
-  return { digest, source, tocDigest: mini.tocDigest, cache: new MemoryCache({ maxBytes: 16 << 20 }), decoder, gate: new PriorityGate({ graceMs: 0 }), noBackgroundFetch: true, noPrefetch: true, indexStore: store }
+  // The store persists the compact index, which is opt-in (defaultIndexKind in src/layer/layer.ts).
+  return { digest, source, tocDigest: mini.tocDigest, cache: new MemoryCache({ maxBytes: 16 << 20 }), decoder, gate: new PriorityGate({ graceMs: 0 }), noBackgroundFetch: true, noPrefetch: true, indexStore: store, index: 'compact' as const }
 }
 
 t.test('a layer re-opens from the persisted index without reading the blob; same TOC digest = one shared index', async (t) => {
