@@ -65,6 +65,8 @@ export class TocColumns implements BuildSource {
   private readonly firstChunk = new Grow(u32)
   private readonly chunkCount = new Grow(u32)
   private readonly links = new Map<number, string>()
+  /** Hardlink entries by slot until finish(): their linkName is cleaned by the validator's finish(). */
+  private readonly hardlinkEntries: Array<[number, TocEntry]> = []
   private readonly xattrs = new Map<number, Record<string, string>>()
   private readonly devs = new Map<number, [number, number]>()
   private readonly fileDigests = new Map<number, string>()
@@ -151,6 +153,9 @@ export class TocColumns implements BuildSource {
     }
     this.mtime.a[i] = mt
     if (e.linkName !== undefined) this.links.set(i, e.linkName)
+    // The validator cleans a hardlink's target only in its finish() (the target may come later in
+    // the TOC), on this same object: read it again in finish() ("./a" → "a", issue #10 names).
+    if (e.type === 'hardlink') this.hardlinkEntries.push([i, e])
     if (e.xattrs !== undefined) this.xattrs.set(i, e.xattrs)
     if (e.devMajor !== undefined || e.devMinor !== undefined) this.devs.set(i, [e.devMajor ?? 0, e.devMinor ?? 0])
     if (e.digest !== undefined && e.type === 'reg') this.fileDigests.set(i, e.digest)
@@ -171,6 +176,8 @@ export class TocColumns implements BuildSource {
    * or `tocOffset`), then check that one digest never stands for two sizes.
    */
   finish(tocOffset: number): this {
+    for (const [i, e] of this.hardlinkEntries) if (e.linkName !== undefined) this.links.set(i, e.linkName)
+    this.hardlinkEntries.length = 0
     const c = this.owner.length
     for (const g of [this.type, this.mode, this.uid, this.gid, this.size, this.mtime, this.firstChunk, this.chunkCount, this.owner, this.chunkOff, this.compOff, this.digestKind, this.digests] as Array<Grow<Typed>>) g.trim()
     const sizes = new Float64Array(c)

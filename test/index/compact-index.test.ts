@@ -263,3 +263,24 @@ t.test('streaming build: a hostile or damaged TOC is a typed error; a wrong TOC 
   t.throws(() => compactFromTocJson(Buffer.from('{"version": 1, "entries": [{"name": "../x", "type": "reg"}]}'), footer, {}, sha256Digest(ok)), { code: 'ERR_TOC_DIGEST_MISMATCH' })
   t.throws(() => compactFromTocJson(Buffer.from('{"version": 1, "entries": [{"name": "../x", "type": "reg"}]}'), footer), { code: 'ERR_TOC_INVALID', rule: 'name-escape' })
 })
+
+t.test('streaming build: hardlink targets are cleaned like names ("./a", as bsdtar and ctr-remote write them)', async (t) => {
+  // Regression (CI run 2026-12-01): the validator cleans a hardlink's target in its finish(), after
+  // the columns had copied the raw "./…" target, so the link resolved to nothing and read empty.
+  const footer = { kind: 'estargz' as const, size: 51, tocOffset: 1000 }
+  const json = serializeToc([
+    { name: './data/', type: 'dir', mode: 0o755 },
+    { name: './data/hello.txt', type: 'reg', mode: 0o644, size: 30, offset: 10, chunkDigest: DIGEST(1) },
+    { name: './etc/hello.txt', type: 'hardlink', mode: 0o644, linkName: './data/hello.txt' },
+    { name: '/etc/abs.txt', type: 'hardlink', mode: 0o644, linkName: '/data/hello.txt' },
+  ])
+  const { index } = compactFromTocJson(json, footer)
+  const target = index.lookup('data/hello.txt')
+  for (const name of ['etc/hello.txt', 'etc/abs.txt']) {
+    const s = index.lookup(name)
+    t.ok(s >= 0, `${name} is in the index`)
+    t.equal(index.primary(s), target, `${name} is the same inode as its target`)
+    t.equal(index.size(s), 30, `${name} has its target's size`)
+    t.equal(index.chunks(name).length, 1, `${name} maps its target's chunk`)
+  }
+})
